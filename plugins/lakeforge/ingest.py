@@ -1,0 +1,227 @@
+"""Landing -> raw: copy one day's delivery of one table into the lake, whole or not at all.
+
+For a table and a date it takes every landing file of that date, checks each (``delivery``),
+drops byte-identical duplicates, and publishes the rest as ``raw/<table>/ds=YYYY-MM-DD/`` with a
+manifest (sha256, bytes, rows, source file name, ingested_at, DAG run id).
+
+- Idempotent: if the partition already holds exactly this content it is left untouched (the
+  manifest, its ``ingested_at`` included, does not change), so reruns and retries are no-ops.
+- A file delivered twice (same bytes, same or another name) adds nothing.
+- A bad file (empty, truncated, not CSV, another day's) is moved to
+  ``quarantine/<raw table>/ds=.../`` next to a ``.reason.json``, nothing is published for that
+  day, and ``DeliveryRejected`` names the file. The exporter's corrected redelivery is picked up
+  by the next run.
+- Snapshot (reference) tables land as dated snapshots; one identical to the previous snapshot is
+  not stored again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from lakeforge.delivery import CsvSummary, DeliveryRejected, inspect_delivery
+from lakeforge.lake import Lake
+from lakeforge.publish import (
+    PartitionFile,
+    content_sha256,
+    list_partitions,
+    partition_name,
+    publish_partition,
+    read_manifest,
+)
+from lakeforge.settings import get_settings
+from lakeforge.sources import Source, Table
+
+log = logging.getLogger(__name__)
+
+
+class NoDelivery(FileNotFoundError):
+    """The day's delivery of a required table is not in the landing area."""
+
+
+class RejectedDelivery(RuntimeError):
+    """One or more files of a day's delivery were quarantined; nothing was published."""
+
+    def __init__(self, table: str, ds: str, rejected: list[tuple[DeliveryRejected, str]]):
+        self.rejected = rejected
+        lines = [f"  - {r.name} ({r.kind}): {r.reason} -> quarantined at {where}" for r, where in rejected]
+        super().__init__(
+            f"delivery of {table} for {ds} rejected, nothing published:\n" + "\n".join(lines)
+        )
+
+
+@dataclass
+class IngestResult:
+    source: str
+    table: str
+    ds: str
+    status: str  # published | unchanged | skipped
+    uri: str
+    rows: int = 0
+    bytes: int = 0
+    files: list[str] = field(default_factory=list)
+    duplicates_ignored: list[str] = field(default_factory=list)
+    content_sha256: str | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def landing_for(source: Source, landing_root: str | None = None) -> Lake:
+    """The landing area of one source: ``<landing_root>/<source name>/``."""
+    root = (landing_root or get_settings().landing_root).rstrip("/")
+    return Lake(f"{root}/{source.name}")
+
+
+def delivered_files(landing: Lake, table: Table, ds: str) -> list[str]:
+    """Landing file names of a table for one date (complete files only, sorted)."""
+    return [n for n in landing.listdir(table.folder) if table.matches(n, ds)]
+
+
+def quarantine_file(
+    lake: Lake, landing: Lake, table_path: str, ds: str, name: str, data: bytes,
+    rejection: DeliveryRejected, run_id: str | None, src: str,
+) -> str:
+    """Move a rejected landing file into the lake's quarantine, with the reason beside it."""
+    folder = f"quarantine/{table_path}/{partition_name(ds)}"
+    target = f"{folder}/{name}"
+    if lake.exists(target):  # the same bad name delivered again: keep both
+        target = f"{folder}/{int(time.time() * 1000)}-{name}"
+    lake.write_bytes(target, data)
+    reason = {
+        "file": name,
+        "landing_uri": landing.uri(src),
+        "kind": rejection.kind,
+        "reason": rejection.reason,
+        "bytes": len(data),
+        "quarantined_at": _now(),
+        "dag_run_id": run_id,
+    }
+    lake.write_bytes(target + ".reason.json", json.dumps(reason, indent=2).encode())
+    landing.delete(src)  # only after the copy and its reason are safely in the lake
+    return lake.uri(target)
+
+
+def ingest_partition(
+    source: Source,
+    table_name: str,
+    ds: str,
+    *,
+    lake: Lake | None = None,
+    landing: Lake | None = None,
+    run_id: str | None = None,
+    force: bool = False,
+) -> IngestResult:
+    """Ingest one table's delivery for date ``ds`` (YYYY-MM-DD). See the module docstring."""
+    started = time.perf_counter()
+    table = source.table(table_name)
+    lake = lake or Lake()
+    landing = landing or landing_for(source)
+    table_path = source.raw_path(table.name)
+    partition = partition_name(ds)
+    result = IngestResult(source.name, table.name, ds, "skipped", lake.uri(table_path, partition))
+
+    names = delivered_files(landing, table, ds)
+    if not names:
+        if table.cadence == "snapshot":
+            result.seconds = time.perf_counter() - started
+            return result
+        raise NoDelivery(f"no delivery of {table.name} for {ds} at {landing.uri(table.glob(ds))}")
+
+    accepted: list[tuple[str, bytes, CsvSummary]] = []
+    rejected: list[tuple[DeliveryRejected, str]] = []
+    for name in names:
+        src = f"{table.folder}/{name}"
+        data = landing.read_bytes(src)
+        try:
+            summary = inspect_delivery(name, data, table, ds if table.cadence == "daily" else None)
+        except DeliveryRejected as bad:
+            where = quarantine_file(lake, landing, table_path, ds, name, data, bad, run_id, src)
+            log.error("quarantined %s: %s", name, bad)
+            rejected.append((bad, where))
+            continue
+        accepted.append((name, data, summary))
+    if rejected:
+        raise RejectedDelivery(table.name, ds, rejected)
+
+    unique: dict[str, tuple[str, bytes, CsvSummary]] = {}
+    for name, data, summary in accepted:
+        if summary.sha256 in unique:
+            result.duplicates_ignored.append(name)
+            log.warning("%s is byte-identical to %s: ignored", name, unique[summary.sha256][0])
+        else:
+            unique[summary.sha256] = (name, data, summary)
+    content = content_sha256(list(unique))
+
+    current = read_manifest(lake, table_path, partition)
+    same_as = None
+    if current and current["content_sha256"] == content:
+        same_as = current
+    elif table.cadence == "snapshot":
+        same_as = _previous_snapshot_if_same(lake, table_path, partition, content)
+    if same_as is not None and not force:
+        log.info("%s %s: content unchanged (%s), nothing to do", table.name, ds, same_as["partition"])
+        result.status = "unchanged"
+        result.uri = lake.uri(table_path, same_as["partition"])
+        _fill_from_manifest(result, same_as)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    files = [
+        PartitionFile(
+            name,
+            data,
+            {"rows": s.rows, "source_name": name, "ragged_rows": s.ragged_rows},
+        )
+        for name, data, s in unique.values()
+    ]
+    first = next(iter(unique.values()))[2]
+    manifest = publish_partition(
+        lake,
+        table_path,
+        partition,
+        files,
+        meta={
+            "source": source.name,
+            "layer": "raw",
+            "ds": ds,
+            "format": "csv",
+            "columns": list(first.columns),
+            "ingested_at": _now(),
+            "dag_run_id": run_id,
+            "duplicates_ignored": result.duplicates_ignored,
+        },
+    )
+    result.status = "published"
+    _fill_from_manifest(result, manifest)
+    result.seconds = time.perf_counter() - started
+    log.info(
+        "published %s: %d files, %d rows, %d bytes in %.2fs",
+        result.uri, len(files), result.rows, result.bytes, result.seconds,
+    )
+    return result
+
+
+def _previous_snapshot_if_same(lake: Lake, table_path: str, partition: str, content: str) -> dict | None:
+    earlier = [p for p in list_partitions(lake, table_path) if p < partition]
+    if not earlier:
+        return None
+    prev = read_manifest(lake, table_path, earlier[-1])
+    return prev if prev and prev["content_sha256"] == content else None
+
+
+def _fill_from_manifest(result: IngestResult, manifest: dict[str, Any]) -> None:
+    result.rows = manifest.get("rows", 0)
+    result.bytes = manifest["bytes"]
+    result.files = [f["name"] for f in manifest["files"]]
+    result.content_sha256 = manifest["content_sha256"]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,172 @@
+"""Lake I/O: every Python read and write of the lake goes through a ``pyarrow.fs`` filesystem.
+
+``resolve(uri)`` maps a lake URI to ``(filesystem, path)``:
+
+- ``file:///abs/path`` or a bare path -> ``pyarrow.fs.LocalFileSystem``
+- ``hdfs://host:port/path`` -> ``pyarrow.fs.HadoopFileSystem`` when libhdfs can be loaded (the
+  production image ships Hadoop's native client), otherwise the ``hdfs-native`` client (pure Rust,
+  no JVM) wrapped as ``pyarrow.fs.PyFileSystem(FSSpecHandler(...))``. Both speak the same
+  ``pyarrow.fs`` API, so callers never branch on the backend.
+
+``Lake`` is a small convenience over one root URI: paths are given relative to the root.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+from lakeforge.settings import get_settings
+from lakeforge.uris import join_uri, normalize_root
+
+log = logging.getLogger(__name__)
+
+# Reads and hashes stream in chunks this big: bounded memory for any file size.
+CHUNK = 8 * 1024 * 1024
+
+
+class LakeError(RuntimeError):
+    """A lake operation that cannot be done (bad URI, unreachable HDFS, a path in the way)."""
+
+
+def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and path within it for a lake URI."""
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.lower()
+    if scheme in ("", "file"):
+        path = parsed.path if scheme == "file" else uri
+        if scheme == "file" and parsed.netloc not in ("", "localhost"):
+            raise LakeError(f"file URIs must be local (file:///path), got {uri!r}")
+        return _local(), str(Path(path).expanduser().resolve())
+    if scheme == "hdfs":
+        if not parsed.hostname:
+            raise LakeError(f"hdfs URI needs a namenode host: {uri!r}")
+        fs = _hdfs(parsed.hostname, parsed.port or 8020, get_settings().hdfs_client)
+        return fs, parsed.path or "/"
+    raise LakeError(f"unsupported lake URI scheme {scheme!r} in {uri!r} (use file:// or hdfs://)")
+
+
+@functools.lru_cache(maxsize=1)
+def _local() -> pafs.FileSystem:
+    return pafs.LocalFileSystem()
+
+
+@functools.lru_cache(maxsize=16)
+def _hdfs(host: str, port: int, client: str) -> pafs.FileSystem:
+    if client in ("auto", "libhdfs"):
+        try:
+            fs = pafs.HadoopFileSystem(host, port)
+            log.info("HDFS %s:%s via libhdfs", host, port)
+            return fs
+        except OSError as exc:  # libhdfs.so or a JVM not found
+            if client == "libhdfs":
+                raise LakeError(f"LAKEFORGE_HDFS_CLIENT=libhdfs but libhdfs failed: {exc}") from exc
+            log.info("libhdfs not usable (%s); using hdfs-native for %s:%s", exc, host, port)
+    from hdfs_native.fsspec import HdfsFileSystem
+
+    return pafs.PyFileSystem(pafs.FSSpecHandler(HdfsFileSystem(host=host, port=port)))
+
+
+def backend_name(fs: pafs.FileSystem) -> str:
+    """A short name of the client behind a filesystem, for logs and benchmark results."""
+    if isinstance(fs, pafs.PyFileSystem):
+        return f"py:{type(fs.handler.fs).__module__.split('.')[0]}"
+    return fs.type_name
+
+
+@dataclass(frozen=True)
+class FileStat:
+    path: str
+    size: int
+
+
+class Lake:
+    """A lake rooted at one URI; all paths are relative to that root (``"raw/flights"``)."""
+
+    def __init__(self, root_uri: str | None = None):
+        self.root_uri = normalize_root(root_uri or get_settings().lake_root)
+        self.fs, self.root = resolve(self.root_uri)
+
+    def __repr__(self) -> str:
+        return f"Lake({self.root_uri!r})"
+
+    # -- names -------------------------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts) if parts else self.root
+
+    def uri(self, *parts: str) -> str:
+        """The full URI of a lake path (what Spark and Airflow assets are given)."""
+        return join_uri(self.root_uri, *parts)
+
+    # -- queries -----------------------------------------------------------------------------
+    def exists(self, rel: str) -> bool:
+        return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
+
+    def is_dir(self, rel: str) -> bool:
+        return self.fs.get_file_info(self.path(rel)).type == pafs.FileType.Directory
+
+    def listdir(self, rel: str) -> list[str]:
+        """Names directly under a directory (sorted); empty if it does not exist."""
+        info = self.fs.get_file_info(pafs.FileSelector(self.path(rel), allow_not_found=True))
+        return sorted(posixpath.basename(i.path.rstrip("/")) for i in info)
+
+    def files(self, rel: str) -> list[FileStat]:
+        """Every file below a directory, recursively, with sizes (sorted by path)."""
+        base = self.path(rel)
+        infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+        out = [
+            FileStat(posixpath.relpath(i.path, base), i.size)
+            for i in infos
+            if i.type == pafs.FileType.File
+        ]
+        return sorted(out, key=lambda f: f.path)
+
+    # -- bytes -------------------------------------------------------------------------------
+    def read_bytes(self, rel: str) -> bytes:
+        with self.fs.open_input_stream(self.path(rel)) as f:
+            return f.read()
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write a whole file (parents created). Not atomic on its own: see lakeforge.publish."""
+        target = self.path(rel)
+        self.fs.create_dir(posixpath.dirname(target), recursive=True)
+        with self.fs.open_output_stream(target) as f:
+            f.write(data)
+
+    def sha256(self, rel: str) -> str:
+        digest = hashlib.sha256()
+        with self.fs.open_input_stream(self.path(rel)) as f:
+            while chunk := f.read(CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    # -- structure ---------------------------------------------------------------------------
+    def makedirs(self, rel: str) -> None:
+        self.fs.create_dir(self.path(rel), recursive=True)
+
+    def move(self, src: str, dst: str) -> None:
+        """Rename ``src`` to ``dst``; refuses to replace anything at ``dst``.
+
+        A directory rename is one metadata operation on HDFS and on a local disk, which is what
+        makes publishing atomic. Local ``rename(2)`` would silently replace an empty directory,
+        HDFS refuses: check first so both backends behave the same.
+        """
+        if self.exists(dst):
+            raise LakeError(f"cannot move {src} -> {dst}: target exists")
+        self.fs.create_dir(posixpath.dirname(self.path(dst)), recursive=True)
+        self.fs.move(self.path(src), self.path(dst))
+
+    def delete(self, rel: str) -> None:
+        """Delete a file or a directory tree; nothing to delete is fine."""
+        info = self.fs.get_file_info(self.path(rel))
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(self.path(rel))
+        elif info.type == pafs.FileType.File:
+            self.fs.delete_file(self.path(rel))

@@ -1,0 +1,1 @@
+"""Pipeline folders: one sub-package per upstream source, each declaring ``SOURCE``."""

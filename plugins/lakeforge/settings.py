@@ -1,0 +1,143 @@
+"""The one place for lakeforge configuration.
+
+Every value comes from an environment variable with an embedded default, so one machine runs with
+no configuration at all (a file lake and SQLite under ``.lakeforge/``) and a cluster changes only
+environment variables (``hdfs://`` lake, ``spark://`` master, Postgres, an MLflow server).
+
+Settings are read when asked for (``get_settings()``), never cached at import, so a DAG file, a
+Spark job and a test all see the environment they run in.
+
+``python -m lakeforge.settings`` prints the effective values.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Mapping
+
+# plugins/lakeforge/settings.py -> the checkout root (editable install / Airflow plugins folder).
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its environment variable, how its default is derived, and what it is for."""
+
+    env: str
+    default: str
+    help: str
+
+
+# The defaults may name other settings in braces ({home}); they are filled in order.
+OPTIONS: dict[str, Option] = {
+    "home": Option(
+        "LAKEFORGE_HOME", str(PROJECT_ROOT / ".lakeforge"),
+        "Working directory for embedded mode: lake, landing, SQLite databases, Airflow home.",
+    ),
+    "lake_root": Option(
+        "LAKEFORGE_LAKE_ROOT", "file://{home}/lake",
+        "Root URI of the lake: `file:///...` or a bare path (local), `hdfs://host:port/path` (HDFS).",
+    ),
+    "landing_root": Option(
+        "LAKEFORGE_LANDING_ROOT", "file://{home}/landing",
+        "Where upstream systems drop their deliveries (any URI the lake understands).",
+    ),
+    "spark_master": Option(
+        "LAKEFORGE_SPARK_MASTER", "local[*]",
+        "Spark master for jobs: `local[*]` or `spark://host:7077`.",
+    ),
+    "mlflow_tracking_uri": Option(
+        "MLFLOW_TRACKING_URI", "sqlite:///{home}/mlflow.db",
+        "MLflow tracking/registry URI: SQLite by default, `http://mlflow:5000` for a server.",
+    ),
+    "mlflow_artifact_root": Option(
+        "LAKEFORGE_MLFLOW_ARTIFACT_ROOT", "file://{home}/mlartifacts",
+        "Artifact location for new MLflow experiments (pinned, never `<cwd>/mlruns`).",
+    ),
+    "airflow_home": Option(
+        "AIRFLOW_HOME", "{home}/airflow",
+        "Airflow home (config, SQLite metadata DB and logs in embedded mode).",
+    ),
+    "dags_folder": Option(
+        "LAKEFORGE_DAGS_FOLDER", str(PROJECT_ROOT / "dags"),
+        "Folder with the DAG definitions Airflow parses.",
+    ),
+    "hdfs_client": Option(
+        "LAKEFORGE_HDFS_CLIENT", "auto",
+        "HDFS client for Python I/O: `auto` (libhdfs if present, else hdfs-native), `libhdfs`, `native`.",
+    ),
+    "sensor_poke_seconds": Option(
+        "LAKEFORGE_SENSOR_POKE_SECONDS", "300",
+        "How often a delivery sensor looks for the day's drop (reschedule mode: no worker slot held).",
+    ),
+    "sensor_timeout_seconds": Option(
+        "LAKEFORGE_SENSOR_TIMEOUT_SECONDS", "86400",
+        "How long a delivery sensor waits for a day's drop before the task fails.",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    lake_root: str
+    landing_root: str
+    spark_master: str
+    mlflow_tracking_uri: str
+    mlflow_artifact_root: str
+    airflow_home: Path
+    dags_folder: Path
+    hdfs_client: str
+    sensor_poke_seconds: int
+    sensor_timeout_seconds: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        raw: dict[str, str] = {}
+        for name, opt in OPTIONS.items():
+            value = env.get(opt.env)
+            raw[name] = value if value not in (None, "") else opt.default.format(**raw)
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            text = raw[f.name]
+            if f.type in ("Path",):
+                values[f.name] = Path(text).expanduser().resolve()
+            elif f.type in ("int",):
+                try:
+                    values[f.name] = int(text)
+                except ValueError:
+                    raise ValueError(f"{OPTIONS[f.name].env} must be an integer, got {text!r}") from None
+            else:
+                values[f.name] = text
+        if values["hdfs_client"] not in ("auto", "libhdfs", "native"):
+            raise ValueError(
+                f"LAKEFORGE_HDFS_CLIENT must be auto, libhdfs or native, got {values['hdfs_client']!r}"
+            )
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def get_settings() -> Settings:
+    """The effective settings, read from the environment now."""
+    return Settings.from_env()
+
+
+def markdown_table() -> str:
+    """The README table of settings, generated from OPTIONS so docs cannot drift."""
+    rows = ["| Variable | Default | What it is for |", "|---|---|---|"]
+    for opt in OPTIONS.values():
+        default = opt.default.replace(str(PROJECT_ROOT), "<checkout>")
+        rows.append(f"| `{opt.env}` | `{default}` | {opt.help} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    s = get_settings()
+    for f in fields(s):
+        print(f"{OPTIONS[f.name].env:32} {getattr(s, f.name)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+import hashlib
+import json
+
+import pytest
+
+from lakeforge.lake import Lake
+from lakeforge.publish import (
+    MANIFEST,
+    STAGING,
+    TRASH,
+    PartitionFile,
+    list_partitions,
+    new_staging,
+    publish_partition,
+    read_manifest,
+    recover,
+)
+
+T, P = "raw/t", "ds=2013-01-01"
+
+
+def _publish(lake, payload: bytes, **meta):
+    return publish_partition(lake, T, P, [PartitionFile("a.csv", payload, {"rows": 1})], meta)
+
+
+def test_publish_writes_files_and_manifest(lake: Lake):
+    m = _publish(lake, b"h\n1\n", ingested_at="t0")
+    assert lake.read_bytes(f"{T}/{P}/a.csv") == b"h\n1\n"
+    on_disk = json.loads(lake.read_bytes(f"{T}/{P}/{MANIFEST}"))
+    assert on_disk == m
+    assert m["files"][0]["bytes"] == 4 and m["rows"] == 1 and m["ingested_at"] == "t0"
+    assert m["files"][0]["sha256"] == hashlib.sha256(b"h\n1\n").hexdigest()
+    assert list_partitions(lake, T) == [P]
+    # Nothing left over in staging or trash.
+    assert lake.listdir(f"{T}/{STAGING}") == [] and lake.listdir(f"{T}/{TRASH}") == []
+
+
+def test_republish_replaces_whole_partition(lake: Lake):
+    publish_partition(lake, T, P, [PartitionFile("a.csv", b"1"), PartitionFile("b.csv", b"2")])
+    _publish(lake, b"3")
+    assert sorted(f.path for f in lake.files(f"{T}/{P}")) == [MANIFEST, "a.csv"]
+    assert read_manifest(lake, T, P)["files"][0]["sha256"] == hashlib.sha256(b"3").hexdigest()
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def test_failed_write_leaves_previous_version(lake: Lake, monkeypatch):
+    _publish(lake, b"old\n")
+    before = read_manifest(lake, T, P)
+    real_write = Lake.write_bytes
+
+    def failing_write(self, rel, data):
+        if rel.endswith("b.csv"):
+            raise Boom("disk full")
+        return real_write(self, rel, data)
+
+    monkeypatch.setattr(Lake, "write_bytes", failing_write)
+    with pytest.raises(Boom):
+        publish_partition(lake, T, P, [PartitionFile("a.csv", b"new\n"), PartitionFile("b.csv", b"x")])
+    monkeypatch.undo()
+    assert read_manifest(lake, T, P) == before
+    assert lake.read_bytes(f"{T}/{P}/a.csv") == b"old\n"
+    assert lake.listdir(f"{T}/{STAGING}") == []
+
+
+def test_failed_swap_rolls_back(lake: Lake, monkeypatch):
+    _publish(lake, b"old\n")
+    real_move = Lake.move
+
+    def failing_move(self, src, dst):
+        if STAGING in src:
+            raise Boom("namenode went away")
+        return real_move(self, src, dst)
+
+    monkeypatch.setattr(Lake, "move", failing_move)
+    with pytest.raises(Boom):
+        _publish(lake, b"new\n")
+    monkeypatch.undo()
+    assert lake.read_bytes(f"{T}/{P}/a.csv") == b"old\n"
+
+
+def test_crash_between_renames_is_recovered(lake: Lake):
+    """A writer killed after moving the old version to trash: the next publish restores it first."""
+    _publish(lake, b"old\n")
+    lake.move(f"{T}/{P}", f"{T}/{TRASH}/{P}.1-dead")  # what the dead writer got done
+    staging = new_staging(lake, T, P)  # any next writer starts with recovery
+    assert lake.read_bytes(f"{T}/{P}/a.csv") == b"old\n"
+    assert lake.listdir(f"{T}/{TRASH}") == []
+    lake.delete(staging)
+
+
+def test_stale_staging_is_invisible_and_cleaned(lake: Lake):
+    _publish(lake, b"v1\n")
+    lake.write_bytes(f"{T}/{STAGING}/{P}.0-dead/a.csv", b"half")  # a writer died mid-write
+    assert list_partitions(lake, T) == [P]
+    assert recover(lake, T, P) is False
+    assert lake.listdir(f"{T}/{STAGING}") == []
+
+
+def test_rejects_bad_file_names(lake: Lake):
+    with pytest.raises(ValueError, match="unique"):
+        publish_partition(lake, T, P, [PartitionFile("a", b""), PartitionFile("a", b"")])
+    with pytest.raises(ValueError):
+        publish_partition(lake, T, P, [PartitionFile(MANIFEST, b"{}")])

@@ -1,0 +1,47 @@
+from pathlib import Path
+
+import pytest
+
+from lakeforge.settings import OPTIONS, PROJECT_ROOT, Settings, markdown_table
+
+
+def test_embedded_defaults_live_under_home():
+    s = Settings.from_env({})
+    home = PROJECT_ROOT / ".lakeforge"
+    assert s.home == home
+    assert s.lake_root == f"file://{home}/lake"
+    assert s.landing_root == f"file://{home}/landing"
+    assert s.spark_master == "local[*]"
+    assert s.mlflow_tracking_uri == f"sqlite:///{home}/mlflow.db"
+    assert s.airflow_home == home / "airflow"
+    assert s.dags_folder == PROJECT_ROOT / "dags"
+
+
+def test_cluster_mode_is_only_environment():
+    env = {
+        "LAKEFORGE_HOME": "/srv/lf",
+        "LAKEFORGE_LAKE_ROOT": "hdfs://namenode:8020/lake",
+        "LAKEFORGE_SPARK_MASTER": "spark://master:7077",
+        "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+    }
+    s = Settings.from_env(env)
+    assert s.lake_root == "hdfs://namenode:8020/lake"
+    assert s.spark_master == "spark://master:7077"
+    assert s.mlflow_tracking_uri == "http://mlflow:5000"
+    # Derived defaults follow the home that was set.
+    assert s.landing_root == "file:///srv/lf/landing"
+    assert s.airflow_home == Path("/srv/lf/airflow")
+
+
+def test_bad_values_are_named():
+    with pytest.raises(ValueError, match="LAKEFORGE_SENSOR_TIMEOUT_SECONDS"):
+        Settings.from_env({"LAKEFORGE_SENSOR_TIMEOUT_SECONDS": "a day"})
+    with pytest.raises(ValueError, match="LAKEFORGE_HDFS_CLIENT"):
+        Settings.from_env({"LAKEFORGE_HDFS_CLIENT": "webhdfs"})
+
+
+def test_readme_lists_every_setting():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert markdown_table() in readme, "README settings table is stale: paste `markdown_table()`"
+    for opt in OPTIONS.values():
+        assert opt.env in readme
