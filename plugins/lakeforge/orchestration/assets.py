@@ -1,22 +1,20 @@
 """Airflow Assets for lake tables, so downstream DAGs schedule on data, not on clocks.
 
-One asset per table and layer; its URI is the table's real location in the lake (file:// or
-hdfs://), its name is stable across environments (``nycflights.raw.flights``), which is what
-downstream DAGs refer to.
+One asset per source, layer and table. Its URI is a logical name (``lakeforge://nycflights/raw/
+flights``), not the physical location: the lake root is a setting (file:// on a laptop, hdfs://
+on a cluster) and may differ between the DAG processor and a test or a worker, while an asset's
+identity must not. Each asset event carries the physical partition URI in its ``extra``.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import Asset
 
-from lakeforge.settings import get_settings
-from lakeforge.uris import join_uri
-
 
 def lake_asset(source_name: str, layer: str, table: str) -> Asset:
     return Asset(
         name=f"{source_name}.{layer}.{table}",
-        uri=join_uri(get_settings().lake_root, layer, table),
+        uri=f"lakeforge://{source_name}/{layer}/{table}",
         group="lakeforge",
     )
 
