@@ -40,7 +40,7 @@ def session_home() -> Path:
 
 @pytest.fixture(scope="session")
 def hdfs(session_home):
-    """A real single-node HDFS for the whole session (started on first use)."""
+    """A real HDFS (NameNode + 2 DataNodes) for the whole session (started on first use)."""
     cluster = MiniHdfs(session_home / "hdfs")
     cluster.start()
     print(f"\nHDFS {cluster.uri} started in {cluster.startup_seconds:.1f}s")

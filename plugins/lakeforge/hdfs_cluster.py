@@ -1,4 +1,4 @@
-"""A real single-node HDFS (NameNode + DataNode) on 127.0.0.1, for tests, benchmarks and demos.
+"""A real HDFS (one NameNode, two DataNodes, one JVM) on 127.0.0.1, for tests, benchmarks and demos.
 
 It runs Hadoop's own ``MiniDFSCluster`` from the jars that ``make hdfs-jars`` resolves with Maven
 (``tools/hdfs-mini``): the same NameNode and DataNode code as a production cluster, without a

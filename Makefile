@@ -1,0 +1,61 @@
+# lakeforge: `make demo` and `make test` do all set-up on a fresh machine (Python 3.11, Java 17).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+HDFS_MODULE := tools/hdfs-mini
+HDFS_CLASSPATH := $(HDFS_MODULE)/target/classpath.txt
+HDFS_SOURCES := $(HDFS_MODULE)/pom.xml $(shell find $(HDFS_MODULE)/src -type f 2>/dev/null)
+
+.PHONY: help system install hdfs-jars test demo demo-hdfs bench lock settings airflow-env clean
+
+help:
+	@echo "make demo       deliver January 2013 and ingest it through Airflow into the local lake"
+	@echo "make demo-hdfs  the same into a real HDFS started for the run"
+	@echo "make test       install everything the tests need and run them (HDFS included)"
+	@echo "make bench      benchmarks -> bench/results/*.json"
+	@echo "make lock       re-resolve requirements.in into the pinned requirements.txt"
+
+system:
+	@tools/bootstrap-system.sh
+
+# The venv is rebuilt from the lock whenever the lock changes: what CI tested is what installs.
+$(VENV)/.installed: requirements.txt pyproject.toml | system
+	$(PYTHON) -m venv --clear $(VENV)
+	$(VENV)/bin/pip install -q "uv==$$(sed -n 's/^uv==//p' requirements.txt)"
+	$(UV) pip sync -q --python $(PY) requirements.txt
+	$(UV) pip install -q --python $(PY) --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+$(HDFS_CLASSPATH): $(HDFS_SOURCES) | system
+	mvn -q -B -f $(HDFS_MODULE)/pom.xml package dependency:build-classpath -Dmdep.outputFile=target/classpath.txt
+
+hdfs-jars: $(HDFS_CLASSPATH)
+
+test: install hdfs-jars
+	$(PY) -m pytest
+
+demo: install
+	$(PY) -m lakeforge.demo --start 2013-01-01 --end 2013-01-31
+
+demo-hdfs: install hdfs-jars
+	$(PY) -m lakeforge.demo --start 2013-01-01 --end 2013-01-31 --hdfs
+
+bench: install hdfs-jars
+	$(PY) -m bench.ingest_throughput
+
+lock: install
+	$(UV) pip compile -q --python-version 3.11 requirements.in -o requirements.txt
+
+settings: install
+	@$(PY) -m lakeforge.settings
+
+# Export Airflow's embedded-mode configuration into a shell: eval "$$(make -s airflow-env)"
+airflow-env: install
+	@$(PY) -m lakeforge.orchestration.airflow_env
+
+clean:
+	rm -rf $(VENV) $(HDFS_MODULE)/target .lakeforge

@@ -1,0 +1,61 @@
+"""Static checks of docker/ (no Docker engine here): secure by default and consistent with settings."""
+
+import re
+import subprocess
+
+import yaml
+
+from lakeforge.settings import OPTIONS, PROJECT_ROOT
+
+DOCKER = PROJECT_ROOT / "docker"
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN|_KEY$")
+REQUIRED_VAR = re.compile(r"\$\{[A-Z_]+:\?[^}]*\}")
+
+
+def compose() -> dict:
+    return yaml.safe_load((DOCKER / "compose.yaml").read_text())
+
+
+def _envs(spec: dict) -> dict:
+    env = spec.get("environment") or {}
+    return env if isinstance(env, dict) else dict(e.split("=", 1) for e in env)
+
+
+def test_secrets_are_required_from_the_environment():
+    stack = compose()
+    for name, spec in stack["services"].items():
+        for key, value in _envs(spec).items():
+            if SECRET_NAME.search(key) or "PASSWORD" in str(value).upper() and "://" in str(value):
+                assert REQUIRED_VAR.search(str(value)), f"{name}.{key} has a literal secret: {value!r}"
+        for part in spec.get("command") or []:
+            if "://" in str(part) and "@" in str(part):  # credentials inside a URI
+                assert REQUIRED_VAR.search(str(part)), f"{name} command embeds credentials: {part}"
+    example = (DOCKER / ".env.example").read_text()
+    for line in example.splitlines():
+        if "=" in line and not line.startswith("#") and SECRET_NAME.search(line.split("=")[0]):
+            assert line.split("=", 1)[1] == "", f".env.example ships a secret value: {line}"
+
+
+def test_published_ports_are_loopback_only():
+    for name, spec in compose()["services"].items():
+        for port in spec.get("ports") or []:
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on all interfaces"
+
+
+def test_cluster_mode_is_only_settings():
+    env = compose()["x-lakeforge-env"]
+    known = {o.env for o in OPTIONS.values()}
+    lakeforge_vars = {k for k in env if k.startswith("LAKEFORGE_")}
+    assert lakeforge_vars <= known, lakeforge_vars - known
+    assert env["LAKEFORGE_LAKE_ROOT"].startswith("hdfs://")
+    assert env["LAKEFORGE_SPARK_MASTER"].startswith("spark://")
+    assert env["MLFLOW_TRACKING_URI"].startswith("http://")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
+
+
+def test_images_install_the_lock_and_scripts_parse():
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    assert "uv pip sync" in dockerfile and "requirements.txt" in dockerfile
+    assert "tools/hdfs-mini/pom.xml" in (DOCKER / "hadoop" / "Dockerfile").read_text()
+    for script in DOCKER.rglob("*.sh"):
+        assert subprocess.run(["bash", "-n", str(script)]).returncode == 0, script
