@@ -79,3 +79,14 @@ def airflow_db(session_home):
     proc = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"airflow db migrate failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session for the transform tests (a JVM start costs ~15 s here)."""
+    from lakeforge.spark import session
+
+    os.environ["LAKEFORGE_SPARK_SHUFFLE_PARTITIONS"] = "2"
+    spark = session("lakeforge-tests", master="local[2]")
+    yield spark
+    spark.stop()

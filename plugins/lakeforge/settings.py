@@ -48,6 +48,14 @@ OPTIONS: dict[str, Option] = {
         "LAKEFORGE_SPARK_MASTER", "local[*]",
         "Spark master for jobs: `local[*]` or `spark://host:7077`.",
     ),
+    "spark_shuffle_partitions": Option(
+        "LAKEFORGE_SPARK_SHUFFLE_PARTITIONS", "8",
+        "spark.sql.shuffle.partitions for lakeforge jobs (Spark's 200 is far too many for daily data).",
+    ),
+    "spark_driver_memory": Option(
+        "LAKEFORGE_SPARK_DRIVER_MEMORY", "2g",
+        "Driver memory for Spark jobs (local mode runs the executors in the driver).",
+    ),
     "mlflow_tracking_uri": Option(
         "MLFLOW_TRACKING_URI", "sqlite:///{home}/mlflow.db",
         "MLflow tracking/registry URI: SQLite by default, `http://mlflow:5000` for a server.",
@@ -85,6 +93,8 @@ class Settings:
     lake_root: str
     landing_root: str
     spark_master: str
+    spark_shuffle_partitions: int
+    spark_driver_memory: str
     mlflow_tracking_uri: str
     mlflow_artifact_root: str
     airflow_home: Path

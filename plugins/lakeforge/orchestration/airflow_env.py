@@ -11,9 +11,11 @@ default). Anything already set in the environment wins.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shlex
+import sys
 from pathlib import Path
 
 from lakeforge.settings import PROJECT_ROOT, Settings, get_settings
@@ -29,6 +31,14 @@ def _jwt_secret(airflow_home: Path) -> str:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(64))
     return path.read_text().strip()
+
+
+def spark_connection(master: str) -> str:
+    """AIRFLOW_CONN_SPARK_DEFAULT for a master. A missing or malformed connection makes the Spark
+    provider silently fall back to YARN, so it is always set explicitly."""
+    if master.startswith("spark://"):
+        return master
+    return json.dumps({"conn_type": "spark", "host": master})
 
 
 def airflow_environ(settings: Settings | None = None, env: dict[str, str] | None = None) -> dict[str, str]:
@@ -52,8 +62,15 @@ def airflow_environ(settings: Settings | None = None, env: dict[str, str] | None
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW_CONN_SPARK_DEFAULT": spark_connection(settings.spark_master),
+        "SPARK_LOCAL_IP": "127.0.0.1",
     }
     out = {k: v for k, v in wanted.items() if not env.get(k)}
+    # SparkSubmitOperator finds spark-submit on PATH only: put this venv's bin first.
+    bin_dir = str(Path(sys.executable).parent)
+    path = env.get("PATH", "")
+    if bin_dir not in path.split(os.pathsep):
+        out["PATH"] = os.pathsep.join([bin_dir, path]) if path else bin_dir
     if not env.get("AIRFLOW__API_AUTH__JWT_SECRET"):
         out["AIRFLOW__API_AUTH__JWT_SECRET"] = _jwt_secret(home)
     return out

@@ -1,0 +1,32 @@
+"""transform_flights (airflow dag): raw -> clean -> features for nycflights, data-aware, on Spark."""
+
+import pendulum
+
+from lakeforge.orchestration.transform_dag import build_spark_transform_dag
+
+DOC = """
+### transform_flights: raw -> clean -> features
+
+Runs when both `nycflights.raw.flights` and `nycflights.raw.weather` have new partitions and
+processes exactly those dates in ONE Spark application (`spark_jobs/transform_flights.py`):
+
+- `clean/flights`, `clean/weather`: explicit schemas, typed, departure/arrival times in local time
+  and UTC, cancelled/diverted marked; malformed rows go to `quarantine/<table>/ds=.../` with the raw
+  line and a reason (clean + quarantined = raw, checked per partition).
+- `features/flights`: the pre-departure features (`spark_jobs/features.py`) and the label
+  (`arr_delay > 15`; cancelled and diverted flights count as delayed).
+
+Manual reprocessing: trigger with `start` and `end` (YYYY-MM-DD): the whole range in one app.
+Only the partitions of the processed dates are replaced, each atomically with a manifest.
+The Spark master comes from the `spark_default` connection (`LAKEFORGE_SPARK_MASTER`).
+"""
+
+dag = build_spark_transform_dag(
+    dag_id="transform_flights",
+    source_name="nycflights",
+    inputs=["flights", "weather"],
+    outputs=[("clean", "flights"), ("clean", "weather"), ("features", "flights")],
+    application="spark_jobs/transform_flights.py",
+    start_date=pendulum.datetime(2013, 1, 1, tz="UTC"),
+    doc_md=DOC,
+)

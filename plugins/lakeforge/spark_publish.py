@@ -1,0 +1,62 @@
+"""Publish what a Spark job wrote, partition by partition, through lakeforge's atomic swap.
+
+A job writes its whole output once, partitioned by ``ds``, into ``<table>/_staging/run-<token>/``
+(one Spark write, one pass). Each ``ds=...`` directory is then swapped into place with a manifest
+(``lakeforge.publish``): partitions outside the run's dates are never touched, a run killed
+midway leaves every partition either old or new, and readers never see a half-written one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Iterable
+
+import pyarrow.parquet as pq
+
+from lakeforge.lake import Lake
+from lakeforge.publish import STAGING, partition_name, publish_staged, recover
+
+
+def new_run_staging(lake: Lake, table: str) -> str:
+    """A fresh staging folder for one job's write of a table; stale ones of dead runs go first.
+
+    One transform application per table at a time is assumed (its DAG has max_active_runs=1).
+    """
+    for name in lake.listdir(f"{table}/{STAGING}"):
+        if name.startswith("run-"):
+            lake.delete(f"{table}/{STAGING}/{name}")
+    return f"{table}/{STAGING}/run-{uuid.uuid4().hex[:12]}"
+
+
+def parquet_rows(lake: Lake, rel: str) -> int:
+    with lake.fs.open_input_file(lake.path(rel)) as f:
+        return pq.read_metadata(f).num_rows
+
+
+def publish_written_partitions(
+    lake: Lake,
+    table: str,
+    run_staging: str,
+    dates: Iterable[str],
+    meta: dict[str, Any] | None = None,
+    meta_by_ds: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Swap each ``ds`` the job was asked for into place (an empty one if it wrote no rows)."""
+    manifests = {}
+    for ds in dates:
+        partition = partition_name(ds)
+        recover(lake, table, partition)
+        written = f"{run_staging}/{partition}"
+        if not lake.exists(written):
+            lake.makedirs(written)  # every row of the day was quarantined: publish it empty
+        staged = f"{table}/{STAGING}/{partition}.{uuid.uuid4().hex[:12]}"
+        lake.move(written, staged)
+        files = [f.path for f in lake.files(staged)]
+        file_meta = {name: {"rows": parquet_rows(lake, f"{staged}/{name}")} for name in files}
+        manifests[ds] = publish_staged(
+            lake, table, partition, staged,
+            meta={"ds": ds, "format": "parquet", **(meta or {}), **((meta_by_ds or {}).get(ds, {}))},
+            file_meta=file_meta,
+        )
+    lake.delete(run_staging)
+    return manifests

@@ -1,0 +1,208 @@
+"""raw -> clean: pure DataFrame transforms for the nycflights tables.
+
+Raw partitions are read as text lines (``value``, ``ds``) so a malformed row can be quarantined
+with its exact raw line. ``parse_delimited`` splits and types every field with ``try_cast`` (no
+inference, no Python UDFs) and attaches the first reason a row is unusable; rules of the domain
+add more reasons. ``split_good_bad`` then gives the typed good rows and the quarantine rows
+(``raw_line``, ``reason``, ``ds``): good + quarantined = input, row for row.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from spark_jobs.schemas import FLIGHTS_RAW, ORIGIN_TZ, ORIGINS, WEATHER_RAW
+
+NULL_TOKENS = ("NA", "")
+MAX_DELAY_MINUTES = 48 * 60
+
+Rule = tuple[Column, Column]  # (row is bad, reason text)
+
+
+def drop_header_lines(lines: DataFrame, columns: Iterable[str]) -> DataFrame:
+    return lines.where(F.col("value") != ",".join(columns))
+
+
+def parse_delimited(lines: DataFrame, schema: Mapping[str, T.DataType], rules: Iterable[Rule] = ()) -> DataFrame:
+    """``value, ds`` lines -> ``raw_line, ds, <typed columns>, reason`` (reason null = good row)."""
+    fields = F.split(F.col("value"), ",", -1)
+    width = len(schema)
+    # get() is null past the end of a short row (indexing would fail the job under ANSI mode).
+    raw = {
+        name: F.when(F.get(fields, i).isin(*NULL_TOKENS), F.lit(None)).otherwise(F.get(fields, i))
+        for i, name in enumerate(schema)
+    }
+    parsed = lines.select(
+        F.col("value").alias("raw_line"),
+        F.col("ds"),
+        F.size(fields).alias("_width"),
+        *(raw[name].alias(f"_raw_{name}") for name in schema),
+    ).select(
+        "raw_line", "ds", "_width",
+        *(F.col(f"_raw_{name}") for name in schema),
+        *(F.col(f"_raw_{name}").try_cast(dtype).alias(name) for name, dtype in schema.items()),
+    )
+    checks: list[Rule] = [
+        (F.col("_width") != width, F.format_string(f"field_count: expected {width}, got %d", F.col("_width"))),
+    ]
+    checks += [
+        (F.col(f"_raw_{name}").isNotNull() & F.col(name).isNull(),
+         F.format_string(f"unparsable {name}: '%s'", F.col(f"_raw_{name}")))
+        for name in schema
+    ]
+    checks += list(rules)
+    reason = F.lit(None).cast("string")
+    for bad, text in reversed(checks):  # first failing check wins
+        reason = F.when(bad, text).otherwise(reason)
+    return parsed.select("raw_line", "ds", *schema, reason.alias("reason"))
+
+
+def split_good_bad(parsed: DataFrame, good_columns: Iterable[str]) -> tuple[DataFrame, DataFrame]:
+    good = parsed.where(F.col("reason").isNull()).select(*good_columns, "ds")
+    bad = parsed.where(F.col("reason").isNotNull()).select("raw_line", "reason", "ds")
+    return good, bad
+
+
+def _dated_in_partition() -> Rule:
+    dated = F.format_string("%04d-%02d-%02d", F.col("year"), F.col("month"), F.col("day"))
+    return (dated != F.col("ds"), F.format_string("row dated %s in partition %s", dated, F.col("ds")))
+
+
+def _outside(name: str, low: float, high: float, nullable: bool = True) -> Rule:
+    value = F.col(name)
+    bad = (value < low) | (value > high)
+    if not nullable:
+        bad = value.isNull() | bad
+    return bad, F.format_string(f"impossible {name}: %s (allowed {low}..{high})", value.cast("string"))
+
+
+def _bad_clock(name: str, nullable: bool = True) -> Rule:
+    """hhmm clock times: 1..2400 (2400 is midnight at the end of the day), minutes < 60."""
+    value = F.col(name)
+    bad = (value < 0) | (value > 2400) | (value % 100 > 59)
+    if not nullable:
+        bad = value.isNull() | bad
+    return bad, F.format_string(f"impossible {name}: %s", value.cast("string"))
+
+
+def flight_rules() -> list[Rule]:
+    """Domain rules for flights (built on call: Column objects need an active session)."""
+    return [
+        _dated_in_partition(),
+        (~F.col("origin").isin(*ORIGINS) | F.col("origin").isNull(),
+         F.format_string("unknown origin: %s", F.col("origin"))),
+        (F.col("carrier").isNull() | F.col("flight").isNull() | F.col("dest").isNull(),
+         F.lit("missing carrier, flight or dest")),
+        _bad_clock("sched_dep_time", nullable=False),
+        _bad_clock("sched_arr_time", nullable=False),
+        _bad_clock("dep_time"),
+        _bad_clock("arr_time"),
+        _outside("dep_delay", -MAX_DELAY_MINUTES, MAX_DELAY_MINUTES),
+        _outside("arr_delay", -MAX_DELAY_MINUTES, MAX_DELAY_MINUTES),
+        _outside("air_time", 1, 1500),
+        _outside("distance", 1, 6000, nullable=False),
+    ]
+
+
+def weather_rules() -> list[Rule]:
+    return [
+        _dated_in_partition(),
+        (~F.col("origin").isin(*ORIGINS) | F.col("origin").isNull(),
+         F.format_string("unknown origin: %s", F.col("origin"))),
+        _outside("hour", 0, 23, nullable=False),
+        _outside("temp", -60, 140),
+        _outside("dewp", -80, 100),
+        _outside("humid", 0, 100),
+        _outside("wind_dir", 0, 360),
+        _outside("wind_speed", 0, 150),  # the real 2013 data has a 1048 mph reading: quarantined
+        _outside("wind_gust", 0, 200),
+        _outside("precip", 0, 10),
+        _outside("pressure", 900, 1100),
+        _outside("visib", 0, 100),
+    ]
+
+
+CLEAN_FLIGHTS_COLUMNS = [
+    "flight_key", "year", "month", "day", "carrier", "flight", "tailnum", "origin", "dest",
+    "distance", "sched_dep_time", "sched_arr_time", "dep_time", "arr_time", "dep_delay",
+    "arr_delay", "air_time", "sched_dep_local", "sched_dep_utc", "dep_local", "dep_utc",
+    "sched_arr_local", "sched_arr_utc", "arr_local", "arr_utc", "cancelled", "diverted",
+]
+CLEAN_WEATHER_COLUMNS = [
+    "origin", "year", "month", "day", "hour", "time_hour", "temp", "dewp", "humid", "wind_dir",
+    "wind_speed", "wind_gust", "precip", "pressure", "visib",
+]
+
+
+def _plus_minutes(ts: Column, minutes: Column) -> Column:
+    return F.timestamp_seconds(F.unix_seconds(ts) + (minutes * 60).cast("long"))
+
+
+def _clock(day: Column, hhmm: Column) -> Column:
+    """A local wall-clock time (timestamp_ntz) from a date and an hhmm integer; 2400 = next 00:00."""
+    midnight = F.make_timestamp_ntz(
+        F.year(day), F.month(day), F.dayofmonth(day), F.lit(0), F.lit(0), F.lit(0)
+    )
+    return F.timestamp_seconds(
+        F.unix_seconds(midnight.cast("timestamp")) + ((hhmm / 100).cast("int") * 60 + hhmm % 100) * 60
+    ).cast("timestamp_ntz")
+
+
+def with_departure_times(flights: DataFrame) -> DataFrame:
+    """Scheduled and actual departure in local (New York) wall time and in UTC."""
+    day = F.make_date("year", "month", "day")
+    sched_local = _clock(day, F.col("sched_dep_time"))
+    return flights.withColumns({
+        "sched_dep_local": sched_local,
+        "sched_dep_utc": F.to_utc_timestamp(sched_local.cast("timestamp"), ORIGIN_TZ),
+    }).withColumns({
+        # The actual time from the delay, not dep_time: it crosses midnight correctly.
+        "dep_utc": _plus_minutes(F.col("sched_dep_utc"), F.col("dep_delay")),
+        "dep_local": _plus_minutes(F.col("sched_dep_local").cast("timestamp"), F.col("dep_delay"))
+        .cast("timestamp_ntz"),
+    })
+
+
+def with_arrival_times(flights: DataFrame, airports: DataFrame) -> DataFrame:
+    """Arrival times at the destination's time zone (null where the airport's zone is unknown)."""
+    zones = airports.select(F.col("faa").alias("dest"), F.col("tzone").alias("_dest_tz"))
+    day = F.make_date("year", "month", "day")
+    joined = flights.join(F.broadcast(zones), on="dest", how="left")
+    same_day_utc = F.to_utc_timestamp(_clock(day, F.col("sched_arr_time")).cast("timestamp"), F.col("_dest_tz"))
+    # Scheduled arrival before scheduled departure means it lands the next day.
+    sched_arr_utc = F.when(same_day_utc < F.col("sched_dep_utc"), _plus_minutes(same_day_utc, F.lit(24 * 60))) \
+        .otherwise(same_day_utc)
+    return joined.withColumn("sched_arr_utc", sched_arr_utc).withColumns({
+        "sched_arr_local": F.from_utc_timestamp("sched_arr_utc", F.col("_dest_tz")).cast("timestamp_ntz"),
+        "arr_utc": _plus_minutes(F.col("sched_arr_utc"), F.col("arr_delay")),
+    }).withColumn(
+        "arr_local", F.from_utc_timestamp("arr_utc", F.col("_dest_tz")).cast("timestamp_ntz")
+    ).drop("_dest_tz")
+
+
+def with_status(flights: DataFrame) -> DataFrame:
+    """Cancelled: never departed. Diverted: departed, but no arrival delay was recorded."""
+    return flights.withColumns({
+        "cancelled": F.col("dep_time").isNull(),
+        "diverted": F.col("dep_time").isNotNull() & F.col("arr_delay").isNull(),
+        "flight_key": F.concat_ws("-", "ds", "carrier", "flight", "origin", "sched_dep_time"),
+    })
+
+
+def clean_flights(lines: DataFrame, airports: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Raw flight lines -> (clean flights, quarantined rows)."""
+    parsed = parse_delimited(drop_header_lines(lines, FLIGHTS_RAW), FLIGHTS_RAW, flight_rules())
+    good, bad = split_good_bad(parsed, FLIGHTS_RAW)
+    clean = with_status(with_arrival_times(with_departure_times(good), airports))
+    return clean.select(*CLEAN_FLIGHTS_COLUMNS, "ds"), bad
+
+
+def clean_weather(lines: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Raw weather lines -> (clean hourly weather, quarantined rows)."""
+    parsed = parse_delimited(drop_header_lines(lines, WEATHER_RAW), WEATHER_RAW, weather_rules())
+    good, bad = split_good_bad(parsed, WEATHER_RAW)
+    return good.select(*CLEAN_WEATHER_COLUMNS, "ds"), bad

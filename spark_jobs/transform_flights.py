@@ -1,0 +1,155 @@
+"""Spark job: raw -> clean -> features for a set of dates, in ONE Spark application.
+
+    spark-submit spark_jobs/transform_flights.py --dates 2013-01-01,2013-01-02
+    spark-submit spark_jobs/transform_flights.py --start 2013-01-01 --end 2013-01-31 [--lake URI]
+
+Reads the raw partitions named by their manifests, writes ``clean/flights``, ``clean/weather``,
+``quarantine/flights``, ``quarantine/weather`` and ``features/flights``, each partition published
+atomically with a manifest (row counts; clean + quarantined = raw rows, checked). Only the given
+dates are replaced; a rerun produces identical rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from datetime import date, timedelta
+from typing import Any
+
+from lakeforge.lake import Lake
+from lakeforge.publish import list_partitions, partition_name, read_manifest
+from lakeforge.spark_publish import new_run_staging, publish_written_partitions
+
+log = logging.getLogger("lakeforge.transform_flights")
+
+RAW_FLIGHTS, RAW_WEATHER = "raw/flights", "raw/weather"
+
+
+def parse_dates(args: argparse.Namespace) -> list[str]:
+    if args.dates:
+        dates = sorted({d.strip() for d in args.dates.split(",") if d.strip()})
+        for d in dates:
+            date.fromisoformat(d)  # a clear error for a malformed date
+        return dates
+    if not (args.start and args.end):
+        raise SystemExit("give --dates or both --start and --end")
+    start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    if end < start:
+        raise SystemExit(f"--end {end} is before --start {start}")
+    return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+
+
+def raw_lines(spark, lake: Lake, table: str, dates: list[str]):
+    """Text lines of the raw partitions of ``dates`` (exactly the files their manifests list)."""
+    from pyspark.sql import functions as F
+
+    paths = []
+    for ds in dates:
+        manifest = read_manifest(lake, table, partition_name(ds))
+        if manifest is None:
+            raise SystemExit(f"no raw partition {table}/ds={ds}: ingest it first")
+        paths += [lake.uri(table, partition_name(ds), f["name"]) for f in manifest["files"]]
+    return spark.read.text(paths).select(
+        "value", F.regexp_extract(F.input_file_name(), r"ds=(\d{4}-\d{2}-\d{2})", 1).alias("ds")
+    )
+
+
+def latest_snapshot(spark, lake: Lake, table: str, as_of: str, schema):
+    """The newest reference snapshot on or before ``as_of`` (CSV with a header, NA = null)."""
+    candidates = [p for p in list_partitions(lake, f"raw/{table}") if p <= partition_name(as_of)]
+    if not candidates:
+        raise SystemExit(f"no raw/{table} snapshot on or before {as_of}")
+    manifest = read_manifest(lake, f"raw/{table}", candidates[-1])
+    paths = [lake.uri("raw", table, candidates[-1], f["name"]) for f in manifest["files"]]
+    return spark.read.csv(paths, schema=schema, header=True, nullValue="NA", mode="FAILFAST")
+
+
+def raw_row_counts(lake: Lake, table: str, dates: list[str]) -> dict[str, int]:
+    return {ds: read_manifest(lake, table, partition_name(ds))["rows"] for ds in dates}
+
+
+def write_partitioned(df, lake: Lake, table: str) -> str:
+    """One Spark write of all dates into a run staging folder, one file per ds."""
+    staging = new_run_staging(lake, table)
+    df.repartition("ds").write.mode("overwrite").partitionBy("ds").parquet(lake.uri(staging))
+    return staging
+
+
+def publish(df, lake: Lake, table: str, dates: list[str], meta: dict[str, Any]) -> dict[str, int]:
+    staging = write_partitioned(df, lake, table)
+    manifests = publish_written_partitions(lake, table, staging, dates, meta=meta)
+    return {ds: m["rows"] for ds, m in manifests.items()}
+
+
+def check_accounting(table: str, raw: dict[str, int], good: dict[str, int], bad: dict[str, int]) -> None:
+    """Every raw row is either clean or quarantined: nothing is lost or invented."""
+    wrong = {ds: (raw[ds], good[ds], bad[ds]) for ds in raw if raw[ds] != good[ds] + bad[ds]}
+    if wrong:
+        raise RuntimeError(f"{table}: raw != clean + quarantined for {wrong}")
+
+
+def run(spark, lake: Lake, dates: list[str], run_id: str | None = None) -> dict[str, Any]:
+    from spark_jobs.clean import clean_flights, clean_weather
+    from spark_jobs.features import build_features
+    from spark_jobs.schemas import AIRPORTS, PLANES
+
+    timings: dict[str, float] = {}
+    meta = {"job": "transform_flights", "dag_run_id": run_id}
+    airports = latest_snapshot(spark, lake, "airports", dates[-1], AIRPORTS).cache()
+    planes = latest_snapshot(spark, lake, "planes", dates[-1], PLANES).cache()
+
+    t = time.perf_counter()
+    flights, flights_bad = clean_flights(raw_lines(spark, lake, RAW_FLIGHTS, dates), airports)
+    weather, weather_bad = clean_weather(raw_lines(spark, lake, RAW_WEATHER, dates))
+    flights, weather = flights.cache(), weather.cache()
+    counts = {
+        "raw_flights": raw_row_counts(lake, RAW_FLIGHTS, dates),
+        "raw_weather": raw_row_counts(lake, RAW_WEATHER, dates),
+        "clean_flights": publish(flights, lake, "clean/flights", dates, meta),
+        "quarantine_flights": publish(flights_bad, lake, "quarantine/flights", dates, meta),
+        "clean_weather": publish(weather, lake, "clean/weather", dates, meta),
+        "quarantine_weather": publish(weather_bad, lake, "quarantine/weather", dates, meta),
+    }
+    check_accounting("flights", counts["raw_flights"], counts["clean_flights"], counts["quarantine_flights"])
+    check_accounting("weather", counts["raw_weather"], counts["clean_weather"], counts["quarantine_weather"])
+    timings["clean_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    features = build_features(flights, weather, planes, airports)
+    counts["features_flights"] = publish(features, lake, "features/flights", dates, meta)
+    timings["features_s"] = time.perf_counter() - t
+    flights.unpersist()
+    weather.unpersist()
+    totals = {name: sum(per_ds.values()) for name, per_ds in counts.items()}
+    return {"dates": [dates[0], dates[-1]], "days": len(dates), "rows": totals, "timings": timings}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dates", help="comma-separated YYYY-MM-DD (e.g. the new raw partitions)")
+    parser.add_argument("--start", help="first date of a range (inclusive)")
+    parser.add_argument("--end", help="last date of a range (inclusive)")
+    parser.add_argument("--lake", help="lake root URI (default: LAKEFORGE_LAKE_ROOT)")
+    parser.add_argument("--run-id", help="Airflow run id, recorded in the manifests")
+    args = parser.parse_args(argv)
+    dates = parse_dates(args)
+
+    from lakeforge.spark import session
+
+    started = time.perf_counter()
+    spark = session("transform_flights")
+    startup = time.perf_counter() - started
+    try:
+        result = run(spark, Lake(args.lake), dates, args.run_id)
+    finally:
+        spark.stop()
+    result["timings"]["spark_startup_s"] = startup
+    result["timings"]["total_s"] = time.perf_counter() - started
+    print("LAKEFORGE_RESULT " + json.dumps(result), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""raw -> clean transforms on tiny DataFrames with explicit schemas."""
+
+import datetime as dt
+
+import pytest
+from pyspark.sql import Row
+from pyspark.testing import assertDataFrameEqual
+
+from spark_jobs.clean import clean_flights, clean_weather
+from spark_jobs.schemas import AIRPORTS, FLIGHTS_RAW, QUARANTINE, RAW_LINES, WEATHER_RAW
+
+HEADER = ",".join(FLIGHTS_RAW)
+GOOD = "2013,1,1,517,515,2,830,819,11,UA,1545,N14228,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z"
+CANCELLED = "2013,1,1,NA,1630,NA,NA,1815,NA,EV,4308,N18120,EWR,RDU,NA,416,16,30,2013-01-01T21:00:00Z"
+OVERNIGHT = "2013,1,1,2353,2359,-6,425,445,-20,B6,739,N591JB,JFK,PSE,195,1617,23,59,2013-01-02T04:00:00Z"
+
+
+@pytest.fixture
+def airports(spark):
+    return spark.createDataFrame(
+        [("IAH", "Houston", 29.98, -95.34, 97.0, -6.0, "A", "America/Chicago"),
+         ("RDU", "Raleigh", 35.88, -78.79, 435.0, -5.0, "A", "America/New_York")],
+        AIRPORTS,
+    )
+
+
+def lines(spark, *values, ds="2013-01-01"):
+    return spark.createDataFrame([(v, ds) for v in (HEADER, *values)], RAW_LINES)
+
+
+def test_good_row_gets_types_and_times(spark, airports):
+    clean, bad = clean_flights(lines(spark, GOOD), airports)
+    assert bad.count() == 0
+    row = clean.collect()[0]
+    assert (row.dep_delay, row.distance, row.flight) == (2.0, 1400.0, 1545)
+    assert row.sched_dep_local == dt.datetime(2013, 1, 1, 5, 15)
+    assert row.sched_dep_utc == dt.datetime(2013, 1, 1, 10, 15)  # EST = UTC-5
+    assert row.dep_utc == dt.datetime(2013, 1, 1, 10, 17)
+    assert row.sched_arr_local == dt.datetime(2013, 1, 1, 8, 19)  # Houston wall clock
+    assert row.sched_arr_utc == dt.datetime(2013, 1, 1, 14, 19)  # CST = UTC-6
+    assert row.arr_local == dt.datetime(2013, 1, 1, 8, 30)
+    assert (row.cancelled, row.diverted) == (False, False)
+    assert row.flight_key == "2013-01-01-UA-1545-EWR-515"
+
+
+def test_cancelled_and_overnight(spark, airports):
+    clean, _ = clean_flights(lines(spark, CANCELLED, OVERNIGHT), airports)
+    rows = {r.carrier: r for r in clean.collect()}
+    assert rows["EV"].cancelled and rows["EV"].dep_utc is None
+    # Left before midnight, early: actual departure is still on the scheduled day.
+    assert rows["B6"].dep_local == dt.datetime(2013, 1, 1, 23, 53)
+    # Unknown destination time zone (PSE is not in the airports table): no arrival times.
+    assert rows["B6"].sched_arr_utc is None
+
+
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        ("2013,1,1,517,515,2", "field_count: expected 19, got 6"),
+        (GOOD + ",extra", "field_count: expected 19, got 20"),
+        (GOOD.replace(",2,830,", ",two,830,"), "unparsable dep_delay: 'two'"),
+        (GOOD.replace("2013-01-01T10:00:00Z", "yesterday"), "unparsable time_hour: 'yesterday'"),
+        (GOOD.replace("2013,1,1,", "2013,1,2,", 1), "row dated 2013-01-02 in partition 2013-01-01"),
+        (GOOD.replace(",EWR,", ",XXX,"), "unknown origin: XXX"),
+        (GOOD.replace(",515,", ",575,"), "impossible sched_dep_time: 575"),
+        (GOOD.replace(",1400,", ",0,"), "impossible distance: 0.0 (allowed 1..6000)"),
+        (GOOD.replace(",2,830,", ",9999,830,"), "impossible dep_delay: 9999.0 (allowed -2880..2880)"),
+        (GOOD.replace(",UA,", ",NA,"), "missing carrier, flight or dest"),
+    ],
+)
+def test_malformed_rows_are_quarantined_with_reason(spark, airports, line, reason):
+    clean, bad = clean_flights(lines(spark, GOOD, line), airports)
+    assert clean.count() == 1
+    assertDataFrameEqual(bad, spark.createDataFrame([(line, reason, "2013-01-01")], QUARANTINE))
+
+
+def test_good_plus_quarantined_is_input(spark, airports):
+    inputs = [GOOD, CANCELLED, "garbage", GOOD.replace(",EWR,", ",ZZZ,"), OVERNIGHT]
+    clean, bad = clean_flights(lines(spark, *inputs), airports)
+    assert (clean.count(), bad.count()) == (3, 2)
+
+
+def test_weather_outlier_is_quarantined(spark):
+    header = ",".join(WEATHER_RAW)
+    good = "EWR,2013,1,1,1,39.02,26.06,59.37,270,10.35,NA,0,1012,10,2013-01-01T06:00:00Z"
+    storm = "EWR,2013,1,1,2,39.02,26.06,59.37,270,1048.36,NA,0,1012,10,2013-01-01T07:00:00Z"
+    weather, bad = clean_weather(
+        spark.createDataFrame([(v, "2013-01-01") for v in (header, good, storm)], RAW_LINES)
+    )
+    expected = spark.createDataFrame(
+        [Row(origin="EWR", hour=1, wind_speed=10.35, wind_gust=None, ds="2013-01-01")],
+        "origin string, hour int, wind_speed double, wind_gust double, ds string",
+    )
+    assertDataFrameEqual(weather.select("origin", "hour", "wind_speed", "wind_gust", "ds"), expected)
+    assert [r.reason for r in bad.collect()] == ["impossible wind_speed: 1048.36 (allowed 0..150)"]
