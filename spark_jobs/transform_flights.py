@@ -77,9 +77,16 @@ def write_partitioned(df, lake: Lake, table: str) -> str:
     return staging
 
 
+def arrow_schema(df):
+    """The Arrow schema of a DataFrame's data columns (``ds`` lives in the path)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(df.drop("ds").schema, timezone="UTC")
+
+
 def publish(df, lake: Lake, table: str, dates: list[str], meta: dict[str, Any]) -> dict[str, int]:
     staging = write_partitioned(df, lake, table)
-    manifests = publish_written_partitions(lake, table, staging, dates, meta=meta)
+    manifests = publish_written_partitions(lake, table, staging, dates, arrow_schema(df), meta=meta)
     return {ds: m["rows"] for ds, m in manifests.items()}
 
 

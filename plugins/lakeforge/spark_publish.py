@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Iterable
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lakeforge.lake import Lake
@@ -33,11 +34,19 @@ def parquet_rows(lake: Lake, rel: str) -> int:
         return pq.read_metadata(f).num_rows
 
 
+def write_empty_parquet(lake: Lake, rel: str, schema: pa.Schema) -> None:
+    """A 0-row file carrying the schema, so readers of an all-empty table still know its columns."""
+    lake.makedirs(rel)
+    with lake.fs.open_output_stream(lake.path(f"{rel}/part-00000-empty.parquet")) as out:
+        pq.write_table(schema.empty_table(), out)
+
+
 def publish_written_partitions(
     lake: Lake,
     table: str,
     run_staging: str,
     dates: Iterable[str],
+    schema: pa.Schema,
     meta: dict[str, Any] | None = None,
     meta_by_ds: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
@@ -47,8 +56,8 @@ def publish_written_partitions(
         partition = partition_name(ds)
         recover(lake, table, partition)
         written = f"{run_staging}/{partition}"
-        if not lake.exists(written):
-            lake.makedirs(written)  # every row of the day was quarantined: publish it empty
+        if not lake.exists(written):  # no rows that day (e.g. nothing quarantined): publish it empty
+            write_empty_parquet(lake, written, schema)
         staged = f"{table}/{STAGING}/{partition}.{uuid.uuid4().hex[:12]}"
         lake.move(written, staged)
         files = [f.path for f in lake.files(staged)]

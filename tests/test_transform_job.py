@@ -1,0 +1,117 @@
+"""The transform job end to end on a local lake: accounting, partial reruns, kill -9 mid-publish."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+
+import pytest
+from pyspark.sql import functions as F
+
+from lakeforge.ingest import ingest_partition
+from lakeforge.lake import Lake
+from lakeforge.pipelines.nycflights import SOURCE, simulator
+from lakeforge.publish import MANIFEST, list_partitions, read_manifest
+from spark_jobs import transform_flights
+
+DAYS = ["2013-01-01", "2013-01-02", "2013-01-03"]
+TABLES = ["clean/flights", "clean/weather", "quarantine/flights", "quarantine/weather", "features/flights"]
+
+
+def fingerprint(spark, lake: Lake, table: str) -> tuple[int, int]:
+    """(rows, order-independent hash of every row)."""
+    df = spark.read.parquet(lake.uri(table))
+    row_hash = F.conv(F.substring(F.sha2(F.concat_ws("|", *[F.col(c).cast("string") for c in sorted(df.columns)]), 256), 1, 15), 16, 10)
+    r = df.agg(F.count("*").alias("n"), F.sum(row_hash.cast("decimal(38,0)")).alias("h")).collect()[0]
+    return r.n, int(r.h or 0)
+
+
+@pytest.fixture
+def raw_lake(tmp_path):
+    """Three real days ingested into raw/, one bad row added to day 2's flights."""
+    lake = Lake(f"file://{tmp_path}/lake")
+    landing = Lake(f"file://{tmp_path}/landing/nycflights")
+    simulator.deliver(landing, date(2013, 1, 1), date(2013, 1, 3))
+    header, rest = landing.read_bytes("flights/2013-01-02.csv").split(b"\n", 1)
+    day2 = header + b"\n2013,1,2,oops\n" + rest  # a ragged row mid-file: the clean job's business
+    simulator.write_atomically(landing, "flights/2013-01-02.csv", day2)
+    for ds in DAYS:
+        for table in SOURCE.tables:
+            ingest_partition(SOURCE, table.name, ds, lake=lake, landing=landing)
+    return lake
+
+
+def test_job_accounts_for_every_row(spark, raw_lake):
+    result = transform_flights.run(spark, raw_lake, DAYS)
+    rows = result["rows"]
+    assert rows["raw_flights"] == 842 + 943 + 914 + 1
+    assert rows["clean_flights"] + rows["quarantine_flights"] == rows["raw_flights"]
+    assert rows["quarantine_flights"] == 1 and rows["features_flights"] == rows["clean_flights"]
+    for table in TABLES:
+        assert list_partitions(raw_lake, table) == [f"ds={d}" for d in DAYS]
+    bad = spark.read.parquet(raw_lake.uri("quarantine/flights")).collect()
+    assert [(b.raw_line, b.reason, b.ds) for b in bad] == [
+        ("2013,1,2,oops", "field_count: expected 19, got 4", date(2013, 1, 2))
+    ]
+    m = read_manifest(raw_lake, "clean/flights", "ds=2013-01-02")
+    assert m["rows"] == 943 and m["format"] == "parquet" and len(m["files"]) == 1
+    keys = spark.read.parquet(raw_lake.uri("features/flights"))
+    assert keys.select("flight_key").distinct().count() == keys.count()  # unique per partition
+
+
+def test_rerun_of_one_date_touches_only_that_date(spark, raw_lake):
+    transform_flights.run(spark, raw_lake, DAYS)
+    before = {t: {d: raw_lake.read_bytes(f"{t}/ds={d}/{MANIFEST}") for d in DAYS} for t in TABLES}
+    prints = {t: fingerprint(spark, raw_lake, t) for t in TABLES}
+    transform_flights.run(spark, raw_lake, ["2013-01-02"])
+    for t in TABLES:
+        assert raw_lake.read_bytes(f"{t}/ds=2013-01-01/{MANIFEST}") == before[t]["2013-01-01"]
+        assert raw_lake.read_bytes(f"{t}/ds=2013-01-03/{MANIFEST}") == before[t]["2013-01-03"]
+        assert raw_lake.read_bytes(f"{t}/ds=2013-01-02/{MANIFEST}") != before[t]["2013-01-02"]
+        assert fingerprint(spark, raw_lake, t) == prints[t]  # identical rows after the rerun
+
+
+def _consistent(lake: Lake, table: str) -> None:
+    """Every partition is whole: exactly the files its manifest lists, with those sizes."""
+    for part in list_partitions(lake, table):
+        manifest = read_manifest(lake, table, part)
+        assert manifest is not None, f"{table}/{part} has no manifest"
+        on_disk = {f.path: f.size for f in lake.files(f"{table}/{part}") if f.path != MANIFEST}
+        assert on_disk == {f["name"]: f["bytes"] for f in manifest["files"]}, f"{table}/{part} is torn"
+
+
+def test_kill_during_publish_leaves_partitions_whole(spark, raw_lake):
+    transform_flights.run(spark, raw_lake, DAYS)
+    clean_prints = {t: fingerprint(spark, raw_lake, t) for t in TABLES}
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spark_jobs.transform_flights", "--start", DAYS[0], "--end", DAYS[-1],
+         "--lake", raw_lake.root_uri],
+        env={**os.environ, "LAKEFORGE_SPARK_MASTER": "local[2]"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not raw_lake.listdir("clean/flights/_staging") and time.monotonic() < deadline:
+            assert proc.poll() is None, "the job ended before it started writing"
+            time.sleep(0.05)
+        time.sleep(random.uniform(0, 3))  # somewhere in write / publish
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its JVM, no cleanup
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    for table in TABLES:
+        assert list_partitions(raw_lake, table) == [f"ds={d}" for d in DAYS]
+        _consistent(raw_lake, table)
+        assert fingerprint(spark, raw_lake, table) == clean_prints[table]
+
+    transform_flights.run(spark, raw_lake, DAYS)  # the retry
+    for table in TABLES:
+        _consistent(raw_lake, table)
+        assert fingerprint(spark, raw_lake, table) == clean_prints[table]
+        assert raw_lake.listdir(f"{table}/_trash") == []
