@@ -90,3 +90,16 @@ def spark():
     spark = session("lakeforge-tests", master="local[2]")
     yield spark
     spark.stop()
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(session_home):
+    """A real Spark standalone master + worker on 127.0.0.1 (started on first use)."""
+    from lakeforge.spark_cluster import SparkStandalone
+
+    cluster = SparkStandalone(session_home / "spark-cluster", cores=2, memory="2g")
+    cluster.start()
+    print(f"\nSpark standalone {cluster.master_url} up in {cluster.startup_seconds:.1f}s")
+    yield cluster
+    cluster.stop()
+

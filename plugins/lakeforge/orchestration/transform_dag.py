@@ -89,8 +89,12 @@ def build_spark_transform_dag(
 
         @task(task_id="plan_dates")
         def plan(params=None, triggering_asset_events=None) -> list[str]:
-            return plan_dates(params or {}, triggering_asset_events,
-                              [f"raw/{t}" for t in inputs])
+            from airflow.sdk.exceptions import AirflowFailException
+
+            try:
+                return plan_dates(params or {}, triggering_asset_events, [f"raw/{t}" for t in inputs])
+            except ValueError as exc:  # bad trigger parameters: retrying cannot help
+                raise AirflowFailException(str(exc)) from exc
 
         @task.short_circuit(task_id="anything_to_do")
         def anything(dates: list[str]) -> bool:

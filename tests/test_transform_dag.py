@@ -1,0 +1,71 @@
+"""transform_flights run by Airflow: SparkSubmitOperator with the connection's master deciding
+local[*] or a real standalone cluster, on a local lake and on a real HDFS."""
+
+import json
+from datetime import date
+
+import pendulum
+import pytest
+
+from lakeforge.lake import Lake
+from lakeforge.publish import list_partitions, read_manifest
+from tests.helpers import ingest_days
+
+pytestmark = pytest.mark.airflow
+DAYS = [date(2013, 1, 1), date(2013, 1, 2)]
+
+
+@pytest.fixture(scope="module")
+def dag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from lakeforge.settings import PROJECT_ROOT
+
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / "transform_flights.py"))
+    assert bag.import_errors == {}
+    return bag.dags["transform_flights"]
+
+
+def run_range(dag, start: str, end: str):
+    dr = dag.test(logical_date=pendulum.now("UTC"), run_conf={"start": start, "end": end})
+    return dr.state, {ti.task_id: ti.state for ti in dr.get_task_instances()}
+
+
+def check_outputs(lake: Lake) -> None:
+    for table in ("clean/flights", "clean/weather", "features/flights"):
+        assert list_partitions(lake, table) == ["ds=2013-01-01", "ds=2013-01-02"], table
+    rows = read_manifest(lake, "features/flights", "ds=2013-01-02")["rows"]
+    assert rows == read_manifest(lake, "raw/flights", "ds=2013-01-02")["rows"] == 943
+
+
+def test_manual_range_on_local_spark(dag, tmp_path, monkeypatch):
+    lake = Lake(f"file://{tmp_path}/lake")
+    ingest_days(lake, Lake(f"file://{tmp_path}/landing/nycflights"), DAYS)
+    monkeypatch.setenv("LAKEFORGE_LAKE_ROOT", lake.root_uri)
+    state, tis = run_range(dag, "2013-01-01", "2013-01-02")
+    assert state == "success", tis
+    check_outputs(lake)
+    assert read_manifest(lake, "clean/flights", "ds=2013-01-01")["dag_run_id"].startswith("manual__")
+
+
+def test_bad_range_is_rejected_before_spark_starts(dag):
+    state, tis = run_range(dag, "2013-01-05", "2013-01-01")
+    assert state == "failed" and tis["plan_dates"] == "failed" and tis["spark_transform"] == "upstream_failed"
+
+
+@pytest.mark.hdfs
+def test_same_job_on_standalone_cluster_and_hdfs(dag, hdfs, spark_cluster, tmp_path, monkeypatch):
+    lake = Lake(f"{hdfs.uri}/cluster-test/lake")
+    ingest_days(lake, Lake(f"file://{tmp_path}/landing/nycflights"), DAYS)
+    monkeypatch.setenv("LAKEFORGE_LAKE_ROOT", lake.root_uri)
+    monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", spark_cluster.master_url)  # only settings change
+    monkeypatch.setenv("HADOOP_CONF_DIR", str(hdfs.conf_dir))
+    state, tis = run_range(dag, "2013-01-01", "2013-01-02")
+    assert state == "success", tis
+    check_outputs(lake)
+    # The application really ran on the standalone master.
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{spark_cluster.ui_port}/json/") as r:
+        apps = json.load(r)["completedapps"]
+    assert any(a["name"] == "transform_flights" for a in apps), apps
