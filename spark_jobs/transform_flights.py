@@ -154,8 +154,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         spark.stop()
     result["timings"]["spark_startup_s"] = startup
     result["timings"]["total_s"] = time.perf_counter() - started
+    result["run_id"] = args.run_id
+    write_report(Lake(args.lake), result)
     print("LAKEFORGE_RESULT " + json.dumps(result), flush=True)
     return result
+
+
+REPORTS = "_reports/transform_flights"
+
+
+def write_report(lake: Lake, result: dict[str, Any]) -> str:
+    """Each run's counts and timings, kept in the lake for people and the demo to read."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    rel = f"{REPORTS}/{stamp}-{result['dates'][0]}-{result['dates'][1]}.json"
+    lake.write_bytes(rel, json.dumps(result, indent=2).encode())
+    return rel
 
 
 if __name__ == "__main__":

@@ -1,0 +1,45 @@
+"""Which dates a data-aware transform run processes."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from lakeforge.lake import Lake
+from lakeforge.orchestration.transform_dag import plan_dates
+from lakeforge.publish import PartitionFile, publish_partition
+
+INPUTS = ["raw/flights", "raw/weather"]
+
+
+def event(ds):
+    return SimpleNamespace(extra={"ds": ds, "status": "published"})
+
+
+@pytest.fixture
+def lake(tmp_path):
+    lake = Lake(f"file://{tmp_path}/lake")
+    for table, days in {"raw/flights": ["2013-01-01", "2013-01-02", "2013-01-03"],
+                        "raw/weather": ["2013-01-01", "2013-01-03"]}.items():
+        for ds in days:
+            publish_partition(lake, table, f"ds={ds}", [PartitionFile("x.csv", b"a,b\n1,2\n")])
+    return lake
+
+
+def test_manual_range_wins(lake):
+    got = plan_dates({"start": "2013-01-30", "end": "2013-02-02"}, {"a": [event("2013-01-01")]}, INPUTS, lake.root_uri)
+    assert got == ["2013-01-30", "2013-01-31", "2013-02-01", "2013-02-02"]
+
+
+def test_events_give_the_new_dates_whose_inputs_are_all_there(lake):
+    events = {"flights": [event("2013-01-03"), event("2013-01-02"), event("2013-01-01")],
+              "weather": [event("2013-01-01"), event("2013-01-03")]}
+    # 2013-01-02 has no weather yet: it waits for the run its weather will trigger.
+    assert plan_dates({}, events, INPUTS, lake.root_uri) == ["2013-01-01", "2013-01-03"]
+
+
+def test_nothing_new_and_bad_ranges(lake):
+    assert plan_dates({}, {}, INPUTS, lake.root_uri) == []
+    with pytest.raises(ValueError, match="both start and end"):
+        plan_dates({"start": "2013-01-01"}, None, INPUTS, lake.root_uri)
+    with pytest.raises(ValueError, match="before start"):
+        plan_dates({"start": "2013-01-02", "end": "2013-01-01"}, None, INPUTS, lake.root_uri)
