@@ -14,6 +14,7 @@ from typing import Iterable, Mapping
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.window import Window
 
 from spark_jobs.schemas import FLIGHTS_RAW, ORIGIN_TZ, ORIGINS, WEATHER_RAW
 
@@ -206,3 +207,24 @@ def clean_weather(lines: DataFrame) -> tuple[DataFrame, DataFrame]:
     parsed = parse_delimited(drop_header_lines(lines, WEATHER_RAW), WEATHER_RAW, weather_rules())
     good, bad = split_good_bad(parsed, WEATHER_RAW)
     return good.select(*CLEAN_WEATHER_COLUMNS, "ds"), bad
+
+
+def clean_reference(rows: DataFrame, key: str) -> tuple[DataFrame, DataFrame]:
+    """A reference snapshot read with ``columnNameOfCorruptRecord="_corrupt"`` -> (good, quarantined).
+
+    Spark's CSV reader (quoted names contain commas, so no line split here) puts the raw line of a
+    row it cannot parse into ``_corrupt``; a row without its key or with the key twice is unusable
+    too. Rows arrive with ``ds`` (the snapshot date).
+    """
+    data_columns = [c for c in rows.columns if c not in ("_corrupt", "ds")]
+    dup = F.count(F.lit(1)).over(Window.partitionBy("ds", key)) > 1
+    reason = (
+        F.when(F.col("_corrupt").isNotNull(), F.lit("malformed row"))
+        .when(F.col(key).isNull(), F.lit(f"missing {key}"))
+        .when(dup, F.format_string(f"duplicate {key}: %s", F.col(key)))
+    )
+    checked = rows.withColumn("reason", reason)
+    good = checked.where(F.col("reason").isNull()).select(*data_columns, "ds")
+    raw_line = F.coalesce(F.col("_corrupt"), F.concat_ws(",", *[F.col(c).cast("string") for c in data_columns]))
+    bad = checked.where(F.col("reason").isNotNull()).select(raw_line.alias("raw_line"), "reason", "ds")
+    return good, bad

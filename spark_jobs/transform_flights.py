@@ -56,14 +56,34 @@ def raw_lines(spark, lake: Lake, table: str, dates: list[str]):
     )
 
 
-def latest_snapshot(spark, lake: Lake, table: str, as_of: str, schema):
-    """The newest reference snapshot on or before ``as_of`` (CSV with a header, NA = null)."""
+REFERENCE_KEYS = {"planes": "tailnum", "airports": "faa", "airlines": "carrier"}
+
+
+def clean_snapshot(spark, lake: Lake, table: str, as_of: str, schema, meta: dict[str, Any]):
+    """Clean the newest reference snapshot on or before ``as_of`` into ``clean/<table>`` (its
+    malformed rows into ``quarantine/<table>``) and return the clean rows."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    from spark_jobs.clean import clean_reference
+
     candidates = [p for p in list_partitions(lake, f"raw/{table}") if p <= partition_name(as_of)]
     if not candidates:
         raise SystemExit(f"no raw/{table} snapshot on or before {as_of}")
-    manifest = read_manifest(lake, f"raw/{table}", candidates[-1])
-    paths = [lake.uri("raw", table, candidates[-1], f["name"]) for f in manifest["files"]]
-    return spark.read.csv(paths, schema=schema, header=True, nullValue="NA", mode="FAILFAST")
+    snapshot = candidates[-1]
+    ds = snapshot.split("=", 1)[1]
+    manifest = read_manifest(lake, f"raw/{table}", snapshot)
+    paths = [lake.uri("raw", table, snapshot, f["name"]) for f in manifest["files"]]
+    with_corrupt = T.StructType([*schema.fields, T.StructField("_corrupt", T.StringType())])
+    rows = spark.read.csv(paths, schema=with_corrupt, header=True, nullValue="NA", mode="PERMISSIVE",
+                          columnNameOfCorruptRecord="_corrupt").withColumn("ds", F.lit(ds)).cache()
+    good, bad = clean_reference(rows, REFERENCE_KEYS[table])
+    good = good.cache()
+    n_good = publish(good, lake, f"clean/{table}", [ds], meta)[ds]
+    n_bad = publish(bad, lake, f"quarantine/{table}", [ds], meta)[ds]
+    check_accounting(table, {ds: manifest["rows"]}, {ds: n_good}, {ds: n_bad})
+    rows.unpersist()
+    return good
 
 
 def raw_row_counts(lake: Lake, table: str, dates: list[str]) -> dict[str, int]:
@@ -100,14 +120,14 @@ def check_accounting(table: str, raw: dict[str, int], good: dict[str, int], bad:
 def run(spark, lake: Lake, dates: list[str], run_id: str | None = None) -> dict[str, Any]:
     from spark_jobs.clean import clean_flights, clean_weather
     from spark_jobs.features import build_features
-    from spark_jobs.schemas import AIRPORTS, PLANES
+    from spark_jobs.schemas import AIRLINES, AIRPORTS, PLANES
 
     timings: dict[str, float] = {}
     meta = {"job": "transform_flights", "dag_run_id": run_id}
-    airports = latest_snapshot(spark, lake, "airports", dates[-1], AIRPORTS).cache()
-    planes = latest_snapshot(spark, lake, "planes", dates[-1], PLANES).cache()
-
     t = time.perf_counter()
+    airports = clean_snapshot(spark, lake, "airports", dates[-1], AIRPORTS, meta)
+    planes = clean_snapshot(spark, lake, "planes", dates[-1], PLANES, meta)
+    clean_snapshot(spark, lake, "airlines", dates[-1], AIRLINES, meta)
     flights, flights_bad = clean_flights(raw_lines(spark, lake, RAW_FLIGHTS, dates), airports)
     weather, weather_bad = clean_weather(raw_lines(spark, lake, RAW_WEATHER, dates))
     flights, weather = flights.cache(), weather.cache()

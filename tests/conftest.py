@@ -84,8 +84,11 @@ def airflow_db(session_home):
 @pytest.fixture(scope="session")
 def spark():
     """One local Spark session for the transform tests (a JVM start costs ~15 s here)."""
+    import logging
+
     from lakeforge.spark import session
 
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # no "closing connection" noise at exit
     os.environ["LAKEFORGE_SPARK_SHUFFLE_PARTITIONS"] = "2"
     spark = session("lakeforge-tests", master="local[2]")
     yield spark

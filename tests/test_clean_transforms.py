@@ -93,3 +93,21 @@ def test_weather_outlier_is_quarantined(spark):
     )
     assertDataFrameEqual(weather.select("origin", "hour", "wind_speed", "wind_gust", "ds"), expected)
     assert [r.reason for r in bad.collect()] == ["impossible wind_speed: 1048.36 (allowed 0..150)"]
+
+
+def test_reference_snapshot_rows(spark):
+    from spark_jobs.clean import clean_reference
+
+    rows = spark.createDataFrame(
+        [("9E", "Endeavor Air Inc.", None, "2013-01-01"),
+         ("AA", "American Airlines Inc.", None, "2013-01-01"),
+         ("AA", "American Airlines again", None, "2013-01-01"),
+         (None, "No code", None, "2013-01-01"),
+         (None, None, 'ZZ,"unterminated', "2013-01-01")],
+        "carrier string, name string, _corrupt string, ds string",
+    )
+    good, bad = clean_reference(rows, "carrier")
+    assertDataFrameEqual(good, spark.createDataFrame([("9E", "Endeavor Air Inc.", "2013-01-01")],
+                                                     "carrier string, name string, ds string"))
+    assert sorted(r.reason for r in bad.collect()) == [
+        "duplicate carrier: AA", "duplicate carrier: AA", "malformed row", "missing carrier"]

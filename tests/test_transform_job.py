@@ -59,6 +59,9 @@ def test_job_accounts_for_every_row(spark, raw_lake):
     ]
     m = read_manifest(raw_lake, "clean/flights", "ds=2013-01-02")
     assert m["rows"] == 943 and m["format"] == "parquet" and len(m["files"]) == 1
+    for table, rows in {"planes": 3322, "airports": 1458, "airlines": 16}.items():
+        assert read_manifest(raw_lake, f"clean/{table}", "ds=2013-01-01")["rows"] == rows
+        assert read_manifest(raw_lake, f"quarantine/{table}", "ds=2013-01-01")["rows"] == 0
     keys = spark.read.parquet(raw_lake.uri("features/flights"))
     assert keys.select("flight_key").distinct().count() == keys.count()  # unique per partition
 
