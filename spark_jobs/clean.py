@@ -194,17 +194,24 @@ def with_status(flights: DataFrame) -> DataFrame:
     })
 
 
-def clean_flights(lines: DataFrame, airports: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """Raw flight lines -> (clean flights, quarantined rows)."""
+def clean_flights(lines: DataFrame, airports: DataFrame, persist: bool = False) -> tuple[DataFrame, DataFrame]:
+    """Raw flight lines -> (clean flights, quarantined rows).
+
+    ``persist``: keep the parsed rows cached, so writing both outputs parses the text once.
+    """
     parsed = parse_delimited(drop_header_lines(lines, FLIGHTS_RAW), FLIGHTS_RAW, flight_rules())
+    if persist:
+        parsed = parsed.cache()
     good, bad = split_good_bad(parsed, FLIGHTS_RAW)
     clean = with_status(with_arrival_times(with_departure_times(good), airports))
     return clean.select(*CLEAN_FLIGHTS_COLUMNS, "ds"), bad
 
 
-def clean_weather(lines: DataFrame) -> tuple[DataFrame, DataFrame]:
+def clean_weather(lines: DataFrame, persist: bool = False) -> tuple[DataFrame, DataFrame]:
     """Raw weather lines -> (clean hourly weather, quarantined rows)."""
     parsed = parse_delimited(drop_header_lines(lines, WEATHER_RAW), WEATHER_RAW, weather_rules())
+    if persist:
+        parsed = parsed.cache()
     good, bad = split_good_bad(parsed, WEATHER_RAW)
     return good.select(*CLEAN_WEATHER_COLUMNS, "ds"), bad
 

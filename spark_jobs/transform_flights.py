@@ -128,9 +128,10 @@ def run(spark, lake: Lake, dates: list[str], run_id: str | None = None) -> dict[
     airports = clean_snapshot(spark, lake, "airports", dates[-1], AIRPORTS, meta)
     planes = clean_snapshot(spark, lake, "planes", dates[-1], PLANES, meta)
     clean_snapshot(spark, lake, "airlines", dates[-1], AIRLINES, meta)
-    flights, flights_bad = clean_flights(raw_lines(spark, lake, RAW_FLIGHTS, dates), airports)
-    weather, weather_bad = clean_weather(raw_lines(spark, lake, RAW_WEATHER, dates))
-    flights, weather = flights.cache(), weather.cache()
+    # Parsed rows are cached: clean and quarantine outputs come from one parse of the text, and
+    # the clean frames feed the features without a re-read.
+    flights, flights_bad = clean_flights(raw_lines(spark, lake, RAW_FLIGHTS, dates), airports, persist=True)
+    weather, weather_bad = clean_weather(raw_lines(spark, lake, RAW_WEATHER, dates), persist=True)
     counts = {
         "raw_flights": raw_row_counts(lake, RAW_FLIGHTS, dates),
         "raw_weather": raw_row_counts(lake, RAW_WEATHER, dates),
@@ -147,8 +148,7 @@ def run(spark, lake: Lake, dates: list[str], run_id: str | None = None) -> dict[
     features = build_features(flights, weather, planes, airports)
     counts["features_flights"] = publish(features, lake, "features/flights", dates, meta)
     timings["features_s"] = time.perf_counter() - t
-    flights.unpersist()
-    weather.unpersist()
+    spark.catalog.clearCache()
     totals = {name: sum(per_ds.values()) for name, per_ds in counts.items()}
     return {"dates": [dates[0], dates[-1]], "days": len(dates), "rows": totals, "timings": timings}
 
