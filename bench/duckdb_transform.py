@@ -14,10 +14,13 @@ A deliberately faithful port of ``spark_jobs/clean.py`` and ``spark_jobs/feature
   earlier instant and skipped ones (spring-forward) pushed forward, as Java's ``atZone`` does;
   arrival in the destination's zone from the airports snapshot, next day when it would be before
   the departure; minutes added as truncated seconds;
+- the same reference cleaning: the newest airports / planes / airlines snapshot on or before the
+  last date, malformed rows, rows without their key and duplicated keys quarantined, published as
+  clean/<table> and quarantine/<table> (ds = the snapshot's date); the joins use the clean rows;
 - the same features: calendar of the scheduled local departure, weather at origin + ds + scheduled
   hour (one row per key), aircraft, destination, label and label_reason;
 - Parquet (zstd) out, partitioned by ds: clean/flights, quarantine/flights, clean/weather,
-  quarantine/weather, features/flights. Row accounting is checked (clean + quarantined = raw
+  quarantine/weather, features/flights, and clean/ + quarantine/ of the three reference tables. Row accounting is checked (clean + quarantined = raw
   rows per ds, features = clean flights).
 
 No lakeforge manifests are written for the outputs (the Spark job's per-partition atomic publish
@@ -61,6 +64,9 @@ PLANES = {
 AIRPORTS = {
     "faa": STR, "name": STR, "lat": DBL, "lon": DBL, "alt": DBL, "tz": DBL, "dst": STR, "tzone": STR,
 }
+AIRLINES = {"carrier": STR, "name": STR}
+REFERENCE = {"airports": AIRPORTS, "planes": PLANES, "airlines": AIRLINES}
+REFERENCE_KEYS = {"planes": "tailnum", "airports": "faa", "airlines": "carrier"}
 ORIGIN_TZ = "America/New_York"
 ORIGINS = ("EWR", "JFK", "LGA")
 MAX_DELAY_MINUTES = 48 * 60
@@ -86,6 +92,7 @@ FEATURES_TABLE_COLUMNS = [
     "label", "label_reason",
 ]
 OUTPUTS = ("clean/flights", "quarantine/flights", "clean/weather", "quarantine/weather", "features/flights")
+REFERENCE_OUTPUTS = tuple(f"{layer}/{t}" for t in REFERENCE for layer in ("clean", "quarantine"))
 
 MACROS = [
     # Spark's try_cast(string as int) takes only integer text (no '1.0', '1e2', '0x10', '1_000').
@@ -216,10 +223,49 @@ FROM (
 )"""
 
 
-def snapshot_sql(table: str, files: list[str], schema: dict[str, str]) -> str:
-    cols = "{" + ", ".join(f"{_q(n)}: {_q(t)}" for n, t in schema.items()) + "}"
-    return (f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM read_csv({_sql_list(files)}, "
-            f"columns={cols}, header=true, nullstr='NA', auto_detect=false, quote='\"', delim=',')")
+def reference_sql(table: str, files: list[str], schema: dict[str, str], key: str, ds: str) -> list[str]:
+    """Statements that clean a reference snapshot like spark_jobs.clean.clean_reference.
+
+    Spark reads it with its CSV reader (PERMISSIVE, ``_corrupt`` = the raw line of a row with the
+    wrong number of fields or a value that does not convert), then quarantines malformed rows, rows
+    without their key, and every row of a key that occurs more than once. Here: DuckDB's CSV reader
+    with every column as VARCHAR (rows with the wrong field count land in its rejects table, their
+    key taken from the line's first field as Spark's partial row has it), typed with TRY_CAST.
+    Creates ``<table>`` (the good rows, used by the joins) and ``<table>_bad``.
+    """
+    assert list(schema)[0] == key, "the key is the first column of every reference table"
+    varchar = "{" + ", ".join(f"{_q(n)}: 'VARCHAR'" for n in schema) + "}"
+    strict = {INT: "CASE WHEN regexp_full_match({x}, '[+-]?[0-9]+') THEN TRY_CAST({x} AS INTEGER) END",
+              DBL: "TRY_CAST(trim({x}) AS DOUBLE)", STR: "{x}"}
+    typed = ", ".join(f"{strict[t].format(x=f'_t.{n}')} AS {n}" for n, t in schema.items())
+    failed = " OR ".join(f"(_t.{n} IS NOT NULL AND {strict[t].format(x=f'_t.{n}')} IS NULL)"
+                         for n, t in schema.items() if t != STR) or "false"
+    rejoined = " || ',' || ".join(f"coalesce(_t.{n}, 'NA')" for n in schema)
+    nulls = ", ".join(f"NULL::{t} AS {n}" for n, t in list(schema.items())[1:])
+    data = ", ".join(schema)
+    return [
+        f"""CREATE OR REPLACE TEMP TABLE {table}_read AS
+            SELECT * FROM read_csv({_sql_list(files)}, columns={varchar}, header=true, nullstr=['NA', ''],
+                allow_quoted_nulls=false, auto_detect=false, quote='"', escape='"', delim=',',
+                null_padding=false, ignore_errors=true, store_rejects=true,
+                rejects_table='{table}_rejects', rejects_scan='{table}_rejects_scan')""",
+        f"""CREATE OR REPLACE TEMP TABLE {table}_checked AS
+            WITH parsed AS (
+              SELECT {typed}, ({failed}) AS _malformed, ({rejoined}) AS _line FROM {table}_read _t
+              UNION ALL
+              SELECT na(split_part(any_value(csv_line), ',', 1)) AS {key}, {nulls}, true, any_value(csv_line)
+              FROM {table}_rejects GROUP BY file_id, line
+            )
+            SELECT *, CASE WHEN _malformed THEN 'malformed row'
+                           WHEN {key} IS NULL THEN 'missing {key}'
+                           WHEN count(*) OVER (PARTITION BY {key}) > 1 THEN 'duplicate {key}: ' || {key}
+                      END AS reason
+            FROM parsed""",
+        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {data}, {_q(ds)} AS ds FROM {table}_checked WHERE reason IS NULL",
+        f"""CREATE OR REPLACE TEMP TABLE {table}_bad AS
+            SELECT CASE WHEN _malformed THEN _line ELSE concat_ws(',', {data}) END AS raw_line, reason, {_q(ds)} AS ds
+            FROM {table}_checked WHERE reason IS NOT NULL""",
+    ]
 
 
 CLEAN_FLIGHTS_SQL = f"""
@@ -311,12 +357,14 @@ def raw_files(lake: Lake, table: str, dates: list[str]) -> tuple[list[str], dict
     return files, rows
 
 
-def snapshot_files(lake: Lake, table: str, as_of: str) -> list[str]:
+def snapshot_files(lake: Lake, table: str, as_of: str) -> tuple[list[str], str, int]:
+    """The newest snapshot on or before ``as_of``: its files, its ds and its raw row count."""
     candidates = [p for p in list_partitions(lake, f"raw/{table}") if p <= partition_name(as_of)]
     if not candidates:
         raise SystemExit(f"no raw/{table} snapshot on or before {as_of}")
     manifest = read_manifest(lake, f"raw/{table}", candidates[-1])
-    return [lake.path("raw", table, candidates[-1], f["name"]) for f in manifest["files"]]
+    files = [lake.path("raw", table, candidates[-1], f["name"]) for f in manifest["files"]]
+    return files, candidates[-1].split("=", 1)[1], manifest["rows"]
 
 
 def _counts(con, sql: str) -> dict[str, int]:
@@ -351,8 +399,17 @@ def run(lake_uri: str, out: Path, dates: list[str], threads: int = 2, memory_lim
     t = time.perf_counter()
     flights_files, raw_flights = raw_files(lake, "raw/flights", dates)
     weather_files, raw_weather = raw_files(lake, "raw/weather", dates)
-    con.execute(snapshot_sql("airports", snapshot_files(lake, "airports", dates[-1]), AIRPORTS))
-    con.execute(snapshot_sql("planes", snapshot_files(lake, "planes", dates[-1]), PLANES))
+    reference_rows = {}
+    for table, schema in REFERENCE.items():
+        files, snap_ds, raw_rows = snapshot_files(lake, table, dates[-1])
+        for statement in reference_sql(table, files, schema, REFERENCE_KEYS[table], snap_ds):
+            con.execute(statement)
+        _copy(con, f"SELECT * FROM {table}", out / "clean" / table)
+        _copy(con, f"SELECT * FROM {table}_bad", out / "quarantine" / table)
+        good, bad = (con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in (table, f"{table}_bad"))
+        if good + bad != raw_rows:
+            raise RuntimeError(f"{table}: raw {raw_rows} != clean {good} + quarantined {bad}")
+        reference_rows[table] = {"ds": snap_ds, "raw": raw_rows, "clean": good, "quarantine": bad}
     con.execute(parse_sql("flights", flights_files, FLIGHTS_RAW, flight_rules()))
     con.execute(parse_sql("weather", weather_files, WEATHER_RAW, weather_rules()))
     con.execute(CLEAN_FLIGHTS_SQL)
@@ -396,7 +453,7 @@ def run(lake_uri: str, out: Path, dates: list[str], threads: int = 2, memory_lim
     totals = {name: sum(per_ds.values()) for name, per_ds in counts.items()}
     return {
         "dates": [dates[0], dates[-1]], "days": len(dates), "rows": totals, "timings": timings,
-        "duckdb": duckdb.__version__, "threads": threads,
+        "reference_rows": reference_rows, "duckdb": duckdb.__version__, "threads": threads,
     }
 
 

@@ -41,6 +41,8 @@ from bench import scaled_lake
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 RESULT_PREFIX = {"spark": "LAKEFORGE_RESULT ", "duckdb": "DUCKDB_RESULT "}
+QUIET_MAX_WAIT_S = 120.0  # longest wait for an idle machine before a run (--quiet-wait)
+CONTENTION_LIMIT = 0.10  # foreign CPU share above which a run is repeated (--retries)
 
 
 def log(msg: str) -> None:
@@ -82,20 +84,94 @@ def check_port_matches_spark() -> None:
 
 # -- running the engines -------------------------------------------------------------------------
 
+def _cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields[:8]) - idle) / tick, sum(fields[:8]) / tick
+
+
+class ForeignCpu:
+    """CPU seconds used by processes outside one session (everyone but the run being measured),
+    sampled from /proc twice a second (processes shorter than that are missed)."""
+
+    def __init__(self, session: int):
+        import threading
+
+        self.session, self.me = session, os.getpid()
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.seen: dict[int, float] = {}
+        self.total = 0.0
+        self._stop = threading.Event()
+        self._sample()  # baseline: what processes running now had used before
+        self.total = 0.0
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry.name}/stat").read_text()
+            except OSError:
+                continue
+            rest = stat.rsplit(")", 1)[1].split()
+            pid, session = int(entry.name), int(rest[3])
+            if session == self.session or pid == self.me:
+                continue
+            cpu = (int(rest[11]) + int(rest[12])) / self.tick
+            self.total += max(0.0, cpu - self.seen.get(pid, 0.0))
+            self.seen[pid] = cpu
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.5):
+            self._sample()
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        return self.total
+
+
+def wait_for_quiet(max_wait: float, threshold: float = 0.15, window: float = 3.0) -> dict[str, float]:
+    """Wait (up to max_wait s) until the machine is nearly idle: other people's jobs (test suites,
+    Spark clusters) share these CPUs and would distort the timings."""
+    started = time.perf_counter()
+    while True:
+        b0, t0 = _cpu_seconds()
+        time.sleep(window)
+        b1, t1 = _cpu_seconds()
+        busy = (b1 - b0) / max(t1 - t0, 1e-9)
+        waited = time.perf_counter() - started
+        if busy < threshold or waited >= max_wait:
+            return {"waited_s": round(waited, 1), "busy_before": round(busy, 3)}
+
+
 def run_subprocess(kind: str, cmd: list[str], env: dict[str, str], logfile: Path, timeout: float) -> dict[str, Any]:
-    """Run one engine in a fresh process; wall seconds and its parsed result line."""
+    """Run one engine in a fresh process; wall seconds, its parsed result line, and how much CPU
+    other processes on the machine used meanwhile (``foreign_cpu_share``: of all CPUs' time)."""
     logfile.parent.mkdir(parents=True, exist_ok=True)
+    quiet = wait_for_quiet(QUIET_MAX_WAIT_S)
+    busy0, total0 = _cpu_seconds()
     started = time.perf_counter()
     with open(logfile, "w") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
+        others = ForeignCpu(session=proc.pid)
         try:
             rc = proc.wait(timeout=timeout)
         except BaseException:
             os.killpg(proc.pid, signal.SIGKILL)  # our own process group only: driver + its JVM
             proc.wait()
+            others.stop()
             raise
+        foreign = others.stop()
     wall = time.perf_counter() - started
+    busy1, total1 = _cpu_seconds()
+    ours = max(0.0, (busy1 - busy0) - foreign)
     text = logfile.read_text()
     if rc != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed (rc={rc}); last lines:\n" + "\n".join(text.splitlines()[-30:]))
@@ -104,7 +180,25 @@ def run_subprocess(kind: str, cmd: list[str], env: dict[str, str], logfile: Path
         raise RuntimeError(f"no {RESULT_PREFIX[kind].strip()} line in {logfile}")
     result = json.loads(lines[-1][len(RESULT_PREFIX[kind]):])
     result["wall_s"] = wall
+    result["contention"] = {
+        **quiet, "own_cpu_s": round(ours, 1), "foreign_cpu_s": round(foreign, 1),
+        "foreign_cpu_share": round(foreign / max(total1 - total0, 1e-9), 3),
+    }
     return result
+
+
+def measured(run, label: str, retries: int) -> dict[str, Any]:
+    """Run ``run()``; if other processes took a sizeable share of the CPUs meanwhile, run it again
+    (up to ``retries`` times) and keep the least disturbed run."""
+    best = run()
+    for _ in range(retries):
+        if best["contention"]["foreign_cpu_share"] <= CONTENTION_LIMIT:
+            break
+        log(f"  {label}: other processes used {best['contention']['foreign_cpu_share']:.0%} of the CPUs, rerunning")
+        again = run()
+        if again["contention"]["foreign_cpu_share"] < best["contention"]["foreign_cpu_share"]:
+            best = again
+    return best
 
 
 def spark_run(lake_uri: str, master: str, dates_args: list[str], logfile: Path, timeout: float) -> dict[str, Any]:
@@ -141,11 +235,15 @@ def compare_outputs(spark_lake: Path, duck_out: Path, dates: list[str]) -> dict[
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET preserve_insertion_order = false")
     report: dict[str, Any] = {}
-    wanted = ", ".join(dt._q(d) for d in dates)
-    for table in dt.OUTPUTS:
+    for table in (*dt.OUTPUTS, *dt.REFERENCE_OUTPUTS):
+        if table in dt.OUTPUTS:
+            table_dates = dates
+        else:  # reference tables are partitioned by their snapshot's date
+            table_dates = sorted({p.name[3:] for root in (spark_lake, duck_out) for p in (root / table).glob("ds=*")})
+        wanted = ", ".join(dt._q(d) for d in table_dates) or "NULL"
         sides = {}
         for side, root in (("spark", spark_lake), ("duckdb", duck_out)):
-            files = sorted(str(p) for d in dates for p in (root / table / f"ds={d}").glob("*.parquet"))
+            files = sorted(str(p) for d in table_dates for p in (root / table / f"ds={d}").glob("*.parquet"))
             if not files:
                 sides[side] = None
                 continue
@@ -159,8 +257,8 @@ def compare_outputs(spark_lake: Path, duck_out: Path, dates: list[str]) -> dict[
             for side, info in sides.items():
                 entry[f"{side}_rows"] = 0 if info is None else con.execute(
                     f"SELECT count(*) FROM {info[0]} WHERE ds IN ({wanted})").fetchone()[0]
-            entry["only_in_spark"] = entry["spark_rows"] - entry["duckdb_rows"]
-            entry["only_in_duckdb"] = 0
+            entry["only_in_spark"] = entry["spark_rows"] if sides["duckdb"] is None else 0
+            entry["only_in_duckdb"] = entry["duckdb_rows"] if sides["spark"] is None else 0
             report[table] = entry
             continue
         names = [n for n, _ in sides["spark"][1]]
@@ -187,7 +285,8 @@ def compare_outputs(spark_lake: Path, duck_out: Path, dates: list[str]) -> dict[
                 list(map(str, r)) for r in con.execute("SELECT * FROM s EXCEPT ALL SELECT * FROM d ORDER BY 1 LIMIT 3").fetchall()]
             entry["example_only_in_duckdb"] = [
                 list(map(str, r)) for r in con.execute("SELECT * FROM d EXCEPT ALL SELECT * FROM s ORDER BY 1 LIMIT 3").fetchall()]
-            entry["differing_columns"] = _differing_columns(con, key, names) if table.startswith(("clean/fl", "features")) else None
+            entry["differing_columns"] = (_differing_columns(con, key, names)
+                                          if table in ("clean/flights", "features/flights") else None)
         report[table] = entry
     con.close()
     return report
@@ -249,7 +348,7 @@ def _r(x: float | None, nd: int = 2) -> float | None:
 def _summary(run: dict[str, Any]) -> dict[str, Any]:
     t = run["timings"]
     out = {"wall_s": _r(run["wall_s"]), "compute_s": _r(t["compute_s"]),
-           "timings": {k: _r(v) for k, v in t.items()}, "rows": run["rows"]}
+           "timings": {k: _r(v) for k, v in t.items()}, "rows": run["rows"], "contention": run["contention"]}
     if "master" in run:
         out["master"] = run["master"]
         out["startup_s"] = _r(t["spark_startup_s"])
@@ -268,12 +367,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--skip-local1", action="store_true", help="skip the local[1] run")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per engine run")
     parser.add_argument("--keep", action="store_true", help="keep the run lakes and outputs")
+    parser.add_argument("--retries", type=int, default=1,
+                        help="reruns of a measurement during which other processes used > 10%% of the CPUs")
+    parser.add_argument("--quiet-wait", type=float, default=120.0,
+                        help="max seconds to wait for an idle machine before each run")
     parser.add_argument("--output", type=Path, default=RESULTS / "transform.json")
     args = parser.parse_args(argv)
     if args.end < args.start:
         raise SystemExit("--end is before --start")
 
     started = time.perf_counter()
+    global QUIET_MAX_WAIT_S
+    QUIET_MAX_WAIT_S = args.quiet_wait
     check_port_matches_spark()
     machine = _machine()
     dates = _days(args.start, args.end)
@@ -289,22 +394,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     masters = ["local[2]"] + ([] if args.skip_local1 else ["local[1]"])
     for master in masters:
         tag = master.replace("[", "").replace("]", "")
-        lake = scaled_lake.link_run_lake(cache, work / f"spark_{tag}", args.start, args.end)
         log(f"Spark {master}: {len(dates)} days ...")
-        spark_runs[master] = spark_run(lake, master, range_args, logs / f"spark_{tag}.log", args.timeout)
+
+        def full_run(master: str = master, tag: str = tag) -> dict[str, Any]:
+            lake = scaled_lake.link_run_lake(cache, work / f"spark_{tag}", args.start, args.end)  # fresh lake
+            return spark_run(lake, master, range_args, logs / f"spark_{tag}.log", args.timeout)
+
+        spark_runs[master] = measured(full_run, f"Spark {master}", args.retries)
         t = spark_runs[master]["timings"]
         log(f"  wall {spark_runs[master]['wall_s']:.1f}s (start-up {t['spark_startup_s']:.1f}s, "
-            f"compute {t['compute_s']:.1f}s), rows {spark_runs[master]['rows']}")
+            f"compute {t['compute_s']:.1f}s), rows {spark_runs[master]['rows']}, "
+            f"contention {spark_runs[master]['contention']}")
 
     # 3. DuckDB on the same raw files (the cache's), threads=2.
     duck_out = work / "duckdb_out"
     duck_runs = []
     for i in range(max(1, args.duckdb_repeats)):
         log(f"DuckDB threads=2 (run {i + 1}) ...")
-        duck_runs.append(duckdb_run(f"file://{cache / 'lake'}", duck_out, range_args, 2,
-                                    logs / f"duckdb_{i + 1}.log", args.timeout))
+        duck_runs.append(measured(lambda i=i: duckdb_run(f"file://{cache / 'lake'}", duck_out, range_args, 2,
+                                                         logs / f"duckdb_{i + 1}.log", args.timeout),
+                                  "DuckDB", args.retries))
         log(f"  wall {duck_runs[-1]['wall_s']:.1f}s (compute {duck_runs[-1]['timings']['compute_s']:.1f}s), "
-            f"rows {duck_runs[-1]['rows']}")
+            f"rows {duck_runs[-1]['rows']}, contention {duck_runs[-1]['contention']}")
     duck = min(duck_runs, key=lambda r: r["wall_s"])
 
     spark2 = spark_runs["local[2]"]
@@ -329,10 +440,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     incremental: dict[str, list[dict[str, Any]]] = {"month": [], "year": []}
     for i in range(args.repeats):
         for name, lake in lakes.items():  # interleaved, so drift hits both alike
-            r = spark_run(lake, "local[2]", ["--dates", one_day], logs / f"spark_oneday_{name}_{i + 1}.log", args.timeout)
+            r = measured(lambda lake=lake, name=name, i=i: spark_run(
+                lake, "local[2]", ["--dates", one_day], logs / f"spark_oneday_{name}_{i + 1}.log", args.timeout),
+                f"one day on {name}", args.retries)
             incremental[name].append(r)
             log(f"  one day ({one_day}) on {name}-history lake: wall {r['wall_s']:.1f}s, "
-                f"compute {r['timings']['compute_s']:.2f}s")
+                f"compute {r['timings']['compute_s']:.2f}s, contention {r['contention']['foreign_cpu_share']}")
 
     def med(runs: list[dict[str, Any]], key: str) -> float:
         return statistics.median(r["wall_s"] if key == "wall_s" else r["timings"][key] for r in runs)
@@ -353,7 +466,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "generated": gen, "cache_dir": str(cache),
         },
         "spark": {m: _summary(r) for m, r in spark_runs.items()},
-        "duckdb": {**_summary(duck), "threads": 2, "all_wall_s": [_r(r["wall_s"]) for r in duck_runs]},
+        "duckdb": {**_summary(duck), "threads": 2, "all_wall_s": [_r(r["wall_s"]) for r in duck_runs],
+                   "reference_rows": duck.get("reference_rows")},
         "ratios": {
             "spark_local2_over_local1_speedup_wall": _r(spark1["wall_s"] / spark2["wall_s"]) if spark1 else None,
             "spark_local2_over_local1_speedup_compute":
@@ -371,12 +485,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                               "one_day_wall_s": [_r(r["wall_s"]) for r in incremental["month"]],
                               "one_day_compute_s": [_r(r["timings"]["compute_s"]) for r in incremental["month"]],
                               "one_day_startup_s": [_r(r["timings"]["spark_startup_s"]) for r in incremental["month"]],
+                              "one_day_foreign_cpu_share": [r["contention"]["foreign_cpu_share"] for r in incremental["month"]],
                               "median_wall_s": _r(med(incremental["month"], "wall_s")),
                               "median_compute_s": _r(med(incremental["month"], "compute_s"))},
             "year_history": {"days": len(dates),
                              "one_day_wall_s": [_r(r["wall_s"]) for r in incremental["year"]],
                              "one_day_compute_s": [_r(r["timings"]["compute_s"]) for r in incremental["year"]],
                              "one_day_startup_s": [_r(r["timings"]["spark_startup_s"]) for r in incremental["year"]],
+                              "one_day_foreign_cpu_share": [r["contention"]["foreign_cpu_share"] for r in incremental["year"]],
                              "median_wall_s": _r(med(incremental["year"], "wall_s")),
                              "median_compute_s": _r(med(incremental["year"], "compute_s"))},
             "one_day_rows": incremental["year"][0]["rows"],
@@ -420,6 +536,22 @@ NOTES = [
     "the port steps back an hour when that gives the same wall time, so both agree (checked row for row).",
     "Weather dedupe: Spark's dropDuplicates(origin, ds, hour) keeps an arbitrary row per key; the port keeps an "
     "arbitrary one too (row_number() = 1). Only matters if duplicate weather rows carried different values.",
+    "The machine is shared (2 CPUs; other engineers run test suites and Spark/HDFS test clusters on it). "
+    "Before each run the benchmark waits (up to --quiet-wait s) for the CPUs to be idle, measures the CPU "
+    "time other processes used during the run (contention.foreign_cpu_share, of all CPUs' time), and reruns "
+    "a measurement once (--retries) when that share was above 10%, keeping the less disturbed run.",
+    "Known differences of the DuckDB port, none of which occurs in this data (the row-for-row check covers "
+    "every output, reference tables included): (a) reference snapshots are parsed by different CSV readers; "
+    "an unterminated quote on the last line of a snapshot is accepted by Spark's reader (value without the "
+    "quote) but quarantined as malformed by DuckDB; for a snapshot row whose value does not convert, DuckDB's "
+    "quarantined raw_line is the fields re-joined with ',' rather than the exact line. (b) DuckDB's TRY_CAST "
+    "to DOUBLE/TIMESTAMPTZ may accept or reject some malformed texts differently from Spark's try_cast "
+    "(integers are guarded with a regex to take only integer text, as Spark does). (c) Reason texts print "
+    "numbers >= 1e7 as 10000000.0 where Java prints 1.0E7.",
+    "Also checked outside this run, on a hand-made lake (short/long rows, unparsable fields, wrong dates, "
+    "unknown origin, impossible clock times/delays/distance, NA keys, 2400 clock times, fractional delays, "
+    "DST spring-forward and fall-back times, unknown and duplicated destination airports, duplicate/missing/"
+    "malformed planes, airports and airlines rows): identical outputs except difference (a).",
     "The one-day incremental runs reprocess an already-published day (the job is idempotent and replaces it).",
 ]
 
@@ -431,19 +563,21 @@ def markdown(r: dict[str, Any]) -> str:
         f"{inp['raw_flights_rows']:,} raw flights ({inp['raw_flights_mb']} MB CSV), "
         f"{inp['raw_weather_rows']:,} weather rows; {r['machine']['cpus']} CPUs.",
         "",
-        "| Run | Wall s | Spark start-up s | Compute s | Flights/s (compute) |",
-        "|---|---:|---:|---:|---:|",
+        "| Run | Wall s | Spark start-up s | Compute s | Flights/s (compute) | Other processes' CPU share |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for master, s in sp.items():
         rows.append(f"| Spark {master}, full range | {s['wall_s']} | {s['startup_s']} | {s['compute_s']} | "
-                    f"{round(inp['raw_flights_rows'] / s['compute_s']):,} |")
+                    f"{round(inp['raw_flights_rows'] / s['compute_s']):,} | {s['contention']['foreign_cpu_share']:.0%} |")
     rows.append(f"| DuckDB threads=2, full range | {dk['wall_s']} | - | {dk['compute_s']} | "
-                f"{round(inp['raw_flights_rows'] / dk['compute_s']):,} |")
+                f"{round(inp['raw_flights_rows'] / dk['compute_s']):,} | {dk['contention']['foreign_cpu_share']:.0%} |")
     m, y = inc["month_history"], inc["year_history"]
     rows.append(f"| Spark local[2], 1 day ({inc['date']}), {m['days']}-day history (median of {len(m['one_day_wall_s'])}) | "
-                f"{m['median_wall_s']} | {statistics.median(m['one_day_startup_s']):.2f} | {m['median_compute_s']} | - |")
+                f"{m['median_wall_s']} | {statistics.median(m['one_day_startup_s']):.2f} | {m['median_compute_s']} | - | "
+                f"{max(m['one_day_foreign_cpu_share']):.0%} max |")
     rows.append(f"| Spark local[2], 1 day ({inc['date']}), {y['days']}-day history (median of {len(y['one_day_wall_s'])}) | "
-                f"{y['median_wall_s']} | {statistics.median(y['one_day_startup_s']):.2f} | {y['median_compute_s']} | - |")
+                f"{y['median_wall_s']} | {statistics.median(y['one_day_startup_s']):.2f} | {y['median_compute_s']} | - | "
+                f"{max(y['one_day_foreign_cpu_share']):.0%} max |")
     rows += [
         "",
         "| Ratio | Value |",

@@ -91,9 +91,13 @@ def raw_row_counts(lake: Lake, table: str, dates: list[str]) -> dict[str, int]:
 
 
 def write_partitioned(df, lake: Lake, table: str) -> str:
-    """One Spark write of all dates into a run staging folder, one file per ds."""
+    """One Spark write of all dates into a run staging folder.
+
+    No repartition by ds: each raw file is one day and is read whole by one task, and the joins
+    are broadcast, so a day's rows never leave their task: a shuffle would only cost time.
+    """
     staging = new_run_staging(lake, table)
-    df.repartition("ds").write.mode("overwrite").partitionBy("ds").parquet(lake.uri(staging))
+    df.write.mode("overwrite").partitionBy("ds").parquet(lake.uri(staging))
     return staging
 
 

@@ -53,7 +53,7 @@ OPTIONS: dict[str, Option] = {
         "spark.sql.shuffle.partitions for lakeforge jobs (Spark's 200 is far too many for daily data).",
     ),
     "spark_driver_memory": Option(
-        "LAKEFORGE_SPARK_DRIVER_MEMORY", "2g",
+        "LAKEFORGE_SPARK_DRIVER_MEMORY", "4g",
         "Driver memory for Spark jobs (local mode runs the executors in the driver).",
     ),
     "mlflow_tracking_uri": Option(

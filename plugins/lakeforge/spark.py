@@ -27,6 +27,7 @@ def spark_conf() -> dict[str, str]:
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.parquet.compression.codec": "zstd",
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",  # not legacy INT96
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": s.spark_driver_memory,
         "spark.pyspark.python": sys.executable,
