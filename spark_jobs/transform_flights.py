@@ -91,13 +91,14 @@ def raw_row_counts(lake: Lake, table: str, dates: list[str]) -> dict[str, int]:
 
 
 def write_partitioned(df, lake: Lake, table: str) -> str:
-    """One Spark write of all dates into a run staging folder.
+    """One Spark write of all dates into a run staging folder, one file per ds.
 
-    No repartition by ds: each raw file is one day and is read whole by one task, and the joins
-    are broadcast, so a day's rows never leave their task: a shuffle would only cost time.
+    The repartition by ds costs a shuffle but measured faster than writing straight from the
+    input tasks (which each hold ~20 days and must sort them for the partitioned writer):
+    full year at 20x, local[2], 122 s with it vs 150 s without (bench/results/transform.json).
     """
     staging = new_run_staging(lake, table)
-    df.write.mode("overwrite").partitionBy("ds").parquet(lake.uri(staging))
+    df.repartition("ds").write.mode("overwrite").partitionBy("ds").parquet(lake.uri(staging))
     return staging
 
 

@@ -8,6 +8,7 @@ processes all of them: one JVM per run, not per day or per stage.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any, Sequence
 
@@ -17,6 +18,7 @@ from lakeforge.orchestration.assets import lake_asset, raw_asset
 from lakeforge.settings import PROJECT_ROOT
 
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+log = logging.getLogger(__name__)
 
 
 def plan_dates(
@@ -51,7 +53,7 @@ def plan_dates(
     ready = [ds for ds in candidates if all(read_manifest(lake, t, f"ds={ds}") for t in inputs)]
     waiting = sorted(set(candidates) - set(ready))
     if waiting:
-        print(f"waiting for all inputs ({', '.join(inputs)}) of: {', '.join(waiting)}")
+        log.warning("waiting for all inputs (%s) of: %s", ", ".join(inputs), ", ".join(waiting))
     return ready
 
 
