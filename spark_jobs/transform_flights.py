@@ -95,7 +95,7 @@ def write_partitioned(df, lake: Lake, table: str) -> str:
 
     The repartition by ds costs a shuffle but measured faster than writing straight from the
     input tasks (which each hold ~20 days and must sort them for the partitioned writer):
-    full year at 20x, local[2], 122 s with it vs 150 s without (bench/results/transform.json).
+    full year at 20x, local[2], 137 s with it vs 150 s without (one run each, bench/transform_bench).
     """
     staging = new_run_staging(lake, table)
     df.repartition("ds").write.mode("overwrite").partitionBy("ds").parquet(lake.uri(staging))
