@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
 
             hdfs = stack.enter_context(MiniHdfs(Path(tempfile.mkdtemp(prefix="lakeforge-hdfs-"))))
             os.environ["LAKEFORGE_LAKE_ROOT"] = f"{hdfs.uri}/lake"
+            os.environ["HADOOP_CONF_DIR"] = str(hdfs.conf_dir)  # Spark's client: replication 2
             print(f"HDFS up at {hdfs.uri} in {hdfs.startup_seconds:.1f}s")
         settings = get_settings()
         print(f"lakeforge demo: {args.start}..{args.end}, lake {settings.lake_root}, "
