@@ -447,6 +447,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             log(f"  one day ({one_day}) on {name}-history lake: wall {r['wall_s']:.1f}s, "
                 f"compute {r['timings']['compute_s']:.2f}s, contention {r['contention']['foreign_cpu_share']}")
 
+    def one_day_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "one_day_wall_s": [_r(r["wall_s"]) for r in runs],
+            "one_day_compute_s": [_r(r["timings"]["compute_s"]) for r in runs],
+            "one_day_startup_s": [_r(r["timings"]["spark_startup_s"]) for r in runs],
+            "one_day_foreign_cpu_share": [r["contention"]["foreign_cpu_share"] for r in runs],
+            "median_wall_s": _r(med(runs, "wall_s")),
+            "median_compute_s": _r(med(runs, "compute_s")),
+        }
+
     def med(runs: list[dict[str, Any]], key: str) -> float:
         return statistics.median(r["wall_s"] if key == "wall_s" else r["timings"][key] for r in runs)
 
@@ -482,19 +492,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "date": one_day,
             "month_history": {"days": (history_end - args.start).days + 1,
                               "full_history_run": _summary(month_full),
-                              "one_day_wall_s": [_r(r["wall_s"]) for r in incremental["month"]],
-                              "one_day_compute_s": [_r(r["timings"]["compute_s"]) for r in incremental["month"]],
-                              "one_day_startup_s": [_r(r["timings"]["spark_startup_s"]) for r in incremental["month"]],
-                              "one_day_foreign_cpu_share": [r["contention"]["foreign_cpu_share"] for r in incremental["month"]],
-                              "median_wall_s": _r(med(incremental["month"], "wall_s")),
-                              "median_compute_s": _r(med(incremental["month"], "compute_s"))},
-            "year_history": {"days": len(dates),
-                             "one_day_wall_s": [_r(r["wall_s"]) for r in incremental["year"]],
-                             "one_day_compute_s": [_r(r["timings"]["compute_s"]) for r in incremental["year"]],
-                             "one_day_startup_s": [_r(r["timings"]["spark_startup_s"]) for r in incremental["year"]],
-                              "one_day_foreign_cpu_share": [r["contention"]["foreign_cpu_share"] for r in incremental["year"]],
-                             "median_wall_s": _r(med(incremental["year"], "wall_s")),
-                             "median_compute_s": _r(med(incremental["year"], "compute_s"))},
+                              **one_day_runs(incremental["month"])},
+            "year_history": {"days": len(dates), **one_day_runs(incremental["year"])},
             "one_day_rows": incremental["year"][0]["rows"],
         },
         "commands": {

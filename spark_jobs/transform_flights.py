@@ -42,18 +42,21 @@ def parse_dates(args: argparse.Namespace) -> list[str]:
 
 
 def raw_lines(spark, lake: Lake, table: str, dates: list[str]):
-    """Text lines of the raw partitions of ``dates`` (exactly the files their manifests list)."""
+    """Text lines of the raw partitions of ``dates`` (exactly the files their manifests list),
+    and each date's row count from the same manifests."""
     from pyspark.sql import functions as F
 
-    paths = []
+    paths, rows = [], {}
     for ds in dates:
         manifest = read_manifest(lake, table, partition_name(ds))
         if manifest is None:
             raise SystemExit(f"no raw partition {table}/ds={ds}: ingest it first")
         paths += [lake.uri(table, partition_name(ds), f["name"]) for f in manifest["files"]]
-    return spark.read.text(paths).select(
+        rows[ds] = manifest["rows"]
+    lines = spark.read.text(paths).select(
         "value", F.regexp_extract(F.input_file_name(), r"ds=(\d{4}-\d{2}-\d{2})", 1).alias("ds")
     )
+    return lines, rows
 
 
 REFERENCE_KEYS = {"planes": "tailnum", "airports": "faa", "airlines": "carrier"}
@@ -84,10 +87,6 @@ def clean_snapshot(spark, lake: Lake, table: str, as_of: str, schema, meta: dict
     check_accounting(table, {ds: manifest["rows"]}, {ds: n_good}, {ds: n_bad})
     rows.unpersist()
     return good
-
-
-def raw_row_counts(lake: Lake, table: str, dates: list[str]) -> dict[str, int]:
-    return {ds: read_manifest(lake, table, partition_name(ds))["rows"] for ds in dates}
 
 
 def write_partitioned(df, lake: Lake, table: str) -> str:
@@ -135,11 +134,13 @@ def run(spark, lake: Lake, dates: list[str], run_id: str | None = None) -> dict[
     clean_snapshot(spark, lake, "airlines", dates[-1], AIRLINES, meta)
     # Parsed rows are cached: clean and quarantine outputs come from one parse of the text, and
     # the clean frames feed the features without a re-read.
-    flights, flights_bad = clean_flights(raw_lines(spark, lake, RAW_FLIGHTS, dates), airports, persist=True)
-    weather, weather_bad = clean_weather(raw_lines(spark, lake, RAW_WEATHER, dates), persist=True)
+    flight_lines, raw_flights = raw_lines(spark, lake, RAW_FLIGHTS, dates)
+    weather_lines, raw_weather = raw_lines(spark, lake, RAW_WEATHER, dates)
+    flights, flights_bad = clean_flights(flight_lines, airports, persist=True)
+    weather, weather_bad = clean_weather(weather_lines, persist=True)
     counts = {
-        "raw_flights": raw_row_counts(lake, RAW_FLIGHTS, dates),
-        "raw_weather": raw_row_counts(lake, RAW_WEATHER, dates),
+        "raw_flights": raw_flights,
+        "raw_weather": raw_weather,
         "clean_flights": publish(flights, lake, "clean/flights", dates, meta),
         "quarantine_flights": publish(flights_bad, lake, "quarantine/flights", dates, meta),
         "clean_weather": publish(weather, lake, "clean/weather", dates, meta),

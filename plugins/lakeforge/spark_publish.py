@@ -48,7 +48,6 @@ def publish_written_partitions(
     dates: Iterable[str],
     schema: pa.Schema,
     meta: dict[str, Any] | None = None,
-    meta_by_ds: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Swap each ``ds`` the job was asked for into place (an empty one if it wrote no rows)."""
     manifests = {}
@@ -64,7 +63,7 @@ def publish_written_partitions(
         file_meta = {name: {"rows": parquet_rows(lake, f"{staged}/{name}")} for name in files}
         manifests[ds] = publish_staged(
             lake, table, partition, staged,
-            meta={"ds": ds, "format": "parquet", **(meta or {}), **((meta_by_ds or {}).get(ds, {}))},
+            meta={"ds": ds, "format": "parquet", **(meta or {})},
             file_meta=file_meta,
         )
     lake.delete(run_staging)

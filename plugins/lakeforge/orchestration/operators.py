@@ -34,20 +34,22 @@ class LandingDeliverySensor(BaseSensorOperator):
         self.table = table
         self.partition_date = partition_date
 
-    def _where(self) -> str:
+    def _landing(self):
         from lakeforge.ingest import landing_for
         from lakeforge.sources import get_source
 
         source = get_source(self.source_name)
-        return landing_for(source).uri(source.table(self.table).glob(self.partition_date))
+        return landing_for(source), source.table(self.table)
+
+    def _where(self, landing, table) -> str:
+        return landing.uri(table.glob(self.partition_date))
 
     def poke(self, context: Context) -> bool:
-        from lakeforge.ingest import delivered_files, landing_for
-        from lakeforge.sources import get_source
+        from lakeforge.ingest import delivered_files
 
-        source = get_source(self.source_name)
-        names = delivered_files(landing_for(source), source.table(self.table), self.partition_date)
-        self.log.info("looking for %s: found %s", self._where(), names or "nothing yet")
+        landing, table = self._landing()
+        names = delivered_files(landing, table, self.partition_date)
+        self.log.info("looking for %s: found %s", self._where(landing, table), names or "nothing yet")
         return bool(names)
 
     def execute(self, context: Context) -> Any:
@@ -56,7 +58,7 @@ class LandingDeliverySensor(BaseSensorOperator):
         except AirflowSensorTimeout as exc:
             raise AirflowSensorTimeout(
                 f"No delivery of {self.source_name}.{self.table} for {self.partition_date}: nothing "
-                f"matches {self._where()} after waiting {self.timeout:.0f}s. Ask the exporter to "
+                f"matches {self._where(*self._landing())} after waiting {self.timeout:.0f}s. Ask the exporter to "
                 f"(re)deliver, then clear this task. ({exc})"
             ) from exc
 
