@@ -1,0 +1,1 @@
+"""Training on Spark, MLflow tracking and the champion/challenger registry gate."""
