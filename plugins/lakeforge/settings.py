@@ -64,6 +64,58 @@ OPTIONS: dict[str, Option] = {
         "LAKEFORGE_MLFLOW_ARTIFACT_ROOT", "file://{home}/mlartifacts",
         "Artifact location for new MLflow experiments (pinned, never `<cwd>/mlruns`).",
     ),
+    "model_name": Option(
+        "LAKEFORGE_MODEL_NAME", "flight_delay",
+        "Registered model name in the MLflow registry (aliases `champion` / `challenger`).",
+    ),
+    "mlflow_experiment": Option(
+        "LAKEFORGE_MLFLOW_EXPERIMENT", "flight_delay",
+        "MLflow experiment that holds the training runs.",
+    ),
+    "train_window_days": Option(
+        "LAKEFORGE_TRAIN_WINDOW_DAYS", "90",
+        "Rolling training window: days of features before the holdout.",
+    ),
+    "holdout_days": Option(
+        "LAKEFORGE_HOLDOUT_DAYS", "14",
+        "Most recent days kept out of training; challenger and champion are scored on them.",
+    ),
+    "validation_days": Option(
+        "LAKEFORGE_VALIDATION_DAYS", "7",
+        "Last days of the training window that the hyperparameter search scores trials on.",
+    ),
+    "train_model_family": Option(
+        "LAKEFORGE_TRAIN_MODEL_FAMILY", "xgboost",
+        "Model family of the challenger: `xgboost` (xgboost.spark), `lr` (MLlib LogisticRegression), `gbt` (MLlib GBT).",
+    ),
+    "search_budget": Option(
+        "LAKEFORGE_SEARCH_BUDGET", "4",
+        "Hyperparameter search: trials per training run (each a nested MLflow run).",
+    ),
+    "search_parallelism": Option(
+        "LAKEFORGE_SEARCH_PARALLELISM", "2",
+        "Trials fitted at the same time inside the Spark app (executor slots are shared between them).",
+    ),
+    "train_min_new_days": Option(
+        "LAKEFORGE_TRAIN_MIN_NEW_DAYS", "7",
+        "Asset-triggered training starts only when at least this many feature days are newer than the last training.",
+    ),
+    "promotion_metric": Option(
+        "LAKEFORGE_PROMOTION_METRIC", "roc_auc",
+        "Primary holdout metric of the registry gate: `roc_auc`, `pr_auc` (higher wins), `log_loss`, `brier` (lower wins).",
+    ),
+    "promotion_margin": Option(
+        "LAKEFORGE_PROMOTION_MARGIN", "0.002",
+        "A challenger must beat the champion (or the trivial baseline) by more than this on the primary metric.",
+    ),
+    "guard_calibration_tolerance": Option(
+        "LAKEFORGE_GUARD_CALIBRATION_TOLERANCE", "0.02",
+        "Guard: the challenger's expected calibration error on the holdout may exceed the champion's (or baseline's) by at most this.",
+    ),
+    "guard_positive_rate_tolerance": Option(
+        "LAKEFORGE_GUARD_POSITIVE_RATE_TOLERANCE", "0.02",
+        "Guard: the challenger's gap between mean prediction and observed positive rate may exceed the champion's (or baseline's) by at most this.",
+    ),
     "airflow_home": Option(
         "AIRFLOW_HOME", "{home}/airflow",
         "Airflow home (config, SQLite metadata DB and logs in embedded mode).",
@@ -97,6 +149,19 @@ class Settings:
     spark_driver_memory: str
     mlflow_tracking_uri: str
     mlflow_artifact_root: str
+    model_name: str
+    mlflow_experiment: str
+    train_window_days: int
+    holdout_days: int
+    validation_days: int
+    train_model_family: str
+    search_budget: int
+    search_parallelism: int
+    train_min_new_days: int
+    promotion_metric: str
+    promotion_margin: float
+    guard_calibration_tolerance: float
+    guard_positive_rate_tolerance: float
     airflow_home: Path
     dags_folder: Path
     hdfs_client: str
@@ -120,12 +185,27 @@ class Settings:
                     values[f.name] = int(text)
                 except ValueError:
                     raise ValueError(f"{OPTIONS[f.name].env} must be an integer, got {text!r}") from None
+            elif f.type in ("float",):
+                try:
+                    values[f.name] = float(text)
+                except ValueError:
+                    raise ValueError(f"{OPTIONS[f.name].env} must be a number, got {text!r}") from None
             else:
                 values[f.name] = text
         if values["hdfs_client"] not in ("auto", "libhdfs", "native"):
             raise ValueError(
                 f"LAKEFORGE_HDFS_CLIENT must be auto, libhdfs or native, got {values['hdfs_client']!r}"
             )
+        choices = {
+            "train_model_family": ("xgboost", "lr", "gbt"),
+            "promotion_metric": ("roc_auc", "pr_auc", "log_loss", "brier"),
+        }
+        for name, allowed in choices.items():
+            if values[name] not in allowed:
+                raise ValueError(f"{OPTIONS[name].env} must be one of {', '.join(allowed)}, got {values[name]!r}")
+        for name in ("train_window_days", "holdout_days", "search_budget", "search_parallelism"):
+            if values[name] < 1:  # type: ignore[operator]
+                raise ValueError(f"{OPTIONS[name].env} must be at least 1, got {values[name]}")
         return cls(**values)  # type: ignore[arg-type]
 
 

@@ -44,6 +44,9 @@ def session(app_name: str, master: str | None = None) -> "SparkSession":
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers (xgboost.spark, pandas-based stages) must run this venv's interpreter; a
+    # session started in-process reads only PYSPARK_PYTHON (spark-submit maps spark.pyspark.python).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     # Under spark-submit (PYSPARK_GATEWAY_PORT set) the submitter already chose the master.
     if master or "PYSPARK_GATEWAY_PORT" not in os.environ:

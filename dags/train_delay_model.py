@@ -1,0 +1,36 @@
+"""train_delay_model (airflow dag): flight-delay model on Spark, tracked in MLflow, champion/challenger gate."""
+
+import pendulum
+
+from lakeforge.orchestration.train_dag import build_train_dag
+
+DOC = """
+### train_delay_model: features -> model -> MLflow registry (champion / challenger)
+
+Runs weekly (Monday 04:00 UTC) and when new `nycflights.features.flights` partitions land
+(asset-triggered runs train only once `LAKEFORGE_TRAIN_MIN_NEW_DAYS` new days are there). ONE
+Spark application (`spark_jobs/train_delay_model.py`):
+
+- time-based split, no shuffling: a rolling window of `window_days` for training (its last
+  `validation_days` score the search trials), then the newest `holdout_days` days, never trained on;
+- the MLlib LogisticRegression baseline and the chosen family (`xgboost.spark` by default) in a
+  hyperparameter search, trials in parallel, each a nested MLflow run; the best is refitted on the
+  whole window;
+- one parent MLflow run: params, split boundaries, holdout metrics, plots, the input partitions
+  (lake URI + content hash + quality status) as dataset inputs, Airflow run and git commit tags;
+- registered as `flight_delay` with alias `challenger`; it becomes `champion` only if it beats the
+  champion (or, for the first model, a constant baseline) by the configured margin on the holdout and
+  no guard fails. Every decision is tagged on the version and written to
+  `registry/flight_delay/promotion_log/` in the lake.
+
+Manual runs: set the last day, window, family and search budget in the trigger form. A retry of the
+same DAG run registers no second version (run key `<dag_id>/<run_id>`).
+"""
+
+dag = build_train_dag(
+    dag_id="train_delay_model",
+    source_name="nycflights",
+    application="spark_jobs/train_delay_model.py",
+    start_date=pendulum.datetime(2013, 1, 1, tz="UTC"),
+    doc_md=DOC,
+)

@@ -1,0 +1,168 @@
+"""DAG factory: train the flight-delay model on Spark and run the registry gate.
+
+Scheduled weekly AND on the features asset (``AssetOrTimeSchedule``). ``plan_training`` decides
+whether there is anything to learn from: a manual run always trains (with the trigger form's
+window, family and search budget), a weekly run trains when at least one feature day is newer
+than the last training's holdout, an asset-triggered run only when ``min_new_days`` have landed
+(``LAKEFORGE_TRAIN_MIN_NEW_DAYS``), so a daily trickle of partitions does not retrain daily. The
+training itself is ONE ``spark-submit`` of ``spark_jobs/train_delay_model.py`` whose run key is
+``<dag_id>/<run_id>``: a retried task registers no second version.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any, Sequence
+
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
+
+from lakeforge.orchestration.assets import lake_asset
+from lakeforge.settings import PROJECT_ROOT, get_settings
+
+DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+log = logging.getLogger(__name__)
+
+
+def model_asset(model_name: str) -> Asset:
+    """The registered model, for downstream (batch scoring) DAGs to schedule on."""
+    return Asset(name=f"models.{model_name}", uri=f"lakeforge://models/{model_name}", group="lakeforge")
+
+
+def decide_plan(
+    params: dict[str, Any],
+    run_type: str,
+    available: Sequence[str],
+    last_trained_end: str | None,
+    min_new_days: int,
+) -> dict[str, Any]:
+    """What this run trains: the job's arguments, or ``train: False`` and why not (pure)."""
+    from lakeforge.training.split import make_split
+
+    end = params.get("end") or (max(available) if available else None)
+    plan = {
+        "train": False,
+        "end": end,
+        "window_days": int(params["window_days"]),
+        "holdout_days": int(params["holdout_days"]),
+        "validation_days": int(params["validation_days"]),
+        "family": params["model_family"],
+        "search_budget": int(params["search_budget"]),
+        "search_parallelism": int(params["search_parallelism"]),
+    }
+    if end is None:
+        plan["reason"] = "no feature partitions yet"
+        return plan
+    new_days = [d for d in available if last_trained_end is None or d > last_trained_end]
+    if run_type != "manual":
+        needed = 1 if run_type == "scheduled" else min_new_days
+        if len(new_days) < needed:
+            plan["reason"] = (f"{len(new_days)} feature day(s) newer than the last training "
+                              f"(holdout end {last_trained_end}); {run_type} runs need {needed}")
+            return plan
+    # Raises ValueError (a clear, non-retryable failure) when the window cannot be built.
+    split = make_split(available, end=end, window_days=plan["window_days"], holdout_days=plan["holdout_days"],
+                       validation_days=plan["validation_days"])
+    plan.update(train=True, reason=f"{len(new_days)} new feature day(s)", split=split.boundaries())
+    return plan
+
+
+def last_trained_end(lake_root: str | None, model_name: str) -> str | None:
+    from lakeforge.lake import Lake
+    from lakeforge.training.promotion import read_log
+
+    entries = read_log(Lake(lake_root), model_name)
+    return max(e["holdout"][1] for e in entries) if entries else None
+
+
+def build_train_dag(
+    *,
+    dag_id: str,
+    source_name: str,
+    application: str,
+    start_date: datetime,
+    doc_md: str,
+    cron: str = "0 4 * * 1",
+) -> DAG:
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    from lakeforge.spark import spark_conf
+
+    s = get_settings()
+    features = lake_asset(source_name, "features", "flights")
+    with DAG(
+        dag_id=dag_id,
+        schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=[features]),
+        start_date=start_date,
+        catchup=False,
+        max_active_runs=1,  # one registry gate at a time: champion moves are decided in order
+        default_args={"owner": "lakeforge", "retries": 2, "retry_delay": timedelta(minutes=2)},
+        tags=["lakeforge", "training", "spark", "mlflow", source_name],
+        doc_md=doc_md,
+        params={
+            "end": Param(None, type=["null", "string"], format="date", pattern=DATE_PATTERN, title="Last day",
+                         description="Newest feature day used (the holdout ends here). Empty: the newest published."),
+            "window_days": Param(s.train_window_days, type="integer", minimum=2, maximum=400,
+                                 title="Training window (days)", description="Days of features before the holdout."),
+            "holdout_days": Param(s.holdout_days, type="integer", minimum=1, maximum=60, title="Holdout (days)",
+                                  description="Most recent days, never trained on; the gate scores on them."),
+            "validation_days": Param(s.validation_days, type="integer", minimum=1, maximum=60,
+                                     title="Validation (days)",
+                                     description="Last days of the window on which search trials are scored."),
+            "model_family": Param(s.train_model_family, type="string", enum=["xgboost", "lr", "gbt"],
+                                  title="Model family", description="xgboost.spark, MLlib LogisticRegression or GBT."),
+            "search_budget": Param(s.search_budget, type="integer", minimum=1, maximum=64, title="Search budget",
+                                   description="Hyperparameter trials (each a nested MLflow run)."),
+            "search_parallelism": Param(s.search_parallelism, type="integer", minimum=1, maximum=16,
+                                        title="Parallel trials", description="Trials fitted at the same time."),
+        },
+    ) as dag:
+
+        @task(task_id="plan_training")
+        def plan(params=None, dag_run=None) -> dict[str, Any]:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from lakeforge.lake import Lake
+            from lakeforge.training.data import feature_partitions, usable
+
+            settings = get_settings()
+            days = [p["ds"] for p in usable(feature_partitions(Lake()))]
+            run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type)) if dag_run else "manual"
+            try:
+                result = decide_plan(params or {}, run_type, days, last_trained_end(None, settings.model_name),
+                                     settings.train_min_new_days)
+            except ValueError as exc:  # a window the data cannot support: retrying cannot help
+                raise AirflowFailException(str(exc)) from exc
+            log.info("training plan: %s", result)
+            return result
+
+        @task.short_circuit(task_id="anything_to_train")
+        def anything(p: dict[str, Any]) -> bool:
+            return bool(p["train"])
+
+        planned = plan()
+        xcom = "ti.xcom_pull(task_ids='plan_training')"
+        train = SparkSubmitOperator(
+            task_id="train_and_register",
+            application=str(PROJECT_ROOT / application),
+            conn_id="spark_default",
+            name=dag_id,
+            conf=spark_conf(),
+            application_args=[
+                "--run-key", "{{ dag.dag_id }}/{{ run_id }}",
+                "--dag-id", "{{ dag.dag_id }}",
+                "--dag-run-id", "{{ run_id }}",
+                "--triggered-by", "{{ dag_run.run_type }}{% if dag_run.triggering_user_name %}"
+                                  ":{{ dag_run.triggering_user_name }}{% endif %}",
+                "--end", "{{ %s['end'] }}" % xcom,
+                "--window-days", "{{ %s['window_days'] }}" % xcom,
+                "--holdout-days", "{{ %s['holdout_days'] }}" % xcom,
+                "--validation-days", "{{ %s['validation_days'] }}" % xcom,
+                "--family", "{{ %s['family'] }}" % xcom,
+                "--search-budget", "{{ %s['search_budget'] }}" % xcom,
+                "--search-parallelism", "{{ %s['search_parallelism'] }}" % xcom,
+            ],
+            outlets=[model_asset(s.model_name)],
+        )
+        anything(planned) >> train
+    return dag

@@ -1,0 +1,195 @@
+"""The registry gate: when does a challenger become champion, and the promotion log.
+
+Pure logic (no MLflow, no Spark): ``decide`` compares holdout metrics of the challenger with the
+current champion's (both scored on the same holdout), or with a trivial baseline (a constant
+prediction of the training positive rate) when there is no champion yet. The challenger is
+promoted only if
+
+- it beats the reference by MORE than ``margin`` on the primary metric (a tie within the margin
+  is a rejection), and
+- no guard fails, each judged against the same reference on the same holdout (absolute limits
+  would reject every model in a month whose delay rate drifted, the trivial baseline included):
+  ``calibration``: its expected calibration error exceeds the reference's by at most
+  ``calibration_tolerance``; ``positive_rate``: its gap between mean predicted probability and
+  observed positive rate exceeds the reference's by at most ``positive_rate_tolerance``.
+
+Every decision is one JSON document in the lake (``promotion_log_dir``), one per training run key,
+so a retried run rewrites its own entry instead of adding a second one. ``champion_on`` answers
+"which model was champion at time X, and why" from those entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from lakeforge.lake import Lake
+
+HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "log_loss": False, "brier": False}
+
+
+@dataclass(frozen=True)
+class Policy:
+    metric: str = "roc_auc"
+    margin: float = 0.002
+    calibration_tolerance: float = 0.02
+    positive_rate_tolerance: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.metric not in HIGHER_IS_BETTER:
+            raise ValueError(f"unknown promotion metric {self.metric!r}: one of {sorted(HIGHER_IS_BETTER)}")
+        if self.margin < 0:
+            raise ValueError("the promotion margin must be >= 0")
+
+    @classmethod
+    def from_settings(cls, settings=None) -> "Policy":
+        from lakeforge.settings import get_settings
+
+        s = settings or get_settings()
+        return cls(s.promotion_metric, s.promotion_margin, s.guard_calibration_tolerance,
+                   s.guard_positive_rate_tolerance)
+
+
+@dataclass(frozen=True)
+class Decision:
+    promoted: bool
+    reasons: list[str]
+    reference: str            # "champion" or "baseline"
+    improvement: float        # signed: > 0 means the challenger is better on the metric
+    guards: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def outcome(self) -> str:
+        return "promoted" if self.promoted else "rejected"
+
+
+def trivial_baseline(train_positive_rate: float, holdout_positive_rate: float) -> dict[str, float]:
+    """Holdout metrics of a constant prediction ``p`` = the training positive rate."""
+    import math
+
+    p = min(max(train_positive_rate, 1e-15), 1 - 1e-15)
+    y = holdout_positive_rate
+    return {
+        "roc_auc": 0.5,
+        "pr_auc": y,
+        "log_loss": -(y * math.log(p) + (1 - y) * math.log(1 - p)),
+        "brier": y * (1 - p) ** 2 + (1 - y) * p ** 2,
+        "positive_rate": y,
+        "mean_prediction": p,
+        "calibration_error": abs(p - y),
+    }
+
+
+def decide(challenger: dict[str, float], champion: dict[str, float] | None, baseline: dict[str, float],
+           policy: Policy) -> Decision:
+    """Promote or reject, with human-readable reasons (every failed check is named)."""
+    m = policy.metric
+    reference, ref = ("champion", champion) if champion is not None else ("baseline", baseline)
+    sign = 1.0 if HIGHER_IS_BETTER[m] else -1.0
+    improvement = sign * (challenger[m] - ref[m])
+    reasons: list[str] = []
+    beats = improvement > policy.margin
+    if beats:
+        reasons.append(f"{m} {challenger[m]:.4f} vs {reference} {ref[m]:.4f}: "
+                       f"improvement {improvement:+.4f} > margin {policy.margin:.4f}")
+    elif improvement > 0:
+        reasons.append(f"{m} {challenger[m]:.4f} vs {reference} {ref[m]:.4f}: "
+                       f"improvement {improvement:+.4f} within margin {policy.margin:.4f}")
+    else:
+        reasons.append(f"{m} {challenger[m]:.4f} vs {reference} {ref[m]:.4f}: "
+                       f"not better ({improvement:+.4f}, margin {policy.margin:.4f})")
+
+    def gap(metrics: dict[str, float]) -> float:
+        return abs(metrics["mean_prediction"] - metrics["positive_rate"])
+
+    ece, ref_ece = challenger["calibration_error"], ref["calibration_error"]
+    guards = {
+        "calibration": ece <= ref_ece + policy.calibration_tolerance,
+        "positive_rate": gap(challenger) <= gap(ref) + policy.positive_rate_tolerance,
+    }
+    if not guards["calibration"]:
+        reasons.append(f"guard calibration failed: expected calibration error {ece:.4f} > {reference} "
+                       f"{ref_ece:.4f} + tolerance {policy.calibration_tolerance:.4f}")
+    if not guards["positive_rate"]:
+        reasons.append(f"guard positive_rate failed: mean prediction {challenger['mean_prediction']:.4f} vs "
+                       f"observed {challenger['positive_rate']:.4f} (gap {gap(challenger):.4f} > {reference} "
+                       f"gap {gap(ref):.4f} + tolerance {policy.positive_rate_tolerance:.4f})")
+    return Decision(beats and all(guards.values()), reasons, reference, improvement, guards)
+
+
+# -- the promotion log -------------------------------------------------------------------------
+
+def promotion_log_dir(model_name: str) -> str:
+    return f"registry/{model_name}/promotion_log"
+
+
+def entry_name(run_key: str) -> str:
+    return hashlib.sha256(run_key.encode()).hexdigest()[:16] + ".json"
+
+
+def log_entry(
+    *,
+    model_name: str,
+    version: str,
+    run_id: str,
+    run_key: str,
+    decision: Decision,
+    policy: Policy,
+    challenger: dict[str, float],
+    champion_version: str | None,
+    champion: dict[str, float] | None,
+    baseline: dict[str, float],
+    holdout: tuple[str, str],
+    trigger: dict[str, Any],
+    decided_at: str,
+) -> dict[str, Any]:
+    """One decision, exactly as it is written to the lake (and summarized in version tags)."""
+    return {
+        "model": model_name,
+        "version": str(version),
+        "run_id": run_id,
+        "run_key": run_key,
+        "decided_at": decided_at,
+        "decision": decision.outcome,
+        "reasons": list(decision.reasons),
+        "reference": decision.reference,
+        "improvement": round(decision.improvement, 6),
+        "guards": dict(decision.guards),
+        "policy": asdict(policy),
+        "challenger": {"version": str(version), "metrics": challenger},
+        "champion_before": None if champion_version is None else {"version": str(champion_version),
+                                                                  "metrics": champion},
+        "baseline": baseline,
+        "champion_after": str(version) if decision.promoted else (
+            None if champion_version is None else str(champion_version)),
+        "holdout": list(holdout),
+        "trigger": trigger,
+    }
+
+
+def write_entry(lake: Lake, entry: dict[str, Any]) -> str:
+    """Write (or, for a rerun of the same run key, replace) one decision; atomic per entry."""
+    folder = promotion_log_dir(entry["model"])
+    rel = f"{folder}/{entry_name(entry['run_key'])}"
+    tmp = f"{folder}/_staging/{entry_name(entry['run_key'])}.{datetime.now().timestamp():.0f}"
+    lake.write_bytes(tmp, json.dumps(entry, indent=2, sort_keys=True).encode())
+    lake.delete(rel)
+    lake.move(tmp, rel)
+    return rel
+
+
+def read_log(lake: Lake, model_name: str) -> list[dict[str, Any]]:
+    """Every decision, oldest first."""
+    folder = promotion_log_dir(model_name)
+    entries = [json.loads(lake.read_bytes(f"{folder}/{n}"))
+               for n in lake.listdir(folder) if n.endswith(".json")]
+    return sorted(entries, key=lambda e: e["decided_at"])
+
+
+def champion_on(lake: Lake, model_name: str, when: str) -> dict[str, Any] | None:
+    """The promotion that made the champion current at ``when`` (ISO timestamp), or None."""
+    promoted = [e for e in read_log(lake, model_name) if e["decision"] == "promoted" and e["decided_at"] <= when]
+    return promoted[-1] if promoted else None

@@ -1,0 +1,134 @@
+"""Registry operations for one training run: idempotent registration and the alias moves.
+
+A version is registered with the run key (``<dag_id>/<run_id>``) in tag ``lakeforge.run_key`` and
+``lakeforge.state = pending``. The decision is then written (version tags + promotion log entry),
+``lakeforge.state`` becomes ``complete``, and only then does ``champion`` move: the alias is the
+commit point. A retry of the same run key
+
+- finds a ``complete`` version: nothing is trained again; a promotion whose alias move was lost is
+  finished (only if the champion is still the one the decision was made against);
+- finds ``pending`` versions (a run that died half-way): they are deleted before training again,
+  so exactly one version per run key survives.
+
+Aliases only (``champion``, ``challenger``); registry stages are deprecated.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+RUN_KEY_TAG = "lakeforge.run_key"
+STATE_TAG = "lakeforge.state"
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+def client():
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+def versions_for_run_key(name: str, run_key: str) -> list:
+    from mlflow.exceptions import MlflowException
+
+    c = client()
+    try:
+        c.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return []
+        raise
+    found = c.search_model_versions(f"name = '{name}' and tags.`{RUN_KEY_TAG}` = '{run_key}'")
+    return sorted(found, key=lambda v: int(v.version))
+
+
+def remove_half_registered(name: str, run_key: str) -> list[str]:
+    """Delete the pending versions of a run key (left by a run that died); returns their numbers."""
+    removed = []
+    for v in versions_for_run_key(name, run_key):
+        if v.tags.get(STATE_TAG) != "complete":
+            client().delete_model_version(name, v.version)
+            removed.append(str(v.version))
+    if removed:
+        log.warning("deleted half-registered version(s) %s of %s (run key %s)", removed, name, run_key)
+    return removed
+
+
+def complete_version(name: str, run_key: str):
+    done = [v for v in versions_for_run_key(name, run_key) if v.tags.get(STATE_TAG) == "complete"]
+    return done[-1] if done else None
+
+
+def champion_version(name: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client().get_model_version_by_alias(name, CHAMPION)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
+def register(name: str, model_uri: str, run_id: str, run_key: str, tags: dict[str, str]) -> str:
+    """A new pending version with alias ``challenger``; returns its number."""
+    from mlflow.exceptions import MlflowException
+
+    c = client()
+    try:
+        c.create_registered_model(name, description="Flight arrival delay > 15 min (lakeforge)")
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    v = c.create_model_version(name, model_uri, run_id=run_id,
+                               tags={RUN_KEY_TAG: run_key, STATE_TAG: "pending", **tags})
+    c.set_registered_model_alias(name, CHALLENGER, v.version)
+    return str(v.version)
+
+
+def record_decision(name: str, version: str, entry: dict[str, Any]) -> None:
+    """Decision tags on the version, then ``state = complete`` (the promotion log entry is written
+    before this by the caller)."""
+    c = client()
+    m = entry["policy"]["metric"]
+    before = entry["champion_before"]
+    tags = {
+        "lakeforge.decision": entry["decision"],
+        "lakeforge.decision.reasons": " | ".join(entry["reasons"]),
+        "lakeforge.decision.reference": entry["reference"],
+        "lakeforge.decision.metric": m,
+        "lakeforge.decision.margin": str(entry["policy"]["margin"]),
+        "lakeforge.decision.improvement": f"{entry['improvement']:.6f}",
+        "lakeforge.decision.guards": ",".join(f"{k}={'ok' if ok else 'failed'}" for k, ok in entry["guards"].items()),
+        "lakeforge.decision.decided_at": entry["decided_at"],
+        "lakeforge.decision.champion_before": before["version"] if before else "none",
+        f"lakeforge.challenger.{m}": f"{entry['challenger']['metrics'][m]:.6f}",
+        f"lakeforge.champion.{m}": f"{before['metrics'][m]:.6f}" if before else "none",
+        f"lakeforge.baseline.{m}": f"{entry['baseline'][m]:.6f}",
+        "lakeforge.holdout": "..".join(entry["holdout"]),
+        "lakeforge.trigger": entry["trigger"].get("triggered_by", ""),
+        "lakeforge.dag_id": entry["trigger"].get("dag_id") or "",
+        "lakeforge.dag_run_id": entry["trigger"].get("dag_run_id") or "",
+    }
+    for key, value in tags.items():
+        c.set_model_version_tag(name, version, key, value)
+    c.set_model_version_tag(name, version, STATE_TAG, "complete")
+
+
+def finish_promotion(name: str, version: str, decision: str, champion_before: str | None) -> bool:
+    """Move ``champion`` to ``version`` if the decision says so and nobody moved it meanwhile."""
+    if decision != "promoted":
+        return False
+    current = champion_version(name)
+    current_v = str(current.version) if current else None
+    if current_v == str(version):
+        return True
+    if current_v != champion_before:
+        log.warning("champion is %s, not %s as when %s was decided: alias left alone",
+                    current_v, champion_before, version)
+        return False
+    client().set_registered_model_alias(name, CHAMPION, version)
+    return True

@@ -1,0 +1,92 @@
+"""Hyperparameter search inside the training's Spark application: trials run in parallel threads
+(each a Spark job; Spark schedules them side by side), each one a nested MLflow run of the parent.
+
+Unless ``baseline`` is off, the MLlib LogisticRegression baseline (default parameters) is trial 0
+of every search, so the registered challenger is whichever of baseline and tuned family scored
+best on the validation days. The executor slots are shared: with ``parallelism`` trials at a time an xgboost trial gets
+``slots // parallelism`` workers (at least one), so concurrent barrier stages never wait on each
+other for slots. Trials fit on the search-train days and are scored on the validation days; the
+best configuration (validation ROC AUC) is returned for the refit on the whole window.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from lakeforge.training.evaluate import holdout_metrics, with_probability
+from lakeforge.training.trainers import DEFAULTS, build_pipeline, candidates
+
+
+@dataclass
+class Trial:
+    index: int
+    family: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    fit_s: float
+    run_id: str
+
+
+def workers_per_trial(slots: int, parallelism: int) -> int:
+    return max(1, slots // max(1, parallelism))
+
+
+def fit_and_score(family: str, params: dict[str, Any], train, score, num_workers: int):
+    """Fit one configuration and score it: (model, metrics, histogram, fit seconds)."""
+    t = time.perf_counter()
+    model = build_pipeline(family, params, num_workers=num_workers).fit(train)
+    fit_s = time.perf_counter() - t
+    metrics, hist = holdout_metrics(with_probability(model.transform(score)))
+    return model, metrics, hist, fit_s
+
+
+def run_search(
+    *,
+    family: str,
+    budget: int,
+    parallelism: int,
+    slots: int,
+    train,
+    validation,
+    experiment_id: str,
+    parent_run_id: str,
+    baseline: bool = True,
+    seed: int = 13,
+) -> list[Trial]:
+    """Every trial, best first."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = MlflowClient()
+    configs = [(family, c) for c in candidates(family, budget, seed)]
+    if baseline and family != "lr":
+        configs.insert(0, ("lr", dict(DEFAULTS["lr"])))
+    parallelism = max(1, min(parallelism, len(configs)))
+    workers = workers_per_trial(slots, parallelism)
+
+    def one(item: tuple[int, tuple[str, dict[str, Any]]]) -> Trial:
+        i, (fam, params) = item
+        run = client.create_run(experiment_id, run_name=f"trial-{i:02d}-{fam}", tags={
+            "mlflow.parentRunId": parent_run_id, "lakeforge.kind": "search_trial", "lakeforge.family": fam})
+        rid = run.info.run_id
+        try:
+            client.log_batch(rid, params=[Param(k, str(v)) for k, v in
+                                          {**params, "family": fam, "num_workers": workers}.items()])
+            _, metrics, _, fit_s = fit_and_score(fam, params, train, validation, workers)
+            now = int(time.time() * 1000)
+            client.log_batch(rid, metrics=[Metric(f"valid_{k}", v, now, 0) for k, v in metrics.items()]
+                             + [Metric("fit_s", fit_s, now, 0)], tags=[RunTag("lakeforge.trial", str(i))])
+            client.set_terminated(rid, "FINISHED")
+            return Trial(i, fam, params, metrics, fit_s, rid)
+        except BaseException:
+            client.set_terminated(rid, "FAILED")
+            raise
+
+    for fam in {f for f, _ in configs}:  # imports happen here, not racing in the trial threads
+        build_pipeline(fam, dict(DEFAULTS[fam]), num_workers=workers)
+    with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="trial") as pool:
+        trials = list(pool.map(one, enumerate(configs)))
+    return sorted(trials, key=lambda t: -t.metrics["roc_auc"])

@@ -1,0 +1,303 @@
+"""Spark job: train the flight-delay model, track it in MLflow, register it, run the registry gate.
+
+    spark-submit spark_jobs/train_delay_model.py --run-key train_delay_model/manual__... \\
+        [--end 2013-01-31] [--window-days 90] [--holdout-days 14] [--family xgboost] [--search-budget 4]
+
+ONE Spark application per training run: read the features partitions of the split (time-based:
+rolling window, then a holdout of the newest days), fit the MLlib LogisticRegression baseline and
+search the chosen family (trials in parallel threads, nested MLflow runs), refit the best
+configuration on the whole window, score it and the current champion on the same holdout, log
+everything to one parent MLflow run, register the model as a ``challenger`` version and let the
+gate (``lakeforge.training.promotion``) decide whether it becomes ``champion``.
+
+Idempotent per ``--run-key``: a rerun after success changes nothing; a rerun after a crash deletes
+the half-registered version first. An unreachable MLflow server fails the job before Spark starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import tempfile
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from lakeforge.lake import Lake
+from lakeforge.settings import get_settings
+from lakeforge.training import data, promotion, registry, tracking
+from lakeforge.training.evaluate import holdout_metrics, plot_curves, plot_importance, with_probability
+from lakeforge.training.search import fit_and_score, run_search, workers_per_trial
+from lakeforge.training.split import Split, make_split
+from lakeforge.training.trainers import FAMILIES, feature_importance
+
+log = logging.getLogger("lakeforge.train_delay_model")
+REPORTS = "_reports/train_delay_model"
+
+
+def load_split(spark, lake: Lake, split: Split, partitions: list[dict[str, Any]]):
+    """(train, search_train, validation, holdout) DataFrames of exactly the split's partitions."""
+    from pyspark.sql import functions as F
+
+    from spark_jobs.features import FEATURE_COLUMNS
+
+    by_ds = {p["ds"]: p for p in partitions}
+    days = list(split.train) + list(split.holdout)
+    df = (spark.read.option("basePath", lake.uri(data.FEATURES))
+          .parquet(*[by_ds[d]["uri"] for d in days])
+          .select(*FEATURE_COLUMNS, "label", F.col("ds").cast("string").alias("ds")))
+
+    def part(ds_list) -> Any:
+        return df.filter(F.col("ds").isin(list(ds_list))).cache()
+
+    return part(split.train), part(split.search_train), part(split.validation), part(split.holdout)
+
+
+@contextlib.contextmanager
+def checksummed_local_fs(spark):
+    """MLflow's Spark flavor copies models with ``FileSystem.getLocal``, which needs Hadoop's
+    checksummed LocalFileSystem; lakeforge sessions use RawLocalFileSystem (no .crc files in the
+    lake). Switch only around MLflow's model I/O and restore after (a shared session stays as it was)."""
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    before = conf.get("fs.file.impl")
+    conf.set("fs.file.impl", "org.apache.hadoop.fs.LocalFileSystem")
+    try:
+        yield
+    finally:
+        if before is None:
+            conf.unset("fs.file.impl")
+        else:
+            conf.set("fs.file.impl", before)
+
+
+def champion_metrics(name: str, holdout) -> tuple[str | None, dict[str, float] | None]:
+    """The current champion scored on this run's holdout (None if there is no champion)."""
+    import mlflow
+
+    current = registry.champion_version(name)
+    if current is None:
+        return None, None
+    with checksummed_local_fs(holdout.sparkSession):
+        model = mlflow.spark.load_model(f"models:/{name}/{current.version}")
+    metrics, _ = holdout_metrics(with_probability(model.transform(holdout)))
+    return str(current.version), metrics
+
+
+def log_model(model, holdout, family: str):
+    """The fitted pipeline as an MLflow Spark model, with signature, input example and pinned
+    requirements (inference is slow and would pick up pyspark-client)."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from spark_jobs.features import FEATURE_COLUMNS
+
+    sample = with_probability(model.transform(holdout.limit(5))).select(*FEATURE_COLUMNS, "p").toPandas()
+    example = sample[FEATURE_COLUMNS]
+    signature = infer_signature(example, sample["p"].rename("probability"))
+    with checksummed_local_fs(holdout.sparkSession):
+        return mlflow.spark.log_model(
+            model, "model", signature=signature, input_example=example,
+            pip_requirements=tracking.pip_requirements(), metadata={"family": family},
+        )
+
+
+def run(spark, lake: Lake, args: argparse.Namespace) -> dict[str, Any]:
+    import mlflow
+
+    s = get_settings()
+    name = s.model_name
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    partitions = data.usable(data.feature_partitions(lake))
+    split = make_split([p["ds"] for p in partitions], end=args.end, window_days=args.window_days,
+                       holdout_days=args.holdout_days, validation_days=args.validation_days)
+    by_ds = {p["ds"]: p for p in partitions}
+    train_parts = [by_ds[d] for d in split.train]
+    holdout_parts = [by_ds[d] for d in split.holdout]
+    log.info("split %s", split.boundaries())
+    train, search_train, validation, holdout = load_split(spark, lake, split, partitions)
+    counts = train.agg({"label": "avg", "*": "count"}).first()
+    n_train, train_rate = counts["count(1)"], counts["avg(label)"]
+    slots = spark.sparkContext.defaultParallelism
+    trigger = {"run_key": args.run_key, "dag_id": args.dag_id, "dag_run_id": args.dag_run_id,
+               "triggered_by": args.triggered_by}
+    experiment_id = tracking.setup()
+    parent_tags = {
+        registry.RUN_KEY_TAG: args.run_key,
+        "airflow.dag_id": args.dag_id or "",
+        "airflow.dag_run_id": args.dag_run_id or "",
+        "airflow.triggered_by": args.triggered_by or "",
+        "mlflow.source.git.commit": tracking.git_commit(),
+        "lakeforge.quality": data.quality_summary(train_parts + holdout_parts),
+        "lakeforge.family": args.family,
+    }
+    run_name = f"{args.family} {split.train[0]}..{split.holdout[-1]}"
+    with mlflow.start_run(run_name=run_name, tags=parent_tags) as parent:
+        rid = parent.info.run_id
+        mlflow.log_params({
+            "family": args.family, "window_days": args.window_days, "holdout_days": args.holdout_days,
+            "validation_days": args.validation_days, "search_budget": args.search_budget,
+            "search_parallelism": args.search_parallelism, "executor_slots": slots,
+            "train_rows": n_train, "n_features": len(data_columns()), "run_key": args.run_key,
+            "shuffle_partitions": s.spark_shuffle_partitions, **split.boundaries(),
+        })
+        mlflow.log_dict(split.as_dict(), "split.json")
+        mlflow.log_dict(feature_spec(), "features.json")
+        mlflow.log_dict({p["ds"]: {k: p[k] for k in ("uri", "content_sha256", "rows", "quality",
+                                                      "quality_evidence")} for p in train_parts + holdout_parts},
+                        "input_partitions.json")
+        tracking.log_partition_inputs(rid, train_parts, "training")
+        tracking.log_partition_inputs(rid, holdout_parts, "evaluation")
+        timings["prepare_s"] = time.perf_counter() - t0
+
+        t = time.perf_counter()
+        trials = run_search(family=args.family, budget=args.search_budget, parallelism=args.search_parallelism,
+                            slots=slots, train=search_train, validation=validation, experiment_id=experiment_id,
+                            parent_run_id=rid, baseline=not args.no_baseline)
+        timings["search_s"] = time.perf_counter() - t
+        best = trials[0]
+        family = best.family
+        mlflow.set_tag("lakeforge.chosen_family", family)
+        mlflow.log_params({"chosen_family": family, **{f"best_{k}": v for k, v in best.params.items()}})
+        for tr in trials:
+            if tr.family == "lr" and args.family != "lr":
+                mlflow.log_metrics({f"baseline_lr_valid_{k}": v for k, v in tr.metrics.items()})
+        mlflow.log_metric("best_valid_roc_auc", best.metrics["roc_auc"])
+
+        t = time.perf_counter()
+        model, metrics, hist, fit_s = fit_and_score(family, best.params, train, holdout, slots)
+        timings["refit_s"] = time.perf_counter() - t
+        metrics["fit_s"] = fit_s
+        metrics["auc_per_fit_s"] = metrics["roc_auc"] / fit_s
+        mlflow.log_metrics(metrics)
+        with tempfile.TemporaryDirectory() as tmp:
+            importance = feature_importance(family, model)
+            plot_curves(hist, tmp, f"{family} holdout")
+            plot_importance(importance, f"{tmp}/feature_importance.png", family)
+            mlflow.log_artifacts(tmp, "plots")
+        mlflow.log_dict(importance, "feature_importance.json")
+
+        t = time.perf_counter()
+        info = log_model(model, holdout, family)
+        timings["log_model_s"] = time.perf_counter() - t
+        version = registry.register(name, info.model_uri, rid, args.run_key, {
+            "lakeforge.family": family, "lakeforge.train_window": f"{split.train[0]}..{split.train[-1]}"})
+
+        t = time.perf_counter()
+        champ_v, champ_m = champion_metrics(name, holdout)
+        timings["champion_score_s"] = time.perf_counter() - t
+        baseline = promotion.trivial_baseline(train_rate, metrics["positive_rate"])
+        policy = promotion.Policy.from_settings()
+        decision = promotion.decide(metrics, champ_m, baseline, policy)
+        entry = promotion.log_entry(
+            model_name=name, version=version, run_id=rid, run_key=args.run_key, decision=decision,
+            policy=policy, challenger=metrics, champion_version=champ_v, champion=champ_m, baseline=baseline,
+            holdout=(split.holdout[0], split.holdout[-1]), trigger=trigger,
+            decided_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        log_path = promotion.write_entry(lake, entry)
+        registry.record_decision(name, version, entry)
+        registry.finish_promotion(name, version, entry["decision"], champ_v)
+        mlflow.set_tags({"lakeforge.decision": entry["decision"], "lakeforge.model_version": version,
+                         "lakeforge.promotion_log": lake.uri(log_path)})
+        if champ_m:
+            mlflow.log_metrics({f"champion_{k}": v for k, v in champ_m.items()})
+        timings["total_in_app_s"] = time.perf_counter() - t0
+        mlflow.log_metrics({f"time_{k}": v for k, v in timings.items()})
+    spark.catalog.clearCache()
+    return {
+        "run_id": rid, "experiment_id": experiment_id, "model": name, "version": version,
+        "decision": entry["decision"], "reasons": entry["reasons"], "champion_before": champ_v,
+        "metrics": metrics, "champion_metrics": champ_m, "baseline": baseline, "family": family,
+        "trials": [{"family": tr.family, "params": tr.params, "valid": tr.metrics, "fit_s": tr.fit_s} for tr in trials],
+        "split": split.boundaries(), "train_rows": n_train, "timings": timings, "promotion_log": log_path,
+        "model_uri": info.model_uri,
+    }
+
+
+def data_columns() -> list[str]:
+    from spark_jobs.features import FEATURE_COLUMNS
+
+    return list(FEATURE_COLUMNS)
+
+
+def feature_spec() -> dict[str, Any]:
+    from spark_jobs.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+
+    return {"categorical": CATEGORICAL_FEATURES, "numeric": NUMERIC_FEATURES, "label": "label (arr_delay > 15, "
+            "cancelled and diverted count as delayed)"}
+
+
+def already_done(name: str, run_key: str) -> dict[str, Any] | None:
+    """The outcome of an earlier, completed run of this run key (its alias move finished)."""
+    v = registry.complete_version(name, run_key)
+    if v is None:
+        return None
+    before = v.tags.get("lakeforge.decision.champion_before")
+    registry.finish_promotion(name, str(v.version), v.tags.get("lakeforge.decision", ""),
+                              None if before in (None, "none") else before)
+    return {"run_id": v.run_id, "model": name, "version": str(v.version), "decision": v.tags.get("lakeforge.decision"),
+            "reused": True}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    s = get_settings()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run-key", required=True, help="dedupe key: one registered version per key")
+    p.add_argument("--end", help="newest feature day to use (default: the newest published)")
+    p.add_argument("--window-days", type=int, default=s.train_window_days)
+    p.add_argument("--holdout-days", type=int, default=s.holdout_days)
+    p.add_argument("--validation-days", type=int, default=s.validation_days)
+    p.add_argument("--family", choices=FAMILIES, default=s.train_model_family)
+    p.add_argument("--search-budget", type=int, default=s.search_budget)
+    p.add_argument("--search-parallelism", type=int, default=s.search_parallelism)
+    p.add_argument("--no-baseline", action="store_true",
+                   help="leave the LogisticRegression baseline out of the search")
+    p.add_argument("--lake", help="lake root URI (default: LAKEFORGE_LAKE_ROOT)")
+    p.add_argument("--dag-id")
+    p.add_argument("--dag-run-id")
+    p.add_argument("--triggered-by", default="manual")
+    return p.parse_args(argv)
+
+
+def train(spark, args: argparse.Namespace) -> dict[str, Any]:
+    """Idempotent entry for an existing session (the job's main and the tests use it)."""
+    name = get_settings().model_name
+    experiment_id = tracking.setup()  # MlflowUnavailable before any work
+    done = already_done(name, args.run_key)
+    if done is not None:
+        log.warning("run key %s already registered as %s v%s: nothing to do", args.run_key, name, done["version"])
+        return done
+    registry.remove_half_registered(name, args.run_key)
+    tracking.fail_stale_runs(experiment_id, args.run_key)
+    return run(spark, Lake(args.lake), args)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    started = time.perf_counter()
+    tracking.setup()  # fail before the JVM starts when MLflow is down
+    result = already_done(get_settings().model_name, args.run_key)
+    if result is None:
+        from lakeforge.spark import session
+
+        spark = session("train_delay_model")
+        startup = time.perf_counter() - started
+        try:
+            result = train(spark, args)
+        finally:
+            spark.stop()
+        result.setdefault("timings", {})["spark_startup_s"] = startup
+        result["timings"]["total_s"] = time.perf_counter() - started
+    if not result.get("reused"):
+        lake = Lake(args.lake)
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        lake.write_bytes(f"{REPORTS}/{stamp}-v{result['version']}.json", json.dumps(result, indent=2, default=str).encode())
+    print("LAKEFORGE_RESULT " + json.dumps(result, default=str), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""The training job end to end on real features (6 days of January) against a real MLflow server:
+tracking, registration, the champion alias, dedupe by run key, and an outage mid-registration."""
+
+import json
+import threading
+import time
+from datetime import date, timedelta
+
+import pytest
+
+from lakeforge.lake import Lake
+from lakeforge.publish import read_manifest
+from lakeforge.training import promotion, registry
+from lakeforge.training.tracking import MlflowUnavailable, pip_requirements
+from spark_jobs import train_delay_model, transform_flights
+from tests.helpers import ingest_days
+from tests.mlflow_server import mlflow_server  # noqa: F401  (fixture)
+
+DAYS = [date(2013, 1, 1) + timedelta(days=i) for i in range(6)]
+NAME = "flight_delay"
+
+
+@pytest.fixture(scope="module")
+def features_lake(spark, tmp_path_factory):
+    """features/flights for 2013-01-01..06, built by the real ingest and transform."""
+    root = tmp_path_factory.mktemp("train")
+    lake = Lake(f"file://{root}/lake")
+    ingest_days(lake, Lake(f"file://{root}/landing/nycflights"), DAYS)
+    transform_flights.run(spark, lake, [d.isoformat() for d in DAYS])
+    return lake
+
+
+def args(lake: Lake, run_key: str, **over):
+    argv = ["--run-key", run_key, "--lake", lake.root_uri, "--holdout-days", "2", "--validation-days", "1",
+            "--window-days", "30", "--dag-id", "train_delay_model", "--dag-run-id", run_key.split("/")[-1],
+            "--triggered-by", "manual:tester"]
+    for k, v in over.items():
+        argv += [f"--{k.replace('_', '-')}", str(v)]
+    return train_delay_model.parse_args(argv)
+
+
+def versions(client, run_key=None):
+    filt = f"name = '{NAME}'" + (f" and tags.`{registry.RUN_KEY_TAG}` = '{run_key}'" if run_key else "")
+    return sorted(client.search_model_versions(filt), key=lambda v: int(v.version))
+
+
+@pytest.fixture(scope="module")
+def first_run(spark, features_lake, mlflow_server):
+    started = time.perf_counter()
+    result = train_delay_model.train(spark, args(features_lake, "train_delay_model/manual__1", family="xgboost",
+                                                 search_budget=2, search_parallelism=2))
+    print(f"\nfirst training run: {time.perf_counter() - started:.1f}s, {result['family']} "
+          f"holdout AUC {result['metrics']['roc_auc']:.4f}, decision {result['decision']}")
+    return result
+
+
+def test_training_run_is_tracked_registered_and_champion(spark, features_lake, mlflow_server, first_run):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_server.uri)
+    r = first_run
+    assert r["version"] == "1" and r["decision"] == "promoted"
+    assert r["reasons"][0].startswith("roc_auc ") and "vs baseline 0.5000" in r["reasons"][0]
+    assert r["split"]["holdout_start"] == "2013-01-05" and r["split"]["train_end"] == "2013-01-04"
+
+    run = client.get_run(r["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["holdout_start"] == "2013-01-05" and run.data.params["validation_start"] == "2013-01-04"
+    for metric in ("roc_auc", "pr_auc", "log_loss", "brier", "positive_rate", "calibration_error", "fit_s"):
+        assert metric in run.data.metrics, metric
+    assert 0.55 < run.data.metrics["roc_auc"] < 0.95 and 0 < run.data.metrics["log_loss"] < 1
+    tags = run.data.tags
+    assert tags["airflow.dag_run_id"] == "manual__1" and tags["airflow.triggered_by"] == "manual:tester"
+    assert len(tags["mlflow.source.git.commit"]) == 40
+    statuses = [read_manifest(features_lake, "features/flights", f"ds={d}").get("quality", {}).get("status", "unknown")
+                for d in DAYS]
+    assert tags["lakeforge.quality"] == f"{statuses[0]}=6" and len(set(statuses)) == 1
+    artifacts = {a.path for a in client.list_artifacts(r["run_id"])}
+    assert {"features.json", "split.json", "input_partitions.json", "feature_importance.json", "plots"} <= artifacts
+    assert {a.path for a in client.list_artifacts(r["run_id"], "plots")} == {
+        "plots/roc_curve.png", "plots/pr_curve.png", "plots/calibration.png", "plots/feature_importance.png"}
+
+    # The exact input partitions: lake URI + content hash, per context.
+    inputs = {(d.dataset.name, d.tags[0].value): d.dataset for d in run.inputs.dataset_inputs}
+    assert sorted(inputs) == sorted([(f"features/flights/ds={d}", "training") for d in DAYS[:4]]
+                                    + [(f"features/flights/ds={d}", "evaluation") for d in DAYS[4:]])
+    ds5 = inputs[("features/flights/ds=2013-01-05", "evaluation")]
+    manifest = read_manifest(features_lake, "features/flights", "ds=2013-01-05")
+    assert json.loads(ds5.profile)["content_sha256"] == manifest["content_sha256"]
+    assert json.loads(ds5.source)["uri"] == features_lake.uri("features/flights", "ds=2013-01-05")
+
+    # Search trials: nested runs of the parent (the LR baseline + the budget).
+    trials = client.search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{r['run_id']}'")
+    assert sorted(t.data.tags["lakeforge.family"] for t in trials) == ["lr", "xgboost", "xgboost"]
+    assert all(t.info.status == "FINISHED" and "valid_roc_auc" in t.data.metrics for t in trials)
+
+    # Registry: one complete version carrying the decision, both aliases on it.
+    (v,) = versions(client)
+    assert v.tags[registry.STATE_TAG] == "complete" and v.tags["lakeforge.decision"] == "promoted"
+    assert v.tags["lakeforge.dag_run_id"] == "manual__1" and v.tags["lakeforge.decision.champion_before"] == "none"
+    assert client.get_model_version_by_alias(NAME, "champion").version == "1"
+    assert client.get_model_version_by_alias(NAME, "challenger").version == "1"
+    entry = promotion.read_log(features_lake, NAME)[-1]
+    assert entry["version"] == "1" and entry["decision"] == "promoted" and entry["champion_after"] == "1"
+    assert entry["trigger"]["dag_run_id"] == "manual__1"
+
+
+def test_champion_loads_back_and_scores_a_spark_dataframe(spark, features_lake, mlflow_server, first_run):
+    import mlflow
+    from mlflow.models import get_model_info
+
+    from lakeforge.training.evaluate import with_probability
+    from spark_jobs.features import FEATURE_COLUMNS
+
+    info = get_model_info(f"models:/{NAME}@champion")
+    assert info.signature is not None and [c.name for c in info.signature.inputs] == FEATURE_COLUMNS
+    assert info.saved_input_example_info is not None
+    reqs = mlflow.artifacts.download_artifacts(f"models:/{NAME}@champion/requirements.txt")
+    assert open(reqs).read().split() == pip_requirements()
+    with train_delay_model.checksummed_local_fs(spark):
+        model = mlflow.spark.load_model(f"models:/{NAME}@champion")
+    features = spark.read.parquet(features_lake.uri("features/flights")).select(*FEATURE_COLUMNS)
+    scored = with_probability(model.transform(features))
+    stats = scored.selectExpr("count(*) AS n", "min(p) AS lo", "max(p) AS hi").first()
+    assert stats.n == features.count() and 0 <= stats.lo < stats.hi <= 1
+
+
+def test_rerun_of_same_run_key_registers_nothing_new(spark, features_lake, mlflow_server, first_run):
+    from mlflow import MlflowClient
+
+    again = train_delay_model.train(spark, args(features_lake, "train_delay_model/manual__1", family="xgboost"))
+    assert again["reused"] and again["version"] == "1"
+    assert [v.version for v in versions(MlflowClient(mlflow_server.uri))] == ["1"]
+
+
+def test_mlflow_down_then_crash_mid_registration_then_retry(spark, features_lake, mlflow_server, first_run):
+    from mlflow import MlflowClient
+
+    key = "train_delay_model/manual__2"
+    quick = {"family": "lr", "search_budget": 1}
+    mlflow_server.stop()
+    t = time.perf_counter()
+    with pytest.raises(MlflowUnavailable, match=f"{mlflow_server.uri} is unreachable"):
+        train_delay_model.train(spark, args(features_lake, key, **quick))
+    assert time.perf_counter() - t < 15  # fails fast: Airflow does the retrying
+    mlflow_server.start()
+    client = MlflowClient(mlflow_server.uri)
+    assert versions(client, key) == []  # nothing was registered
+
+    # The server dies again right after the version is created (while the champion is scored).
+    def kill_when_registered():
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if versions(client, key):
+                mlflow_server.stop()
+                return
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=kill_when_registered, daemon=True)
+    watcher.start()
+    with pytest.raises(Exception):  # noqa: B017  (whatever the client raises on a dead server)
+        train_delay_model.train(spark, args(features_lake, key, **quick))
+    watcher.join(timeout=10)
+    mlflow_server.start()
+    (half,) = versions(client, key)
+    assert half.tags[registry.STATE_TAG] == "pending"  # what a crash leaves behind
+
+    # Airflow's retry: the half-registered version is removed, exactly one complete version remains.
+    retry = train_delay_model.train(spark, args(features_lake, key, **quick))
+    (v,) = versions(client, key)
+    assert v.version == retry["version"] != half.version and v.tags[registry.STATE_TAG] == "complete"
+    assert v.tags["lakeforge.decision"] == retry["decision"] and v.tags["lakeforge.decision.champion_before"] == "1"
+    assert [x.version for x in versions(client)] == ["1", retry["version"]]
+    champion = client.get_model_version_by_alias(NAME, "champion").version
+    assert champion == (retry["version"] if retry["decision"] == "promoted" else "1")
+    stale = client.search_runs([client.get_run(retry["run_id"]).info.experiment_id],
+                               f"tags.`lakeforge.run_key` = '{key}'")
+    assert sorted(r.info.status for r in stale) == ["FAILED", "FINISHED"]
+    log = [e for e in promotion.read_log(features_lake, NAME) if e["run_key"] == key]
+    assert len(log) == 1 and log[0]["version"] == retry["version"] and log[0]["champion_before"]["version"] == "1"

@@ -1,0 +1,179 @@
+"""Training logic without Spark or MLflow: the time split, holdout metrics from a histogram, the
+promotion rule and its audit log, and the training DAG's plan."""
+
+import json
+
+import pytest
+
+from lakeforge.lake import Lake
+from lakeforge.orchestration.train_dag import decide_plan
+from lakeforge.training import evaluate, promotion
+from lakeforge.training.split import make_split
+from lakeforge.training.trainers import candidates
+
+JAN = [f"2013-01-{d:02d}" for d in range(1, 32)]
+POLICY = promotion.Policy(metric="roc_auc", margin=0.005, calibration_tolerance=0.02, positive_rate_tolerance=0.02)
+
+
+def m(auc, ece=0.03, mean_p=0.25, rate=0.25, **extra):
+    return {"roc_auc": auc, "pr_auc": 0.4, "log_loss": 0.5, "brier": 0.2, "calibration_error": ece,
+            "mean_prediction": mean_p, "positive_rate": rate, **extra}
+
+
+# -- split ---------------------------------------------------------------------------------------
+
+def test_split_is_time_ordered_and_disjoint():
+    s = make_split(JAN, end="2013-01-31", window_days=90, holdout_days=7, validation_days=4)
+    assert s.holdout == tuple(JAN[24:])                     # 25..31: the newest 7 days
+    assert s.train == tuple(JAN[:24])                       # everything before, within 90 days
+    assert s.validation == tuple(JAN[20:24]) and s.search_train == tuple(JAN[:20])
+    assert max(s.train) < min(s.holdout) and max(s.search_train) < min(s.validation)
+    assert s.boundaries() == {
+        "train_start": "2013-01-01", "train_end": "2013-01-24",
+        "search_train_start": "2013-01-01", "search_train_end": "2013-01-20",
+        "validation_start": "2013-01-21", "validation_end": "2013-01-24",
+        "holdout_start": "2013-01-25", "holdout_end": "2013-01-31",
+    }
+
+
+def test_split_window_rolls_and_skips_missing_days():
+    days = [d for d in JAN if d != "2013-01-20"]
+    s = make_split(days, end="2013-01-28", window_days=10, holdout_days=3, validation_days=2)
+    assert s.holdout == ("2013-01-26", "2013-01-27", "2013-01-28")
+    assert s.train[0] == "2013-01-16" and "2013-01-20" not in s.train and s.train[-1] == "2013-01-25"
+    assert "2013-01-29" not in s.train + s.holdout        # nothing after `end`
+
+
+def test_split_refuses_too_little_data():
+    with pytest.raises(ValueError, match="training window"):
+        make_split(JAN[:3], end=None, window_days=90, holdout_days=2, validation_days=1)
+    with pytest.raises(ValueError, match="holdout"):
+        make_split(JAN, end="2013-03-01", window_days=30, holdout_days=7, validation_days=2)
+
+
+# -- metrics from the histogram ------------------------------------------------------------------
+
+def test_histogram_metrics_match_sklearn():
+    import numpy as np
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = rng.random(5000) < 0.3
+    p = np.clip(0.3 + 0.25 * (y - 0.3) + rng.normal(0, 0.15, 5000), 0, 1)
+    bins = np.minimum((p * evaluate.BINS).astype(int), evaluate.BINS - 1)
+    hist = [(int(b), int((bins == b).sum()), int(y[bins == b].sum()), float(p[bins == b].sum()))
+            for b in np.unique(bins)]
+    got = evaluate.metrics_from_histogram(hist)
+    assert got["roc_auc"] == pytest.approx(roc_auc_score(y, p), abs=2e-4)
+    assert got["pr_auc"] == pytest.approx(average_precision_score(y, p), abs=2e-3)
+    assert got["positive_rate"] == pytest.approx(y.mean()) and got["mean_prediction"] == pytest.approx(p.mean())
+    perfect = evaluate.metrics_from_histogram([(100, 10, 0, 0.1), (9000, 5, 5, 4.5)])
+    assert perfect["roc_auc"] == 1.0 and perfect["pr_auc"] == 1.0
+
+
+# -- the promotion rule --------------------------------------------------------------------------
+
+def test_better_challenger_is_promoted():
+    d = promotion.decide(m(0.70), m(0.68), m(0.5), POLICY)
+    assert d.promoted and d.reference == "champion" and d.improvement == pytest.approx(0.02)
+    assert d.reasons == ["roc_auc 0.7000 vs champion 0.6800: improvement +0.0200 > margin 0.0050"]
+
+
+def test_worse_challenger_is_rejected_with_reasons():
+    d = promotion.decide(m(0.66, ece=0.09), m(0.68), m(0.5), POLICY)
+    assert not d.promoted and d.guards == {"calibration": False, "positive_rate": True}
+    assert d.reasons == [
+        "roc_auc 0.6600 vs champion 0.6800: not better (-0.0200, margin 0.0050)",
+        "guard calibration failed: expected calibration error 0.0900 > champion 0.0300 + tolerance 0.0200",
+    ]
+
+
+def test_tie_within_margin_is_rejected():
+    d = promotion.decide(m(0.684), m(0.680), m(0.5), POLICY)
+    assert not d.promoted
+    assert d.reasons == ["roc_auc 0.6840 vs champion 0.6800: improvement +0.0040 within margin 0.0050"]
+
+
+def test_better_auc_but_failed_positive_rate_guard_is_rejected():
+    d = promotion.decide(m(0.75, mean_p=0.40, rate=0.25), m(0.68), m(0.5), POLICY)
+    assert not d.promoted and d.guards == {"calibration": True, "positive_rate": False}
+    assert d.reasons[1] == ("guard positive_rate failed: mean prediction 0.4000 vs observed 0.2500 "
+                            "(gap 0.1500 > champion gap 0.0000 + tolerance 0.0200)")
+
+
+def test_first_model_against_trivial_baseline():
+    base = promotion.trivial_baseline(train_positive_rate=0.22, holdout_positive_rate=0.33)
+    assert base["roc_auc"] == 0.5 and base["calibration_error"] == pytest.approx(0.11)
+    assert promotion.decide(m(0.66, ece=0.10, mean_p=0.30, rate=0.33), None, base, POLICY).promoted
+    useless = promotion.decide(m(0.503, ece=0.10, mean_p=0.30, rate=0.33), None, base, POLICY)
+    assert not useless.promoted and useless.reference == "baseline"
+    assert useless.reasons == ["roc_auc 0.5030 vs baseline 0.5000: improvement +0.0030 within margin 0.0050"]
+
+
+def test_lower_is_better_metrics():
+    policy = promotion.Policy(metric="log_loss", margin=0.01)
+    assert promotion.decide(m(0.6, log_loss=0.45), m(0.6, log_loss=0.50), m(0.5), policy).promoted
+    assert not promotion.decide(m(0.6, log_loss=0.495), m(0.6, log_loss=0.50), m(0.5), policy).promoted
+    with pytest.raises(ValueError, match="unknown promotion metric"):
+        promotion.Policy(metric="accuracy")
+
+
+def test_promotion_log_entries_are_exact_and_answer_who_was_champion(tmp_path):
+    lake = Lake(f"file://{tmp_path}/lake")
+    trig = {"run_key": "k1", "dag_id": "train_delay_model", "dag_run_id": "manual__1", "triggered_by": "manual"}
+    base = m(0.5)
+    first = promotion.decide(m(0.66), None, base, POLICY)
+    e1 = promotion.log_entry(model_name="flight_delay", version="1", run_id="r1", run_key="k1", decision=first,
+                             policy=POLICY, challenger=m(0.66), champion_version=None, champion=None, baseline=base,
+                             holdout=("2013-01-25", "2013-01-31"), trigger=trig, decided_at="2013-02-01T04:00:00+00:00")
+    promotion.write_entry(lake, e1)
+    worse = promotion.decide(m(0.65), m(0.66), base, POLICY)
+    e2 = promotion.log_entry(model_name="flight_delay", version="2", run_id="r2", run_key="k2", decision=worse,
+                             policy=POLICY, challenger=m(0.65), champion_version="1", champion=m(0.66), baseline=base,
+                             holdout=("2013-02-01", "2013-02-07"), trigger={**trig, "run_key": "k2"},
+                             decided_at="2013-02-08T04:00:00+00:00")
+    promotion.write_entry(lake, e2)
+    promotion.write_entry(lake, e2)  # a retried run replaces its own entry
+    log = promotion.read_log(lake, "flight_delay")
+    assert [json.dumps(e, sort_keys=True) for e in log] == [json.dumps(e, sort_keys=True) for e in (e1, e2)]
+    assert e2 == {
+        "model": "flight_delay", "version": "2", "run_id": "r2", "run_key": "k2",
+        "decided_at": "2013-02-08T04:00:00+00:00", "decision": "rejected",
+        "reasons": ["roc_auc 0.6500 vs champion 0.6600: not better (-0.0100, margin 0.0050)"],
+        "reference": "champion", "improvement": -0.01, "guards": {"calibration": True, "positive_rate": True},
+        "policy": {"metric": "roc_auc", "margin": 0.005, "calibration_tolerance": 0.02,
+                   "positive_rate_tolerance": 0.02},
+        "challenger": {"version": "2", "metrics": m(0.65)},
+        "champion_before": {"version": "1", "metrics": m(0.66)}, "baseline": base, "champion_after": "1",
+        "holdout": ["2013-02-01", "2013-02-07"], "trigger": {**trig, "run_key": "k2"},
+    }
+    assert promotion.champion_on(lake, "flight_delay", "2013-01-31T00:00:00+00:00") is None
+    on_feb_10 = promotion.champion_on(lake, "flight_delay", "2013-02-10T00:00:00+00:00")
+    assert on_feb_10["version"] == "1" and on_feb_10["reasons"] == first.reasons
+
+
+# -- search candidates and the DAG's plan --------------------------------------------------------
+
+def test_search_candidates_are_distinct_and_sized_by_budget():
+    c = candidates("xgboost", 5)
+    assert len(c) == 5 and len({json.dumps(x, sort_keys=True) for x in c}) == 5
+    assert c == candidates("xgboost", 5)  # seeded: a rerun searches the same configurations
+    with pytest.raises(ValueError, match="unknown model family"):
+        candidates("svm", 2)
+
+
+PARAMS = {"end": None, "window_days": 90, "holdout_days": 7, "validation_days": 4, "model_family": "xgboost",
+          "search_budget": 2, "search_parallelism": 2}
+
+
+def test_plan_manual_scheduled_and_asset_runs():
+    manual = decide_plan(PARAMS, "manual", JAN, last_trained_end="2013-01-31", min_new_days=7)
+    assert manual["train"] and manual["end"] == "2013-01-31" and manual["split"]["holdout_start"] == "2013-01-25"
+    three_new = JAN[:28]
+    assert not decide_plan(PARAMS, "asset_triggered", three_new, "2013-01-25", 7)["train"]
+    assert decide_plan(PARAMS, "scheduled", three_new, "2013-01-25", 7)["train"]
+    assert decide_plan(PARAMS, "asset_triggered", JAN, "2013-01-24", 7)["train"]
+    assert not decide_plan(PARAMS, "scheduled", JAN, "2013-01-31", 7)["train"]
+    assert not decide_plan(PARAMS, "manual", [], None, 7)["train"]
+    with pytest.raises(ValueError, match="training window"):
+        decide_plan({**PARAMS, "end": "2013-01-03"}, "manual", JAN, None, 7)
