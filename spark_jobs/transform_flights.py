@@ -14,16 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from datetime import date, timedelta
 from typing import Any
 
 from lakeforge.lake import Lake
 from lakeforge.publish import list_partitions, partition_name, read_manifest
-from lakeforge.spark_publish import new_run_staging, publish_written_partitions
+from lakeforge.reports import write_report
+from lakeforge.spark_publish import new_run_staging, publish_written_partitions, staged_rows
 
 log = logging.getLogger("lakeforge.transform_flights")
 
+JOB, SOURCE_NAME = "transform_flights", "nycflights"
 RAW_FLIGHTS, RAW_WEATHER = "raw/flights", "raw/weather"
 
 
@@ -43,20 +46,35 @@ def parse_dates(args: argparse.Namespace) -> list[str]:
 
 def raw_lines(spark, lake: Lake, table: str, dates: list[str]):
     """Text lines of the raw partitions of ``dates`` (exactly the files their manifests list),
-    and each date's row count from the same manifests."""
+    and the manifests themselves (row counts, header, ragged rows: the raw gate reads them)."""
     from pyspark.sql import functions as F
 
-    paths, rows = [], {}
+    paths, manifests = [], {}
     for ds in dates:
         manifest = read_manifest(lake, table, partition_name(ds))
         if manifest is None:
             raise SystemExit(f"no raw partition {table}/ds={ds}: ingest it first")
         paths += [lake.uri(table, partition_name(ds), f["name"]) for f in manifest["files"]]
-        rows[ds] = manifest["rows"]
-    lines = spark.read.text(paths).select(
+        manifests[ds] = manifest
+    # Header lines go by the headers actually delivered (a drifted header is the raw gate's
+    # business; it must not turn into a "malformed row" and upset the row accounting).
+    headers = sorted({",".join(m["columns"]) for m in manifests.values() if m.get("columns")})
+    lines = spark.read.text(paths).where(~F.col("value").isin(*headers)).select(
         "value", F.regexp_extract(F.input_file_name(), r"ds=(\d{4}-\d{2}-\d{2})", 1).alias("ds")
     )
-    return lines, rows
+    return lines, manifests
+
+
+def history_rows(lake: Lake, table: str, dates: list[str], days: int = 7) -> dict[str, int]:
+    """Row counts of the ``days`` partitions before the run (the trailing average's history)."""
+    first = date.fromisoformat(dates[0])
+    rows = {}
+    for i in range(1, days + 1):
+        ds = (first - timedelta(days=i)).isoformat()
+        manifest = read_manifest(lake, table, partition_name(ds))
+        if manifest is not None:
+            rows[ds] = manifest.get("rows", 0)
+    return rows
 
 
 REFERENCE_KEYS = {"planes": "tailnum", "airports": "faa", "airlines": "carrier"}
@@ -109,6 +127,7 @@ def arrow_schema(df):
 
 
 def publish(df, lake: Lake, table: str, dates: list[str], meta: dict[str, Any]) -> dict[str, int]:
+    """Stage and publish at once (reference snapshots: no gate of their own)."""
     staging = write_partitioned(df, lake, table)
     manifests = publish_written_partitions(lake, table, staging, dates, arrow_schema(df), meta=meta)
     return {ds: m["rows"] for ds, m in manifests.items()}
@@ -121,42 +140,90 @@ def check_accounting(table: str, raw: dict[str, int], good: dict[str, int], bad:
         raise RuntimeError(f"{table}: raw != clean + quarantined for {wrong}")
 
 
+def quarantine_ratios(raw: dict[str, int], bad: dict[str, int]) -> dict[str, float | None]:
+    return {ds: (bad[ds] / raw[ds] if raw[ds] else None) for ds in raw}
+
+
 def run(spark, lake: Lake, dates: list[str], run_id: str | None = None) -> dict[str, Any]:
+    """Write, audit, publish: every output is staged, the quality gate audits the staged
+    partitions, and only the dates that pass every critical check are published (all their
+    tables); the others keep their previous version. Blocked dates are listed in the result's
+    ``quality.blocked`` (``main`` then exits non-zero)."""
+    from pyspark.sql import functions as F
+
+    from lakeforge.quality.wap import QualityGate
     from spark_jobs.clean import clean_flights, clean_weather
     from spark_jobs.features import build_features
     from spark_jobs.schemas import AIRLINES, AIRPORTS, PLANES
 
     timings: dict[str, float] = {}
     meta = {"job": "transform_flights", "dag_run_id": run_id}
+    gate = QualityGate(lake, SOURCE_NAME, run_id)
     t = time.perf_counter()
     airports = clean_snapshot(spark, lake, "airports", dates[-1], AIRPORTS, meta)
     planes = clean_snapshot(spark, lake, "planes", dates[-1], PLANES, meta)
     clean_snapshot(spark, lake, "airlines", dates[-1], AIRLINES, meta)
+    flight_lines, flight_manifests = raw_lines(spark, lake, RAW_FLIGHTS, dates)
+    weather_lines, weather_manifests = raw_lines(spark, lake, RAW_WEATHER, dates)
+    raw = {
+        "flights": {ds: m["rows"] for ds, m in flight_manifests.items()},
+        "weather": {ds: m["rows"] for ds, m in weather_manifests.items()},
+    }
     # Parsed rows are cached: clean and quarantine outputs come from one parse of the text, and
     # the clean frames feed the features without a re-read.
-    flight_lines, raw_flights = raw_lines(spark, lake, RAW_FLIGHTS, dates)
-    weather_lines, raw_weather = raw_lines(spark, lake, RAW_WEATHER, dates)
     flights, flights_bad = clean_flights(flight_lines, airports, persist=True)
     weather, weather_bad = clean_weather(weather_lines, persist=True)
-    counts = {
-        "raw_flights": raw_flights,
-        "raw_weather": raw_weather,
-        "clean_flights": publish(flights, lake, "clean/flights", dates, meta),
-        "quarantine_flights": publish(flights_bad, lake, "quarantine/flights", dates, meta),
-        "clean_weather": publish(weather, lake, "clean/weather", dates, meta),
-        "quarantine_weather": publish(weather_bad, lake, "quarantine/weather", dates, meta),
+    staged = {
+        "clean/flights": flights, "quarantine/flights": flights_bad,
+        "clean/weather": weather, "quarantine/weather": weather_bad,
     }
-    check_accounting("flights", counts["raw_flights"], counts["clean_flights"], counts["quarantine_flights"])
-    check_accounting("weather", counts["raw_weather"], counts["clean_weather"], counts["quarantine_weather"])
+    staging = {table: write_partitioned(df, lake, table) for table, df in staged.items()}
+    rows = {table: staged_rows(lake, staging[table], dates) for table in staged}
+    for name in ("flights", "weather"):
+        check_accounting(name, raw[name], rows[f"clean/{name}"], rows[f"quarantine/{name}"])
     timings["clean_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    features = build_features(flights, weather, planes, airports)
-    counts["features_flights"] = publish(features, lake, "features/flights", dates, meta)
+    gate.audit_manifests(RAW_FLIGHTS, flight_manifests, history_rows(lake, RAW_FLIGHTS, dates))
+    gate.audit_manifests(RAW_WEATHER, weather_manifests, history_rows(lake, RAW_WEATHER, dates))
+    for name in ("flights", "weather"):
+        gate.audit_staged(spark, f"clean/{name}", staging[f"clean/{name}"], dates,
+                          {"quarantine_ratio": quarantine_ratios(raw[name], rows[f"quarantine/{name}"])})
+    timings["quality_clean_s"] = time.perf_counter() - t
+
+    # Features only for the days whose inputs passed: a blocked day gets nothing new downstream.
+    t = time.perf_counter()
+    ready = gate.passing(dates)
+    if ready:
+        in_ready = F.col("ds").isin(*ready)
+        features = build_features(flights.where(in_ready), weather.where(in_ready), planes, airports)
+        staged["features/flights"] = features
+        staging["features/flights"] = write_partitioned(features, lake, "features/flights")
+        rows["features/flights"] = staged_rows(lake, staging["features/flights"], ready)
     timings["features_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if ready:
+        gate.audit_staged(spark, "features/flights", staging["features/flights"], ready)
+    publishable = gate.passing(dates)
+    gate.write_evidence()
+    timings["quality_features_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    counts: dict[str, dict[str, int]] = {"raw_flights": raw["flights"], "raw_weather": raw["weather"]}
+    for table, df in staged.items():
+        manifests = publish_written_partitions(
+            lake, table, staging[table], publishable, arrow_schema(df), meta=meta,
+            partition_meta=gate.partition_meta(table),
+        )
+        counts[table.replace("/", "_")] = {ds: m["rows"] for ds, m in manifests.items()}
+    timings["publish_s"] = time.perf_counter() - t
     spark.catalog.clearCache()
     totals = {name: sum(per_ds.values()) for name, per_ds in counts.items()}
-    return {"dates": [dates[0], dates[-1]], "days": len(dates), "rows": totals, "timings": timings}
+    return {
+        "dates": [dates[0], dates[-1]], "days": len(dates), "published_days": len(publishable),
+        "published": publishable,
+        "rows": totals, "timings": timings, "quality": gate.summary(),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -169,8 +236,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     dates = parse_dates(args)
 
+    from lakeforge.quality import gate
+    from lakeforge.quality.wap import QualityGateFailed
     from lakeforge.spark import session
 
+    gate.preload()  # Great Expectations imports while the JVM starts
     started = time.perf_counter()
     spark = session("transform_flights")
     startup = time.perf_counter() - started
@@ -181,20 +251,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["timings"]["spark_startup_s"] = startup
     result["timings"]["total_s"] = time.perf_counter() - started
     result["run_id"] = args.run_id
-    write_report(Lake(args.lake), result)
+    write_report(Lake(args.lake), JOB, result)
     print("LAKEFORGE_RESULT " + json.dumps(result), flush=True)
+    if result["quality"]["blocked"]:
+        # Non-zero exit: the Airflow task fails (without retries: see GatedSparkSubmitOperator).
+        print(QualityGateFailed.from_summary(result["quality"]), file=sys.stderr, flush=True)
+        raise SystemExit(3)
     return result
-
-
-REPORTS = "_reports/transform_flights"
-
-
-def write_report(lake: Lake, result: dict[str, Any]) -> str:
-    """Each run's counts and timings, kept in the lake for people and the demo to read."""
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    rel = f"{REPORTS}/{stamp}-{result['dates'][0]}-{result['dates'][1]}.json"
-    lake.write_bytes(rel, json.dumps(result, indent=2).encode())
-    return rel
 
 
 if __name__ == "__main__":

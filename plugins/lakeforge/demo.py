@@ -74,13 +74,11 @@ def run_ingest(start: date, end: date) -> dict:
 
 def run_transform(start: date, end: date) -> dict:
     """raw -> clean -> features for the whole range: one Airflow run, one Spark application."""
-    import json
-
     import pendulum
     from airflow.dag_processing.dagbag import DagBag
 
     from lakeforge.lake import Lake
-    from spark_jobs.transform_flights import REPORTS
+    from lakeforge.reports import latest_report
 
     bag = DagBag(dag_folder=str(get_settings().dags_folder / "transform_flights.py"))
     if bag.import_errors:
@@ -94,7 +92,7 @@ def run_transform(start: date, end: date) -> dict:
         raise SystemExit(f"transform_flights failed: "
                          f"{ {ti.task_id: str(ti.state) for ti in dr.get_task_instances()} }")
     lake = Lake()
-    report = json.loads(lake.read_bytes(f"{REPORTS}/{lake.listdir(REPORTS)[-1]}"))
+    report = latest_report(lake, "transform_flights")
     rows, tm = report["rows"], report["timings"]
     print(f"\ntransform_flights (one Spark app, {get_settings().spark_master}): {seconds:.1f}s in Airflow; "
           f"Spark start {tm['spark_startup_s']:.1f}s, clean {tm['clean_s']:.1f}s, features {tm['features_s']:.1f}s")
@@ -102,7 +100,19 @@ def run_transform(start: date, end: date) -> dict:
     for name in ("raw_flights", "clean_flights", "quarantine_flights", "raw_weather", "clean_weather",
                  "quarantine_weather", "features_flights"):
         print(f"{name:22} {rows[name]:>10,}")
+    print_quality(lake, start, end, tm)
     return report
+
+
+def print_quality(lake, start: date, end: date, timings: dict) -> None:
+    """The quality_summary view for the processed dates (every partition's latest verdict)."""
+    from lakeforge.quality.evidence import SUMMARY_FILE, SUMMARY_PARTITION, SUMMARY_TABLE, format_summary, read_summary
+
+    gate_s = timings.get("quality_clean_s", 0) + timings.get("quality_features_s", 0)
+    print(f"\nquality gates ({gate_s:.1f}s): critical checks block publishing, warnings are recorded")
+    print(format_summary(read_summary(lake), str(start), str(end)))
+    print(f"quality_summary: {lake.uri(SUMMARY_TABLE, SUMMARY_PARTITION, SUMMARY_FILE)}; "
+          f"reports: {lake.uri('quality', '<table>', 'ds=<date>', 'report.html')}")
 
 
 def summarize(start: date, end: date) -> list[dict]:

@@ -34,6 +34,16 @@ def parquet_rows(lake: Lake, rel: str) -> int:
         return pq.read_metadata(f).num_rows
 
 
+def staged_rows(lake: Lake, run_staging: str, dates: Iterable[str]) -> dict[str, int]:
+    """Rows a job wrote per ds (from the Parquet footers), before anything is published."""
+    rows = {}
+    for ds in dates:
+        written = f"{run_staging}/{partition_name(ds)}"
+        files = lake.files(written) if lake.exists(written) else []
+        rows[ds] = sum(parquet_rows(lake, f"{written}/{f.path}") for f in files)
+    return rows
+
+
 def write_empty_parquet(lake: Lake, rel: str, schema: pa.Schema) -> None:
     """A 0-row file carrying the schema, so readers of an all-empty table still know its columns."""
     lake.makedirs(rel)
@@ -48,8 +58,11 @@ def publish_written_partitions(
     dates: Iterable[str],
     schema: pa.Schema,
     meta: dict[str, Any] | None = None,
+    partition_meta: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Swap each ``ds`` the job was asked for into place (an empty one if it wrote no rows)."""
+    """Swap each ``ds`` in ``dates`` into place (an empty one if it wrote no rows); what the job
+    staged for other dates (e.g. partitions a quality gate rejected) is discarded.
+    ``partition_meta`` adds manifest fields per ds (e.g. its quality verdict)."""
     manifests = {}
     for ds in dates:
         partition = partition_name(ds)
@@ -63,7 +76,7 @@ def publish_written_partitions(
         file_meta = {name: {"rows": parquet_rows(lake, f"{staged}/{name}")} for name in files}
         manifests[ds] = publish_staged(
             lake, table, partition, staged,
-            meta={"ds": ds, "format": "parquet", **(meta or {})},
+            meta={"ds": ds, "format": "parquet", **(meta or {}), **(partition_meta or {}).get(ds, {})},
             file_meta=file_meta,
         )
     lake.delete(run_staging)

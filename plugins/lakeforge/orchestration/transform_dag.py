@@ -9,6 +9,7 @@ processes all of them: one JVM per run, not per day or per stage.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from datetime import datetime, timedelta
 from typing import Any, Sequence
 
@@ -68,8 +69,7 @@ def build_spark_transform_dag(
     doc_md: str,
 ) -> DAG:
     """``inputs``: raw table names; ``outputs``: (layer, table) the job publishes."""
-    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-
+    from lakeforge.orchestration.spark_operators import GatedSparkSubmitOperator
     from lakeforge.spark import spark_conf
 
     with DAG(
@@ -103,8 +103,9 @@ def build_spark_transform_dag(
             return bool(dates)
 
         dates = plan()
-        transform = SparkSubmitOperator(
+        transform = GatedSparkSubmitOperator(
             task_id="spark_transform",
+            job=Path(application).stem,  # its run reports: _reports/<job>/
             application=str(PROJECT_ROOT / application),
             conn_id="spark_default",
             name=dag_id,

@@ -1,0 +1,53 @@
+"""SparkSubmitOperator for lakeforge jobs that audit their output before publishing it.
+
+The job's verdict travels back through its run report in the lake (``lakeforge.reports``):
+a quality-gate failure becomes ``AirflowFailException`` (no retries: the same data fails the same
+checks) whose message names each failing check, column and observed value and the evidence
+pages; on success the evidence of warned partitions is logged and the outlet asset events carry
+the published dates. Any other failure (a crashed JVM,
+an unreachable cluster) stays an ordinary, retried failure.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class GatedSparkSubmitOperator(SparkSubmitOperator):
+    def __init__(self, *, job: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.job = job
+
+    def _report(self, context: "Context") -> dict[str, Any] | None:
+        from lakeforge.lake import Lake
+        from lakeforge.reports import read_run_report
+
+        return read_run_report(Lake(), self.job, context["run_id"])
+
+    def execute(self, context: "Context") -> None:
+        try:
+            super().execute(context)
+        except AirflowException as exc:
+            report = self._report(context)
+            if report and report.get("quality", {}).get("blocked"):
+                from lakeforge.quality.wap import QualityGateFailed
+
+                raise AirflowFailException(str(QualityGateFailed.from_summary(report["quality"]))) from exc
+            raise
+        report = self._report(context)
+        if report is None:
+            return
+        # Downstream DAGs learn which dates are new from the asset events (blocked dates never are).
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = {"dates": report.get("published", []), "run_id": context["run_id"]}
+        quality = report.get("quality", {})
+        self.log.info("published %s of %s day(s); quality: %s", report.get("published_days"),
+                      report.get("days"), quality.get("counts"))
+        for key, evidence in sorted(quality.get("evidence", {}).items()):
+            self.log.warning("quality %s %s: %s", evidence["status"], key, evidence["uri"])

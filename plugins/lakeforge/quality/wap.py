@@ -1,0 +1,119 @@
+"""Write-audit-publish for Spark jobs: staged output is validated before any of it is visible.
+
+A job stages each output table (``lakeforge.spark_publish``), asks the ``QualityGate`` to audit
+the staged partitions (raw inputs are audited from their manifests), and publishes only the
+dates the gate lets through; the rest of the staging is discarded, so a rejected partition keeps
+its previous published version (or stays absent). A day is published whole or not at all: a
+critical failure in any of its tables blocks all of them. Evidence for every audited partition
+goes to ``quality/`` (``lakeforge.quality.evidence``); a blocked run ends with
+``QualityGateFailed`` naming each failing check, its column and the observed value.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping, Sequence
+
+from lakeforge.lake import Lake
+from lakeforge.quality.spec import PartitionResult, Suite, load_suite
+
+log = logging.getLogger(__name__)
+
+
+class QualityGateFailed(RuntimeError):
+    """Critical checks failed: the named partitions were not published."""
+
+    def __init__(self, blocked: Mapping[str, list[str]], evidence: Mapping[str, str]):
+        self.blocked = dict(blocked)
+        self.evidence = dict(evidence)
+        lines = [f"quality gate failed: {len(blocked)} partition(s) not published"]
+        for ds, reasons in sorted(blocked.items()):
+            lines += [f"  ds={ds}: {r}" for r in reasons]
+        lines += [f"  evidence: {uri}" for uri in sorted(set(self.evidence.values()))]
+        super().__init__("\n".join(lines))
+
+    @classmethod
+    def from_summary(cls, summary: Mapping[str, Any]) -> "QualityGateFailed":
+        """From ``QualityGate.summary()`` (e.g. read back from a job's run report)."""
+        failed = {k: e["uri"] for k, e in summary["evidence"].items() if e["status"] == "failed"}
+        return cls(summary["blocked"], failed)
+
+
+class QualityGate:
+    """Audits a run's partitions table by table and decides which dates may be published."""
+
+    def __init__(self, lake: Lake, source_name: str, run_id: str | None = None):
+        self.lake, self.source_name, self.run_id = lake, source_name, run_id
+        self.verdicts: list[PartitionResult] = []
+        self.records: dict[str, dict] = {}
+
+    def suite(self, table: str) -> Suite:
+        return load_suite(self.source_name, table)
+
+    def audit_manifests(self, table: str, manifests: Mapping[str, dict], history: Mapping[str, int]):
+        """A raw table, from the manifests of its partitions (header, rows, ragged rows)."""
+        from lakeforge.quality import gate
+        from lakeforge.quality.profile import manifest_profiles
+
+        suite = self.suite(table)
+        return self._record(gate.validate(suite, manifest_profiles(suite, manifests, history)))
+
+    def audit_staged(self, spark, table: str, staging: str, dates: Sequence[str],
+                     context: Mapping[str, Any] | None = None):
+        """A table a Spark job staged: one aggregation pass over the staged Parquet."""
+        from lakeforge.quality import gate
+        from lakeforge.quality.profile import dataframe_profiles
+
+        suite = self.suite(table)
+        written = [self.lake.uri(staging, f"ds={ds}") for ds in dates if self.lake.exists(f"{staging}/ds={ds}")]
+        # Nothing staged at all: every date is an empty partition (and there is no schema to check).
+        df = spark.read.option("basePath", self.lake.uri(staging)).parquet(*written) if written else None
+        profiles = dataframe_profiles(df, suite, dates, context)
+        return self._record(gate.validate(suite, profiles))
+
+    def _record(self, verdicts: dict[str, PartitionResult]) -> dict[str, PartitionResult]:
+        for v in verdicts.values():
+            self.verdicts.append(v)
+            level = logging.WARNING if v.status != "passed" else logging.INFO
+            log.log(level, "quality %s ds=%s: %s%s", v.table, v.ds, v.status,
+                    "".join(f"\n  {r}" for r in v.reasons()))
+        return verdicts
+
+    def blocked(self) -> dict[str, list[str]]:
+        """ds -> the critical failures (of any table) that keep it from being published."""
+        out: dict[str, list[str]] = {}
+        for v in self.verdicts:
+            if v.failed:
+                out.setdefault(v.ds, []).extend(f"{v.table}: {r}" for r in v.reasons(v.failed))
+        return out
+
+    def passing(self, dates: Sequence[str]) -> list[str]:
+        blocked = self.blocked()
+        return [ds for ds in dates if ds not in blocked]
+
+    def write_evidence(self) -> None:
+        from lakeforge.quality.evidence import write_evidence
+
+        self.records = write_evidence(self.lake, self.verdicts, self.run_id)
+
+    def partition_meta(self, table: str) -> dict[str, dict[str, Any]]:
+        """Manifest fields per ds: the partition's verdict and where its evidence is."""
+        return {
+            r["ds"]: {"quality": {"status": r["status"], "suite": r["suite"], "evidence": r["evidence"],
+                                  "warnings": r["warnings"]}}
+            for r in self.records.values() if r["table"] == table
+        }
+
+    def summary(self) -> dict[str, Any]:
+        counts: dict[str, dict[str, int]] = {}
+        for v in self.verdicts:
+            per = counts.setdefault(v.table, {"passed": 0, "warned": 0, "failed": 0})
+            per[v.status] += 1
+        return {
+            "counts": counts,
+            "blocked": self.blocked(),
+            "warnings": {f"{v.table}/{v.ds}": v.reasons(v.warnings) for v in self.verdicts if v.warnings},
+            "evidence": {key: {"status": r["status"], "uri": r["evidence"]}
+                         for key, r in self.records.items() if r["status"] != "passed"},
+        }
+

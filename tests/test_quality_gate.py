@@ -1,0 +1,168 @@
+"""Quality suites, metrics and the Great Expectations gate, on tiny explicit-schema data."""
+
+import json
+from datetime import date, timedelta
+
+import pytest
+from pyspark.sql import types as T
+
+from lakeforge.pipelines.nycflights import FLIGHTS_COLUMNS, WEATHER_COLUMNS
+from lakeforge.quality import gate
+from lakeforge.quality.profile import dataframe_profiles, manifest_profiles, schema_diff, trailing_ratio
+from lakeforge.quality.spec import SuiteError, load_suite, parse_suite
+
+TABLES = ["raw/flights", "raw/weather", "clean/flights", "clean/weather", "features/flights"]
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_every_table_has_a_suite_with_critical_checks(table):
+    suite = load_suite("nycflights", table)
+    assert suite.table == table
+    assert {c.severity for c in suite.checks} == {"critical", "warning"}
+    assert any(c.kind in ("schema", "header") and c.severity == "critical" for c in suite.checks)
+
+
+def test_suite_contracts_match_the_code():
+    """The contracts are data, but they must describe what the pipeline really delivers and writes."""
+    from spark_jobs.clean import CLEAN_FLIGHTS_COLUMNS, CLEAN_WEATHER_COLUMNS
+    from spark_jobs.features import FEATURES_TABLE_COLUMNS
+
+    assert load_suite("nycflights", "raw/flights").contract == list(FLIGHTS_COLUMNS)
+    assert load_suite("nycflights", "raw/weather").contract == list(WEATHER_COLUMNS)
+    assert list(load_suite("nycflights", "clean/flights").contract) == CLEAN_FLIGHTS_COLUMNS
+    assert list(load_suite("nycflights", "clean/weather").contract) == CLEAN_WEATHER_COLUMNS
+    assert list(load_suite("nycflights", "features/flights").contract) == FEATURES_TABLE_COLUMNS
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"name": "s", "table": "t", "checks": [{"kind": "nope", "severity": "critical"}]}, "unknown kind"),
+    ({"name": "s", "table": "t", "checks": [{"kind": "row_count", "severity": "fatal", "min": 1}]}, "severity"),
+    ({"name": "s", "table": "t", "checks": [{"kind": "not_null", "severity": "critical", "max": 0}]}, r"needs \['column'\]"),
+    ({"name": "s", "table": "t", "checks": [{"kind": "row_count", "severity": "critical"}]}, "min and/or max"),
+    ({"name": "s", "table": "t", "checks": [{"kind": "row_count", "severity": "critical", "min": 1}] * 2}, "duplicate id"),
+    ({"name": "s", "checks": []}, "missing top-level key"),
+])
+def test_bad_suite_files_are_rejected_with_a_clear_error(doc, message):
+    with pytest.raises(SuiteError, match=message):
+        parse_suite(doc, source="x.json")
+
+
+def test_schema_diff_names_added_missing_renamed_and_retyped_columns():
+    contract = {"a": "int", "b": "string", "c": "double"}
+    assert schema_diff({"a": "int", "b": "string", "c": "double"}, contract) == "ok"
+    assert schema_diff({"a": "int", "b": "string", "c": "double", "d": "int"}, contract) == "added d"
+    assert schema_diff({"a": "int", "b": "string"}, contract) == "missing c"
+    assert schema_diff({"a": "int", "b": "string", "z": "double"}, contract) == "missing c; added z; renamed? c -> z"
+    assert schema_diff({"a": "string", "b": "string", "c": "double"}, contract) == "retyped a int->string"
+    assert schema_diff(["a", "c", "b"], ["a", "b", "c"]) == "column order differs"
+
+
+def test_trailing_ratio_uses_the_previous_days_only():
+    rows = {"2013-01-01": 100, "2013-01-02": 300, "2013-01-03": 20}
+    assert trailing_ratio(rows, "2013-01-03", 7) == pytest.approx(20 / 200)
+    assert trailing_ratio(rows, "2013-01-03", 1) == pytest.approx(20 / 300)
+    assert trailing_ratio(rows, "2013-01-01", 7) is None  # no history: nothing to compare with
+
+
+SUITE = parse_suite({
+    "name": "test.suite", "table": "clean/things",
+    "checks": [
+        {"id": "schema", "kind": "schema", "columns": {"key": "string", "x": "double"}, "severity": "critical"},
+        {"id": "rows", "kind": "row_count", "severity": "critical", "min": 1},
+        {"id": "key", "kind": "not_null", "column": "key", "severity": "critical", "max": 0},
+        {"id": "x_null", "kind": "not_null", "column": "x", "severity": "warning", "max": 0.2},
+        {"id": "x_range", "kind": "between", "column": "x", "range": [0, 10], "severity": "critical", "max": 0.25},
+        {"id": "unique", "kind": "unique", "columns": ["key"], "severity": "critical", "max": 0},
+        {"id": "x_mean", "kind": "mean", "column": "x", "severity": "warning", "min": 1, "max": 9},
+        {"id": "quarantine", "kind": "quarantine_ratio", "severity": "critical", "max": 0.05},
+    ],
+}, source="test")
+SCHEMA = T.StructType([T.StructField("ds", T.StringType()), T.StructField("key", T.StringType()),
+                       T.StructField("x", T.DoubleType())])
+
+
+def verdicts_for(spark, rows, schema=SCHEMA, dates=("d1",), quarantine=None):
+    df = spark.createDataFrame(rows, schema)
+    profiles = dataframe_profiles(df, SUITE, list(dates), {"quarantine_ratio": quarantine or {}})
+    return gate.validate(SUITE, profiles)
+
+
+def test_clean_partition_passes(spark):
+    v = verdicts_for(spark, [("d1", "a", 1.0), ("d1", "b", 5.0)])["d1"]
+    assert v.status == "passed", v.reasons()
+    assert v.metrics["row_count"] == 2 and v.metrics["mean(x)"] == pytest.approx(3.0)
+
+
+def test_each_partition_gets_its_own_verdict_from_one_validation(spark):
+    rows = [("d1", "a", 1.0), ("d1", "b", 2.0),          # fine
+            ("d2", None, 1.0), ("d2", "c", 2.0),          # null key: critical
+            ("d3", "e", None), ("d3", "f", 5.0),          # half of x null: warning only
+            ("d4", "g", 50.0), ("d4", "h", 60.0)]         # out of range: critical (and mean warns)
+    v = verdicts_for(spark, rows, dates=("d1", "d2", "d3", "d4", "d5"))
+    assert {ds: r.status for ds, r in v.items()} == {
+        "d1": "passed", "d2": "failed", "d3": "warned", "d4": "failed", "d5": "failed"}
+    assert [r.check.id for r in v["d2"].failed] == ["key"]
+    assert v["d2"].reasons() == ["key [critical]: not_null(key) = 0.5, expected -inf <= not_null(key) <= 0"]
+    assert [r.check.id for r in v["d3"].warnings] == ["x_null"]
+    assert [r.check.id for r in v["d4"].failed] == ["x_range"] and [r.check.id for r in v["d4"].warnings] == ["x_mean"]
+    assert v["d4"].metrics["max(x)"] == 60.0  # the observed extremes are part of the evidence
+    assert [r.check.id for r in v["d5"].failed] == ["rows"]  # an empty partition is never published
+
+
+def test_duplicate_keys_and_quarantine_ratio_fail(spark):
+    v = verdicts_for(spark, [("d1", "a", 1.0), ("d1", "a", 2.0)], quarantine={"d1": 0.3})["d1"]
+    assert {r.check.id for r in v.failed} == {"unique", "quarantine"}
+    assert {r.check.id: r.observed for r in v.failed} == {"unique": 1, "quarantine": 0.3}
+
+
+@pytest.mark.parametrize("fields, diff", [
+    ([("key", T.StringType()), ("x", T.DoubleType()), ("extra", T.IntegerType())], "added extra"),
+    ([("key", T.StringType())], "missing x"),
+    ([("key", T.StringType()), ("x", T.StringType())], "retyped x double->string"),
+    ([("key", T.StringType()), ("y", T.DoubleType())], "missing x; added y; renamed? x -> y"),
+])
+def test_schema_drift_fails_critical(spark, fields, diff):
+    schema = T.StructType([T.StructField("ds", T.StringType())] + [T.StructField(n, t) for n, t in fields])
+    row = tuple(["d1"] + [{"string": "k", "double": 1.0, "int": 1}[t.simpleString()] for _, t in fields])
+    v = verdicts_for(spark, [row], schema=schema)["d1"]
+    assert v.status == "failed"
+    schema_result = next(r for r in v.results if r.check.id == "schema")
+    assert not schema_result.success and schema_result.observed == diff
+
+
+def test_raw_suite_reads_manifests_only():
+    suite = load_suite("nycflights", "raw/flights")
+    day = date(2013, 1, 8)
+    history = {(day - timedelta(days=i)).isoformat(): 1000 for i in range(1, 8)}
+    good = {"rows": 950, "columns": list(FLIGHTS_COLUMNS), "files": [{"ragged_rows": 0}]}
+    partial = {**good, "rows": 100}
+    drifted = {**good, "columns": [c for c in FLIGHTS_COLUMNS if c != "air_time"] + ["gate"]}
+    ragged = {**good, "files": [{"ragged_rows": 200}]}
+    v = gate.validate(suite, manifest_profiles(
+        suite, {"2013-01-08": good}, history))["2013-01-08"]
+    assert v.status == "passed", v.reasons()
+    for manifest, check_id in ((partial, "row_count_vs_trailing"), (drifted, "header"), (ragged, "ragged_ratio")):
+        v = gate.validate(suite, manifest_profiles(suite, {"2013-01-08": manifest}, history))["2013-01-08"]
+        assert check_id in [r.check.id for r in v.failed], v.reasons()
+    v = gate.validate(suite, manifest_profiles(suite, {"2013-01-08": drifted}, history))["2013-01-08"]
+    assert "missing air_time; added gate; renamed? air_time -> gate" in v.reasons()[0]
+
+
+def test_evidence_is_published_and_summarised(local_lake, spark):
+    from lakeforge.quality.evidence import evidence_dir, format_summary, read_summary, write_evidence
+    from lakeforge.publish import read_manifest
+
+    v = verdicts_for(spark, [("d1", "a", 1.0), ("d2", None, 1.0), ("d3", "e", None), ("d3", "f", 2.0)],
+                     dates=("d1", "d2", "d3"))
+    records = write_evidence(local_lake, v.values(), run_id="run-1")
+    report = local_lake.read_bytes(f"{evidence_dir('clean/things', 'd2')}/report.html").decode()
+    assert report.startswith("<!DOCTYPE html>") and "not_null(key)" in report and "failed" in report
+    stored = json.loads(local_lake.read_bytes(f"{evidence_dir('clean/things', 'd2')}/validation.json"))
+    assert stored["status"] == "failed" and stored["failed"] == v["d2"].reasons()
+    assert read_manifest(local_lake, "quality/clean/things", "ds=d2")["status"] == "failed"
+    assert records["clean/things/d3"]["status"] == "warned"
+    summary = read_summary(local_lake)
+    assert {ds: p["status"] for ds, p in summary["tables"]["clean/things"].items()} == {
+        "d1": "passed", "d2": "failed", "d3": "warned"}
+    text = format_summary(summary)
+    assert "clean/things" in text and "failed clean/things ds=d2: key [critical]" in text
