@@ -16,6 +16,12 @@ processes exactly those dates in ONE Spark application (`spark_jobs/transform_fl
 - `features/flights`: the pre-departure features (`spark_jobs/features.py`) and the label
   (`arr_delay > 15`; cancelled and diverted flights count as delayed).
 
+Quality gates (write-audit-publish): every output is staged and audited by the suites in
+`plugins/lakeforge/pipelines/nycflights/quality/` before it is visible. A day failing a critical
+check is not published (in any table), the task fails without retries naming the check, column
+and observed value; evidence: `quality/<table>/ds=<date>/report.html` (path in the task log),
+summary: `quality/_summary/current/quality_summary.json`. Fix the delivery, then clear the task.
+
 Manual reprocessing: trigger with `start` and `end` (YYYY-MM-DD): the whole range in one app.
 Only the partitions of the processed dates are replaced, each atomically with a manifest.
 The Spark master comes from the `spark_default` connection (`LAKEFORGE_SPARK_MASTER`).

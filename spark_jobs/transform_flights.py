@@ -186,9 +186,11 @@ def run(spark, lake: Lake, dates: list[str], run_id: str | None = None) -> dict[
     t = time.perf_counter()
     gate.audit_manifests(RAW_FLIGHTS, flight_manifests, history_rows(lake, RAW_FLIGHTS, dates))
     gate.audit_manifests(RAW_WEATHER, weather_manifests, history_rows(lake, RAW_WEATHER, dates))
-    for name in ("flights", "weather"):
-        gate.audit_staged(spark, f"clean/{name}", staging[f"clean/{name}"], dates,
-                          {"quarantine_ratio": quarantine_ratios(raw[name], rows[f"quarantine/{name}"])})
+    gate.audit_staged(spark, [
+        (f"clean/{name}", staging[f"clean/{name}"], dates,
+         {"quarantine_ratio": quarantine_ratios(raw[name], rows[f"quarantine/{name}"])})
+        for name in ("flights", "weather")
+    ])
     timings["quality_clean_s"] = time.perf_counter() - t
 
     # Features only for the days whose inputs passed: a blocked day gets nothing new downstream.
@@ -203,7 +205,7 @@ def run(spark, lake: Lake, dates: list[str], run_id: str | None = None) -> dict[
     timings["features_s"] = time.perf_counter() - t
     t = time.perf_counter()
     if ready:
-        gate.audit_staged(spark, "features/flights", staging["features/flights"], ready)
+        gate.audit_staged(spark, [("features/flights", staging["features/flights"], ready, None)])
     publishable = gate.passing(dates)
     gate.write_evidence()
     timings["quality_features_s"] = time.perf_counter() - t

@@ -106,12 +106,12 @@ def run_transform(start: date, end: date) -> dict:
 
 def print_quality(lake, start: date, end: date, timings: dict) -> None:
     """The quality_summary view for the processed dates (every partition's latest verdict)."""
-    from lakeforge.quality.evidence import SUMMARY_FILE, SUMMARY_PARTITION, SUMMARY_TABLE, format_summary, read_summary
+    from lakeforge.quality.evidence import format_summary, read_summary, summary_uri
 
     gate_s = timings.get("quality_clean_s", 0) + timings.get("quality_features_s", 0)
     print(f"\nquality gates ({gate_s:.1f}s): critical checks block publishing, warnings are recorded")
     print(format_summary(read_summary(lake), str(start), str(end)))
-    print(f"quality_summary: {lake.uri(SUMMARY_TABLE, SUMMARY_PARTITION, SUMMARY_FILE)}; "
+    print(f"quality_summary: {summary_uri(lake)}; "
           f"reports: {lake.uri('quality', '<table>', 'ds=<date>', 'report.html')}")
 
 

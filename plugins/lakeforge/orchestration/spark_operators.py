@@ -49,5 +49,9 @@ class GatedSparkSubmitOperator(SparkSubmitOperator):
         quality = report.get("quality", {})
         self.log.info("published %s of %s day(s); quality: %s", report.get("published_days"),
                       report.get("days"), quality.get("counts"))
+        from lakeforge.lake import Lake
+        from lakeforge.quality.evidence import summary_uri
+
+        self.log.info("quality summary: %s; reports: quality/<table>/ds=<date>/report.html", summary_uri(Lake()))
         for key, evidence in sorted(quality.get("evidence", {}).items()):
             self.log.warning("quality %s %s: %s", evidence["status"], key, evidence["uri"])

@@ -108,6 +108,10 @@ def write_evidence(lake: Lake, results: Iterable[PartitionResult], run_id: str |
     return records
 
 
+def summary_uri(lake: Lake) -> str:
+    return lake.uri(SUMMARY_TABLE, SUMMARY_PARTITION, SUMMARY_FILE)
+
+
 def read_summary(lake: Lake) -> dict[str, Any]:
     rel = f"{SUMMARY_TABLE}/{SUMMARY_PARTITION}/{SUMMARY_FILE}"
     if not lake.exists(rel):
