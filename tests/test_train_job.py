@@ -35,7 +35,7 @@ def args(lake: Lake, run_key: str, **over):
             "--window-days", "30", "--dag-id", "train_delay_model", "--dag-run-id", run_key.split("/")[-1],
             "--triggered-by", "manual:tester"]
     for k, v in over.items():
-        argv += [f"--{k.replace('_', '-')}", str(v)]
+        argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
     return train_delay_model.parse_args(argv)
 
 
@@ -48,7 +48,7 @@ def versions(client, run_key=None):
 def first_run(spark, features_lake, mlflow_server):
     started = time.perf_counter()
     result = train_delay_model.train(spark, args(features_lake, "train_delay_model/manual__1", family="xgboost",
-                                                 search_budget=2, search_parallelism=2))
+                                                 search_budget=1, search_parallelism=2))
     print(f"\nfirst training run: {time.perf_counter() - started:.1f}s, {result['family']} "
           f"holdout AUC {result['metrics']['roc_auc']:.4f}, decision {result['decision']}")
     return result
@@ -89,9 +89,10 @@ def test_training_run_is_tracked_registered_and_champion(spark, features_lake, m
     assert json.loads(ds5.profile)["content_sha256"] == manifest["content_sha256"]
     assert json.loads(ds5.source)["uri"] == features_lake.uri("features/flights", "ds=2013-01-05")
 
-    # Search trials: nested runs of the parent (the LR baseline + the budget).
+    # Search trials, fitted side by side: nested runs of the parent (the LR baseline + the budget).
     trials = client.search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{r['run_id']}'")
-    assert sorted(t.data.tags["lakeforge.family"] for t in trials) == ["lr", "xgboost", "xgboost"]
+    assert sorted(t.data.tags["lakeforge.family"] for t in trials) == ["lr", "xgboost"]
+    assert r["family"] == max(r["trials"], key=lambda t: t["valid"]["roc_auc"])["family"]
     assert all(t.info.status == "FINISHED" and "valid_roc_auc" in t.data.metrics for t in trials)
 
     # Registry: one complete version carrying the decision, both aliases on it.
@@ -137,7 +138,7 @@ def test_mlflow_down_then_crash_mid_registration_then_retry(spark, features_lake
     from mlflow import MlflowClient
 
     key = "train_delay_model/manual__2"
-    quick = {"family": "lr", "search_budget": 1}
+    quick = {"family": "xgboost", "search_budget": 1, "no_baseline": True}
     mlflow_server.stop()
     t = time.perf_counter()
     with pytest.raises(MlflowUnavailable, match=f"{mlflow_server.uri} is unreachable"):

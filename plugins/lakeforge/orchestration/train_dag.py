@@ -134,6 +134,10 @@ def build_train_dag(
             except ValueError as exc:  # a window the data cannot support: retrying cannot help
                 raise AirflowFailException(str(exc)) from exc
             log.info("training plan: %s", result)
+            if result["train"]:
+                from lakeforge.training.tracking import check_reachable
+
+                check_reachable(settings.mlflow_tracking_uri)  # a clear message here; Airflow retries
             return result
 
         @task.short_circuit(task_id="anything_to_train")
@@ -152,8 +156,9 @@ def build_train_dag(
                 "--run-key", "{{ dag.dag_id }}/{{ run_id }}",
                 "--dag-id", "{{ dag.dag_id }}",
                 "--dag-run-id", "{{ run_id }}",
-                "--triggered-by", "{{ dag_run.run_type }}{% if dag_run.triggering_user_name %}"
-                                  ":{{ dag_run.triggering_user_name }}{% endif %}",
+                # "<run type>:<user>", e.g. manual:admin, asset_triggered, scheduled
+                "--triggered-by", "{{ dag_run.run_type | string | replace('DagRunType.', '') | lower }}"
+                                  "{% if dag_run.triggering_user_name %}:{{ dag_run.triggering_user_name }}{% endif %}",
                 "--end", "{{ %s['end'] }}" % xcom,
                 "--window-days", "{{ %s['window_days'] }}" % xcom,
                 "--holdout-days", "{{ %s['holdout_days'] }}" % xcom,

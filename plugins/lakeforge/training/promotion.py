@@ -171,7 +171,8 @@ def log_entry(
 
 
 def write_entry(lake: Lake, entry: dict[str, Any]) -> str:
-    """Write (or, for a rerun of the same run key, replace) one decision; atomic per entry."""
+    """Write (or, for a rerun of the same run key, replace) one decision: written under
+    ``_staging/`` and renamed into place, so a reader never sees half a document."""
     folder = promotion_log_dir(entry["model"])
     rel = f"{folder}/{entry_name(entry['run_key'])}"
     tmp = f"{folder}/_staging/{entry_name(entry['run_key'])}.{datetime.now().timestamp():.0f}"

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 RUN_KEY_TAG = "lakeforge.run_key"
 STATE_TAG = "lakeforge.state"
 CHAMPION, CHALLENGER = "champion", "challenger"
+# Holdout metrics of both models written on every decided version.
+TAGGED_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "calibration_error", "positive_rate", "mean_prediction")
 
 
 def client():
@@ -105,8 +107,8 @@ def record_decision(name: str, version: str, entry: dict[str, Any]) -> None:
         "lakeforge.decision.guards": ",".join(f"{k}={'ok' if ok else 'failed'}" for k, ok in entry["guards"].items()),
         "lakeforge.decision.decided_at": entry["decided_at"],
         "lakeforge.decision.champion_before": before["version"] if before else "none",
-        f"lakeforge.challenger.{m}": f"{entry['challenger']['metrics'][m]:.6f}",
-        f"lakeforge.champion.{m}": f"{before['metrics'][m]:.6f}" if before else "none",
+        **{f"lakeforge.challenger.{k}": f"{entry['challenger']['metrics'][k]:.6f}" for k in TAGGED_METRICS},
+        **{f"lakeforge.champion.{k}": f"{before['metrics'][k]:.6f}" if before else "none" for k in TAGGED_METRICS},
         f"lakeforge.baseline.{m}": f"{entry['baseline'][m]:.6f}",
         "lakeforge.holdout": "..".join(entry["holdout"]),
         "lakeforge.trigger": entry["trigger"].get("triggered_by", ""),
