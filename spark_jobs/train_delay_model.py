@@ -22,6 +22,7 @@ import json
 import logging
 import tempfile
 import time
+import warnings
 from datetime import datetime, timezone
 from typing import Any
 
@@ -95,7 +96,11 @@ def log_model(model, holdout, family: str):
 
     sample = with_probability(model.transform(holdout.limit(5))).select(*FEATURE_COLUMNS, "p").toPandas()
     example = sample[FEATURE_COLUMNS]
-    signature = infer_signature(example, sample["p"].rename("probability"))
+    with warnings.catch_warnings():
+        # MLflow's hint about nullable integer columns: the model is scored as a Spark DataFrame,
+        # where the feature columns keep their Spark types (nulls included).
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        signature = infer_signature(example, sample["p"].rename("probability"))
     with checksummed_local_fs(holdout.sparkSession):
         return mlflow.spark.log_model(
             model, "model", signature=signature, input_example=example,
