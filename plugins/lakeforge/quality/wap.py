@@ -46,6 +46,7 @@ class QualityGate:
     def __init__(self, lake: Lake, source_name: str, run_id: str | None = None):
         self.lake, self.source_name, self.run_id = lake, source_name, run_id
         self.verdicts: list[PartitionResult] = []
+        self.pending: list[tuple[Suite, dict]] = []  # profiled, not yet validated
         self.records: dict[str, dict] = {}
         # Where the gate's time goes: profiling (Spark), Great Expectations, evidence writes.
         self.timings = {"profile_s": 0.0, "validate_s": 0.0, "evidence_s": 0.0}
@@ -53,24 +54,25 @@ class QualityGate:
     def suite(self, table: str) -> Suite:
         return load_suite(self.source_name, table)
 
-    def audit_manifests(self, table: str, manifests: Mapping[str, dict], history: Mapping[str, int]):
+    def audit_manifests(self, table: str, manifests: Mapping[str, dict], history: Mapping[str, int]) -> None:
         """A raw table, from the manifests of its partitions (header, rows, ragged rows)."""
         from lakeforge.quality.profile import manifest_profiles
 
         suite = self.suite(table)
-        return self._validate(suite, manifest_profiles(suite, manifests, history))
+        self.pending.append((suite, manifest_profiles(suite, manifests, history)))
 
-    def audit_staged(self, spark, tables: Sequence[tuple[str, str, Sequence[str], Mapping[str, Any] | None]]):
+    def audit_staged(self, spark, tables: Sequence[tuple[str, str, Sequence[str], Mapping[str, Any] | None]]) -> None:
         """Tables a Spark job staged, each ``(table, staging folder, dates, context)``: one
         aggregation pass over each staged table, the passes running concurrently (small jobs
-        leave cores idle between their stages), then one validation per table."""
+        leave cores idle between their stages). Validation happens when verdicts are asked for
+        (``blocked``, ``passing``...): one GE validation for all tables audited until then."""
         from concurrent.futures import ThreadPoolExecutor
 
         t = time.perf_counter()
         with ThreadPoolExecutor(max_workers=max(1, len(tables))) as pool:
             profiles = list(pool.map(lambda item: self._profile_staged(spark, *item), tables))
         self.timings["profile_s"] += time.perf_counter() - t
-        return {table: self._validate(self.suite(table), p) for (table, *_), p in zip(tables, profiles)}
+        self.pending += [(self.suite(table), p) for (table, *_), p in zip(tables, profiles)]
 
     def _profile_staged(self, spark, table: str, staging: str, dates: Sequence[str],
                         context: Mapping[str, Any] | None):
@@ -83,21 +85,26 @@ class QualityGate:
         df = spark.read.parquet(self.lake.uri(staging)) if written else None
         return dataframe_profiles(df, self.suite(table), dates, context)
 
-    def _validate(self, suite: Suite, profiles) -> dict[str, PartitionResult]:
+    def _validate_pending(self) -> None:
+        """One Great Expectations validation for everything audited since the last verdicts."""
         from lakeforge.quality import gate
 
+        if not self.pending:
+            return
         t = time.perf_counter()
-        verdicts = gate.validate(suite, profiles)
+        verdicts = gate.validate_many(self.pending)
+        self.pending = []
         self.timings["validate_s"] += time.perf_counter() - t
-        for v in verdicts.values():
-            self.verdicts.append(v)
-            level = logging.WARNING if v.status != "passed" else logging.INFO
-            log.log(level, "quality %s ds=%s: %s%s", v.table, v.ds, v.status,
-                    "".join(f"\n  {r}" for r in v.reasons()))
-        return verdicts
+        for per_ds in verdicts.values():
+            for v in per_ds.values():
+                self.verdicts.append(v)
+                level = logging.WARNING if v.status != "passed" else logging.INFO
+                log.log(level, "quality %s ds=%s: %s%s", v.table, v.ds, v.status,
+                        "".join(f"\n  {r}" for r in v.reasons()))
 
     def blocked(self) -> dict[str, list[str]]:
         """ds -> the critical failures (of any table) that keep it from being published."""
+        self._validate_pending()
         out: dict[str, list[str]] = {}
         for v in self.verdicts:
             if v.failed:
@@ -111,6 +118,7 @@ class QualityGate:
     def write_evidence(self) -> None:
         from lakeforge.quality.evidence import write_evidence
 
+        self._validate_pending()
         t = time.perf_counter()
         self.records = write_evidence(self.lake, self.verdicts, self.run_id)
         self.timings["evidence_s"] += time.perf_counter() - t
@@ -124,6 +132,7 @@ class QualityGate:
         }
 
     def summary(self) -> dict[str, Any]:
+        self._validate_pending()
         counts: dict[str, dict[str, int]] = {}
         for v in self.verdicts:
             per = counts.setdefault(v.table, {"passed": 0, "warned": 0, "failed": 0})
