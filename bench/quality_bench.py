@@ -1,10 +1,11 @@
 """Benchmark: what the quality gates add to the transform job's Spark time.
 
 The job times its phases separately (``LAKEFORGE_RESULT`` timings): the work it did before the
-gates existed (clean, features, publish) and the gates (``quality_clean_s``: raw gates from the
-manifests + one profiling pass over staged clean flights and weather + Great Expectations;
-``quality_features_s``: the same for features + writing the evidence). The gate's share is
-``quality / (clean + features + publish)``. Measured, each in a fresh process (``spark-submit``'s
+gates existed (clean, features, publish) and the gate (``quality_s``: raw checks from the
+manifests, one concurrent profiling round over the staged clean flights, clean weather and
+features, one Great Expectations validation, the evidence files). The gate's share is
+``quality / (clean + features + publish)``; ``quality.timings`` splits the gate into profiling,
+validation and evidence. Measured, each in a fresh process (``spark-submit``'s
 path: ``python -m spark_jobs.transform_flights``), on the raw lakes of ``bench.scaled_lake``:
 
 1. a full-year range run on the real year (x1) and on the year at x20 (6.7M flights);
@@ -36,7 +37,7 @@ DAILY_TARGET, RANGE_TARGET = 0.25, 0.15
 
 def gate_share(run: dict[str, Any]) -> dict[str, Any]:
     t = run["timings"]
-    gate = t["quality_clean_s"] + t["quality_features_s"]
+    gate = t["quality_s"]
     work = t["clean_s"] + t["features_s"] + t["publish_s"]
     return {
         "wall_s": round(run["wall_s"], 2),
@@ -46,6 +47,7 @@ def gate_share(run: dict[str, Any]) -> dict[str, Any]:
         "gate_share": round(gate / work, 3),
         "gate_share_of_job_incl_startup": round(gate / (t["total_s"] - gate), 3),
         "timings": {k: round(v, 2) for k, v in t.items()},
+        "gate_timings": {k: round(v, 2) for k, v in run["quality"]["timings"].items()},
         "quality": run["quality"]["counts"],
         "contention": run["contention"]["foreign_cpu_share"],
     }

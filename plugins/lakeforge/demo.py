@@ -95,7 +95,8 @@ def run_transform(start: date, end: date) -> dict:
     report = latest_report(lake, "transform_flights")
     rows, tm = report["rows"], report["timings"]
     print(f"\ntransform_flights (one Spark app, {get_settings().spark_master}): {seconds:.1f}s in Airflow; "
-          f"Spark start {tm['spark_startup_s']:.1f}s, clean {tm['clean_s']:.1f}s, features {tm['features_s']:.1f}s")
+          f"Spark start {tm['spark_startup_s']:.1f}s, clean {tm['clean_s']:.1f}s, features {tm['features_s']:.1f}s, "
+          f"quality gates {tm['quality_s']:.1f}s, publish {tm['publish_s']:.1f}s")
     print(f"{'stage':22} {'rows':>10}")
     for name in ("raw_flights", "clean_flights", "quarantine_flights", "raw_weather", "clean_weather",
                  "quarantine_weather", "features_flights"):
@@ -108,8 +109,7 @@ def print_quality(lake, start: date, end: date, timings: dict) -> None:
     """The quality_summary view for the processed dates (every partition's latest verdict)."""
     from lakeforge.quality.evidence import format_summary, read_summary, summary_uri
 
-    gate_s = timings.get("quality_clean_s", 0) + timings.get("quality_features_s", 0)
-    print(f"\nquality gates ({gate_s:.1f}s): critical checks block publishing, warnings are recorded")
+    print(f"\nquality gates ({timings['quality_s']:.1f}s): critical checks block publishing, warnings are recorded")
     print(format_summary(read_summary(lake), str(start), str(end)))
     print(f"quality_summary: {summary_uri(lake)}; "
           f"reports: {lake.uri('quality', '<table>', 'ds=<date>', 'report.html')}")

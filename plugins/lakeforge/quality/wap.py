@@ -102,6 +102,12 @@ class QualityGate:
                 log.log(level, "quality %s ds=%s: %s%s", v.table, v.ds, v.status,
                         "".join(f"\n  {r}" for r in v.reasons()))
 
+    def discard_downstream(self, table: str, upstream: Sequence[str]) -> None:
+        """Forget ``table``'s verdicts for dates that an ``upstream`` table already blocks."""
+        self._validate_pending()
+        blocked = {v.ds for v in self.verdicts if v.table in upstream and v.failed}
+        self.verdicts = [v for v in self.verdicts if not (v.table == table and v.ds in blocked)]
+
     def blocked(self) -> dict[str, list[str]]:
         """ds -> the critical failures (of any table) that keep it from being published."""
         self._validate_pending()
