@@ -1,9 +1,10 @@
-"""Per-partition metrics for a suite, computed in ONE pass over a run's data.
+"""Per-partition metrics for a suite, computed in one aggregation pass over a run's data.
 
 Great Expectations on Spark computes each expectation with its own Spark jobs (many passes, and
-one validation per partition); here every metric of every partition of the run comes from a
-single ``groupBy("ds").agg(...)`` over what the job staged, and the profile (one small row per
-partition) is what the expectations check. Metrics that need no data scan (schema, header,
+one validation per partition); here every row-level metric of every partition of the run comes
+from a single ``groupBy("ds").agg(...)`` over what the job staged (uniqueness checks get one
+small aggregation each, run concurrently), and the profile (one small row per partition) is what
+the expectations check. Metrics that need no data scan (schema, header,
 row counts from manifests, quarantine ratios, trailing averages) are filled in from Python.
 """
 
@@ -91,14 +92,11 @@ def _aggregates(check: Check, present: set[str]) -> list:
     check reports that)."""
     from pyspark.sql import functions as F
 
-    needed = check.columns if check.kind == "unique" else [check.column] if check.column else []
-    if any(c not in present for c in needed):
+    if check.column and check.column not in present:
         return []
     rows = F.count(F.lit(1))
     if check.kind == "row_count":
         return [rows.alias(check.metric)]
-    if check.kind == "unique":
-        return [(rows - F.count_distinct(F.struct(*check.columns))).alias(check.metric)]
     col = F.col(check.column)
     if check.kind == "not_null":
         # count(col) skips nulls and is cheaper than summing a null flag per row
@@ -117,24 +115,42 @@ def _aggregates(check: Check, present: set[str]) -> list:
     raise ValueError(f"{check.kind} is not a data metric")
 
 
-def dataframe_profiles(df, suite: Suite, dates: Sequence[str],
-                       context: Mapping[str, Any] | None = None) -> dict[str, Profile]:
-    """Profiles of every date in ``dates`` (a date without rows gets row_count 0) from one
-    aggregation of ``df`` (which has a ``ds`` column; None when nothing was written) by ``ds``."""
+def _queries(df, suite: Suite, present: set[str]) -> list:
+    """The aggregations that compute a suite's data metrics, each grouped by ``ds``: one for
+    all row-level metrics, and one per uniqueness check. Uniqueness is counted apart on a 64-bit
+    hash of the key (rows - distinct hashes): a distinct-count inside the big aggregation makes
+    Spark carry every other aggregate's input through the key shuffle (measured 3.5x slower on
+    the year at x20). A real duplicate always shows; a hash collision (p ~ 1e-11 for a day's
+    keys) could only report a duplicate that is not there, i.e. fail closed."""
     from pyspark.sql import functions as F
 
+    ds = F.col("ds").cast("string").alias("ds")
+    aggs = [a for check in suite.metrics() if check.kind not in ("schema", "header", "unique", *PYTHON_KINDS)
+            for a in _aggregates(check, present)]
+    queries = [df.groupBy(ds).agg(*aggs)] if aggs else []
+    for check in suite.metrics():
+        if check.kind == "unique" and all(c in present for c in check.columns):
+            per_key = df.groupBy(ds, F.xxhash64(*check.columns).alias("_key")).agg(F.count(F.lit(1)).alias("_n"))
+            queries.append(per_key.groupBy("ds").agg(F.sum(F.col("_n") - 1).alias(check.metric)))
+    return queries
+
+
+def dataframe_profiles(df, suite: Suite, dates: Sequence[str],
+                       context: Mapping[str, Any] | None = None) -> dict[str, Profile]:
+    """Profiles of every date in ``dates`` (a date without rows gets row_count 0) from the
+    aggregations of ``df`` (which has a ``ds`` column; None when nothing was written) by ``ds``,
+    run concurrently."""
     context = context or {}
     data_columns = {} if df is None else {f.name: f.dataType.simpleString() for f in df.schema.fields if f.name != "ds"}
-    aggs = []
-    for check in suite.metrics():
-        if check.kind not in ("schema", "header") and check.kind not in PYTHON_KINDS:
-            aggs += _aggregates(check, set(data_columns))
     by_ds: dict[str, dict[str, Any]] = {}
-    if aggs and df is not None:
-        grouped = df.groupBy(F.col("ds").cast("string").alias("ds")).agg(*aggs)
-        names = [c for c in grouped.columns if c != "ds"]
-        for row in grouped.collect():  # one small row per partition
-            by_ds[row["ds"]] = {n: row[n] for n in names}
+    if df is not None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        queries = _queries(df, suite, set(data_columns))
+        with ThreadPoolExecutor(max_workers=max(1, len(queries))) as pool:
+            for rows in pool.map(lambda q: q.collect(), queries):  # one small row per partition
+                for row in rows:
+                    by_ds.setdefault(row["ds"], {}).update({k: v for k, v in row.asDict().items() if k != "ds"})
     profiles: dict[str, Profile] = {}
     for ds in dates:
         profile: Profile = dict(by_ds.get(ds, {}))
