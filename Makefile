@@ -11,7 +11,7 @@ HDFS_SOURCES := $(HDFS_MODULE)/pom.xml $(shell find $(HDFS_MODULE)/src -type f 2
 .PHONY: help system install hdfs-jars test demo demo-hdfs bench lock settings airflow-env clean
 
 help:
-	@echo "make demo       deliver January 2013 and ingest it through Airflow into the local lake"
+	@echo "make demo       January 2013 through Airflow: ingest, transform (quality-gated), train + register in MLflow"
 	@echo "make demo-hdfs  the same into a real HDFS started for the run"
 	@echo "make test       install everything the tests need and run them (HDFS included)"
 	@echo "make bench      benchmarks -> bench/results/*.json"
@@ -44,10 +44,13 @@ demo: install
 demo-hdfs: install hdfs-jars
 	$(PY) -m lakeforge.demo --start 2013-01-01 --end 2013-01-31 --hdfs
 
-# Ingest throughput (~1 min), then Spark vs DuckDB on the year at 20x (~15 min, 6.7M flights).
+# Ingest throughput (~1 min), Spark vs DuckDB on the year at 20x (~15 min, 6.7M flights), the
+# quality gates' share of the transform (~15 min), training vs LightGBM (~10 min).
 bench: install hdfs-jars
 	$(PY) -m bench.ingest_throughput
 	$(PY) -m bench.transform_bench
+	$(PY) -m bench.quality_bench
+	$(PY) -m bench.train_bench
 
 lock: install
 	$(UV) pip compile -q --python-version 3.11 requirements.in -o requirements.txt

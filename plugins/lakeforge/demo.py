@@ -1,10 +1,12 @@
-"""``make demo``: a month of real flights from landing through raw, clean and features, via Airflow.
+"""``make demo``: a month of real flights from landing through raw, clean, features and a registered
+model, via Airflow.
 
 Runs on embedded defaults (file lake and SQLite under ``.lakeforge/``), or with ``--hdfs`` into a
 real single-node HDFS started for the run. Each date is a real Airflow DAG run of ``ingest_flights`` (``dag.test``:
 metadata DB, task runner, sensors, assets), one after the other as catch-up would run them; then
-one ``transform_flights`` run carries the whole range through clean and features in ONE Spark
-application submitted by SparkSubmitOperator.
+one ``transform_flights`` run carries the whole range through clean and features (quality-gated)
+in ONE Spark application submitted by SparkSubmitOperator; one ``train_delay_model`` run trains
+on it, logs to MLflow and registers a champion.
 
     python -m lakeforge.demo [--start 2013-01-01] [--end 2013-01-31] [--hdfs]
 """
@@ -183,6 +185,9 @@ def main(argv: list[str] | None = None) -> None:
         if result["failed"]:
             raise SystemExit(1)
         run_transform(args.start, args.end)
+        from lakeforge.training.demo_step import run_training
+
+        run_training(args.start, args.end)
         print(f"\ndemo total {time.perf_counter() - started:.1f}s")
 
 
