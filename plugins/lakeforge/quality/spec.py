@@ -145,17 +145,17 @@ def parse_suite(doc: dict[str, Any], source: str = "<dict>") -> Suite:
                  description=doc.get("description", ""))
 
 
-def suite_file(source_name: str, table: str) -> str:
-    """``raw/flights`` of source ``nycflights`` -> lakeforge/pipelines/nycflights/quality/raw_flights.json."""
+def suite_file(table: str) -> str:
+    """``raw/flights`` -> ``raw_flights.json`` (in lakeforge/pipelines/<source>/quality/)."""
     return f"{table.replace('/', '_')}.json"
 
 
 def load_suite(source_name: str, table: str) -> Suite:
     """The suite guarding ``table`` (e.g. ``clean/flights``) of a source's pipeline."""
     package = f"lakeforge.pipelines.{source_name}"
-    ref = resources.files(package).joinpath("quality", suite_file(source_name, table))
+    ref = resources.files(package).joinpath("quality", suite_file(table))
     if not ref.is_file():
-        raise SuiteError(f"no quality suite for {table}: expected {package}/quality/{suite_file(source_name, table)}")
+        raise SuiteError(f"no quality suite for {table}: expected {package}/quality/{suite_file(table)}")
     suite = parse_suite(json.loads(ref.read_text()), source=str(ref))
     if suite.table != table:
         raise SuiteError(f"{ref}: guards {suite.table!r}, expected {table!r}")
