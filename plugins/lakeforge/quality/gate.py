@@ -112,9 +112,13 @@ def validate_many(pairs: Sequence[tuple[Suite, Mapping[str, Mapping[str, Any]]]]
     columns = [column_name(s, c.metric) for s in suites for c in s.checks]
     frame = frame.reindex(columns=["ds", *dict.fromkeys(columns)])
     frame = frame.astype({c: "object" for c in frame.columns if frame[c].isna().all()})
+    # One partition (a daily run): pass/fail per expectation is all it takes, and BOOLEAN_ONLY
+    # validates in less than half the time of COMPLETE (0.28 s vs 0.63 s for 73 expectations).
+    single = len(frame) == 1
     result = validation_definition(suites).run(
         batch_parameters={"dataframe": frame},
-        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["ds"]},
+        result_format={"result_format": "BOOLEAN_ONLY"} if single else
+        {"result_format": "COMPLETE", "unexpected_index_column_names": ["ds"]},
     )
     checks = {(s.table, c.id): c for s in suites for c in s.checks}
     verdicts = {
@@ -128,7 +132,10 @@ def validate_many(pairs: Sequence[tuple[Suite, Mapping[str, Mapping[str, Any]]]]
         if er.exception_info and er.exception_info.get("raised_exception"):
             raise RuntimeError(f"{meta['table']}: expectation {check.id} could not run: "
                                f"{er.exception_info.get('exception_message')}")
-        failing = {item["ds"] for item in (er.result.get("unexpected_index_list") or [])}
+        if single:
+            failing = set() if er.success else set(frame["ds"])
+        else:
+            failing = {item["ds"] for item in (er.result.get("unexpected_index_list") or [])}
         for ds, verdict in verdicts[meta["table"]].items():
             verdict.results.append(CheckResult(check, ds not in failing, _plain(verdict.metrics.get(check.metric))))
     return verdicts
