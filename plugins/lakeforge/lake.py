@@ -159,6 +159,23 @@ class Lake:
         self.fs.create_dir(posixpath.dirname(target), recursive=True)
         with self.fs.open_output_stream(target) as f:
             f.write(data)
+        if data and self.root_uri.startswith("hdfs://"):
+            self._wait_until_visible(rel, len(data))
+
+    def _wait_until_visible(self, rel: str, size: int, timeout: float = 10.0) -> None:
+        """Read-after-write on HDFS: a close may return while the last block is only committed
+        (``dfs.namenode.file.close.num-committed-allowed``), and readers then see a shorter file
+        for a moment (CI once hashed a just-written file as empty). Wait until the NameNode
+        reports the whole length, so the manifest's sizes and hashes describe the real bytes."""
+        import time
+
+        deadline, pause = time.monotonic() + timeout, 0.01
+        while self.fs.get_file_info(self.path(rel)).size != size:
+            if time.monotonic() > deadline:
+                raise OSError(f"{self.uri(rel)}: wrote {size} bytes, the filesystem still reports "
+                              f"{self.fs.get_file_info(self.path(rel)).size} after {timeout:.0f}s")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
     def sha256(self, rel: str) -> str:
         digest = hashlib.sha256()
