@@ -131,27 +131,7 @@ class Lake:
     # -- bytes -------------------------------------------------------------------------------
     def read_bytes(self, rel: str) -> bytes:
         with self.fs.open_input_stream(self.path(rel)) as f:
-            data = f.read()
-        if not data and self.root_uri.startswith("hdfs://"):
-            data = self._read_settled(rel)
-        return data
-
-    def _read_settled(self, rel: str, timeout: float = 5.0) -> bytes:
-        """A just-closed HDFS file may read as 0 bytes until its last block is complete: with
-        ``dfs.namenode.file.close.num-committed-allowed`` (set by clusters that want fast closes)
-        a writer's close returns once the block is committed, before the DataNodes report it.
-        Seen once in CI under heavy load. Poll a moment; a truly empty file stays empty."""
-        import time
-
-        deadline, pause = time.monotonic() + timeout, 0.02
-        while time.monotonic() < deadline:
-            time.sleep(pause)
-            pause = min(pause * 2, 0.5)
-            with self.fs.open_input_stream(self.path(rel)) as f:
-                data = f.read()
-            if data:
-                return data
-        return b""
+            return f.read()
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         """Write a whole file (parents created). Not atomic on its own: see lakeforge.publish."""
