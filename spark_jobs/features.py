@@ -49,12 +49,13 @@ def calendar_features(flights: DataFrame) -> DataFrame:
 
 
 def join_weather(flights: DataFrame, weather: DataFrame) -> DataFrame:
-    """Weather at the origin in the scheduled departure hour (same local day and hour)."""
+    """Weather at the origin in the scheduled departure hour (same local day and hour). Broadcast:
+    a year of hourly weather is ~26k rows, the flights side is never shuffled."""
     hourly = weather.select(
         "origin", "ds", F.col("hour").alias("sched_dep_hour"),
         "temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib",
     ).dropDuplicates(["origin", "ds", "sched_dep_hour"])
-    return flights.join(hourly, on=["origin", "ds", "sched_dep_hour"], how="left")
+    return flights.join(F.broadcast(hourly), on=["origin", "ds", "sched_dep_hour"], how="left")
 
 
 def join_planes(flights: DataFrame, planes: DataFrame) -> DataFrame:

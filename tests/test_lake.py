@@ -54,3 +54,20 @@ def test_delete_is_recursive_and_tolerant(lake: Lake):
     lake.delete("x")
     assert not lake.exists("x")
     lake.delete("x")  # nothing there: fine
+
+
+def test_listing_a_directory_created_while_it_is_listed(tmp_path):
+    """pyarrow raises when a directory appears between its failed listing and its existence check
+    (another publisher creating a table's _trash): the lake lists again instead of failing."""
+    lake = Lake(f"file://{tmp_path}/lake")
+    lake.makedirs("t/_trash/ds=2013-01-01.abc")
+    real, calls = lake.fs, []
+
+    def get_file_info(selector):
+        calls.append(selector)
+        if len(calls) == 1:
+            raise FileNotFoundError("Cannot list directory: [errno 2] No such file or directory")
+        return real.get_file_info(selector)
+
+    lake.fs = type("RacyFs", (), {"get_file_info": staticmethod(get_file_info)})()
+    assert lake.listdir("t/_trash") == ["ds=2013-01-01.abc"] and len(calls) == 2

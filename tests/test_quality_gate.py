@@ -130,6 +130,57 @@ def test_schema_drift_fails_critical(spark, fields, diff):
     assert not schema_result.success and schema_result.observed == diff
 
 
+def test_footer_statistics_answer_exactly_what_a_scan_would(local_lake, spark):
+    """Row counts, null fractions and in-range checks come from the Parquet footers; whatever the
+    footers cannot vouch for (values outside the range, NaN, uniqueness, means) is still scanned,
+    and the profile is the same either way."""
+    from lakeforge.quality.profile import footer_profiles, parquet_footer_stats
+
+    rows = [("d1", "a", 1.0), ("d1", "b", 5.0), ("d1", "c", None),      # in range, one null
+            ("d2", "a", 1.0), ("d2", "a", 2.0),                          # duplicate key
+            ("d3", None, None), ("d3", "z", None),                       # x all null
+            ("d4", "q", float("nan")), ("d4", "r", 3.0)]                 # NaN: footers cannot vouch
+    df = spark.createDataFrame(rows, SCHEMA)
+    folder = "clean/things/_staging/run-test"
+    # two files per day: footers are merged across files
+    df.repartition(2).write.partitionBy("ds").option("parquet.enable.dictionary", "false").parquet(local_lake.uri(folder))
+    staged = spark.read.schema(SCHEMA).parquet(local_lake.uri(folder))
+    dates = ["d1", "d2", "d3", "d4", "d5"]
+    footers = parquet_footer_stats(local_lake, folder, dates)
+    assert [footers[d].rows for d in dates] == [3, 2, 2, 2, 0]
+
+    def same(profiles):  # NaN != NaN: compare its text
+        return {d: {k: "nan" if v != v else v for k, v in p.items()} for d, p in profiles.items()}
+
+    scanned = same(dataframe_profiles(staged, SUITE, dates, {}))
+    assert scanned["d4"]["max(x)"] == "nan"  # Spark orders NaN above every number
+    assert same(dataframe_profiles(staged, SUITE, dates, {}, footers)) == scanned
+    _, answered = footer_profiles(SUITE, {d: footers[d] for d in dates}, {"key": "string", "x": "double"})
+    assert answered == {"row_count", "not_null(key)", "not_null(x)"}  # d4's NaN: x's range is scanned
+    in_range = {d: footers[d] for d in ("d1", "d2", "d3", "d5")}
+    by_ds, answered = footer_profiles(SUITE, in_range, {"key": "string", "x": "double"})
+    assert "outside(x,0,10)" in answered and by_ds["d1"]["max(x)"] == 5.0 and by_ds["d3"]["min(x)"] is None
+    assert same(dataframe_profiles(staged, SUITE, list(in_range), {}, footers)) == {d: scanned[d] for d in in_range}
+
+
+def test_rows_vs_upstream_catches_lost_and_multiplied_rows(spark):
+    """A derived table (features) must keep exactly the rows of the table it is built from: a
+    join that drops or multiplies flights fails, without scanning the data for duplicates."""
+    suite = parse_suite({"name": "s", "table": "features/things", "checks": [
+        {"id": "rows", "kind": "row_count", "severity": "critical", "min": 1},
+        {"id": "same_rows", "kind": "rows_vs_upstream", "upstream": "clean/things", "severity": "critical",
+         "min": 1, "max": 1},
+    ]}, source="test")
+    df = spark.createDataFrame([("d1", "a", 1.0), ("d2", "a", 1.0), ("d2", "a", 1.0), ("d3", "b", 2.0)], SCHEMA)
+    profiles = dataframe_profiles(df, suite, ["d1", "d2", "d3"], {"upstream_rows": {"d1": 1, "d2": 1, "d3": 2}})
+    assert [profiles[d]["rows_vs_upstream(clean/things)"] for d in ("d1", "d2", "d3")] == [1.0, 2.0, 0.5]
+    v = gate.validate(suite, profiles)
+    assert {d: r.status for d, r in v.items()} == {"d1": "passed", "d2": "failed", "d3": "failed"}
+    with pytest.raises(SuiteError, match="add a row_count check"):
+        parse_suite({"name": "s", "table": "t", "checks": [
+            {"kind": "rows_vs_upstream", "upstream": "u", "severity": "critical", "min": 1}]}, source="x")
+
+
 def test_raw_suite_reads_manifests_only():
     suite = load_suite("nycflights", "raw/flights")
     day = date(2013, 1, 8)

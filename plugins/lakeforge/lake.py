@@ -112,15 +112,23 @@ class Lake:
     def is_dir(self, rel: str) -> bool:
         return self.fs.get_file_info(self.path(rel)).type == pafs.FileType.Directory
 
+    def _list(self, selector: "pafs.FileSelector") -> list["pafs.FileInfo"]:
+        try:
+            return self.fs.get_file_info(selector)
+        except FileNotFoundError:
+            # pyarrow raises when the directory did not exist as it listed it but exists right
+            # after (another writer created it meanwhile, e.g. a table's _trash): list again.
+            return self.fs.get_file_info(selector)
+
     def listdir(self, rel: str) -> list[str]:
         """Names directly under a directory (sorted); empty if it does not exist."""
-        info = self.fs.get_file_info(pafs.FileSelector(self.path(rel), allow_not_found=True))
+        info = self._list(pafs.FileSelector(self.path(rel), allow_not_found=True))
         return sorted(posixpath.basename(i.path.rstrip("/")) for i in info)
 
     def files(self, rel: str) -> list[FileStat]:
         """Every file below a directory, recursively, with sizes (sorted by path)."""
         base = self.path(rel)
-        infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+        infos = self._list(pafs.FileSelector(base, recursive=True, allow_not_found=True))
         out = [
             FileStat(posixpath.relpath(i.path, base), i.size)
             for i in infos

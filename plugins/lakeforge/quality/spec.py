@@ -31,6 +31,8 @@ KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "between": ("fraction of non-null values outside [min, max]", ("column",)),
     "in_set": ("fraction of non-null values not in `values`", ("column", "values")),
     "unique": ("rows minus distinct values of `columns` (duplicate keys)", ("columns",)),
+    "rows_vs_upstream": ("rows / rows of the same partition of the `upstream` table the job built it from",
+                         ("upstream",)),
     "mean": ("mean of the column", ("column",)),
     "quarantine_ratio": ("quarantined rows / raw rows of the partition", ()),
     "ragged_ratio": ("delivered rows whose field count differs from the header's / rows", ()),
@@ -55,6 +57,7 @@ class Check:
     values: tuple[str, ...] = ()
     range: tuple[float, float] | None = None  # between: the plausible value range
     days: int | None = None
+    upstream: str | None = None  # rows_vs_upstream: the table this one is derived from
 
     @property
     def metric(self) -> str:
@@ -67,6 +70,8 @@ class Check:
             return f"not_in_set({self.column})"
         if self.kind == "row_count_vs_trailing":
             return f"row_count_vs_trailing({self.days})"
+        if self.kind == "rows_vs_upstream":
+            return f"rows_vs_upstream({self.upstream})"
         if self.column:
             return f"{self.kind}({self.column})"
         return self.kind
@@ -140,7 +145,10 @@ def parse_suite(doc: dict[str, Any], source: str = "<dict>") -> Suite:
             values=tuple(raw.get("values", ())),
             range=tuple(raw["range"]) if "range" in raw else None,
             days=raw.get("days"),
+            upstream=raw.get("upstream"),
         ))
+    if any(c.kind == "rows_vs_upstream" for c in checks) and not any(c.kind == "row_count" for c in checks):
+        raise SuiteError(f"{source}: rows_vs_upstream compares the row_count metric: add a row_count check")
     return Suite(name=name, table=table, checks=tuple(checks), source=source,
                  description=doc.get("description", ""))
 

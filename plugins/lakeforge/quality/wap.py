@@ -76,14 +76,15 @@ class QualityGate:
 
     def _profile_staged(self, spark, table: str, staging: str, dates: Sequence[str],
                         context: Mapping[str, Any] | None):
-        from lakeforge.quality.profile import dataframe_profiles
+        from lakeforge.quality.profile import dataframe_profiles, parquet_footer_stats
 
         # The staging folder holds exactly this run's ds=... folders: reading the folder is much
         # cheaper than listing hundreds of partition paths. Nothing staged at all: every date is
         # an empty partition (and there is no schema to check).
         written = any(name.startswith("ds=") for name in self.lake.listdir(staging))
         df = spark.read.parquet(self.lake.uri(staging)) if written else None
-        return dataframe_profiles(df, self.suite(table), dates, context)
+        footers = parquet_footer_stats(self.lake, staging, dates) if written else None
+        return dataframe_profiles(df, self.suite(table), dates, context, footers)
 
     def _validate_pending(self) -> None:
         """One Great Expectations validation for everything audited since the last verdicts."""
