@@ -5,7 +5,7 @@ through the real ingestion, cached under /tmp), it measures, each in a fresh pro
 
 1. ``python -m spark_jobs.transform_flights`` over the whole range with ``local[2]`` (wall time of
    the subprocess, and the job's own ``LAKEFORGE_RESULT`` timings: Spark start-up vs compute);
-2. the same with ``local[1]`` (scaling);
+2. the same with ``local[1]``, as is and pinned to one CPU with ``taskset`` (scaling);
 3. ``python -m bench.duckdb_transform`` (the same logic in DuckDB SQL, threads=2) on the same raw
    files, then checks it row for row against the Spark output (every output table, both ways);
 4. the incremental cost: a one-day run (``--dates``) on a lake holding a month of history vs. one
@@ -42,7 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 RESULT_PREFIX = {"spark": "LAKEFORGE_RESULT ", "duckdb": "DUCKDB_RESULT "}
 QUIET_MAX_WAIT_S = 120.0  # longest wait for an idle machine before a run (--quiet-wait)
-CONTENTION_LIMIT = 0.10  # foreign CPU share above which a run is repeated (--retries)
+CONTENTION_LIMIT = 0.10
+ONE_CPU = "local[1] on 1 CPU"  # foreign CPU share above which a run is repeated (--retries)
 
 
 def log(msg: str) -> None:
@@ -201,9 +202,13 @@ def measured(run, label: str, retries: int) -> dict[str, Any]:
     return best
 
 
-def spark_run(lake_uri: str, master: str, dates_args: list[str], logfile: Path, timeout: float) -> dict[str, Any]:
+def spark_run(lake_uri: str, master: str, dates_args: list[str], logfile: Path, timeout: float,
+              cpus: str | None = None) -> dict[str, Any]:
+    """``cpus``: pin the whole process (driver JVM, its JIT and GC threads, Python) to these CPUs."""
     env = {**os.environ, "LAKEFORGE_SPARK_MASTER": master}
     cmd = [sys.executable, "-m", "spark_jobs.transform_flights", *dates_args, "--lake", lake_uri]
+    if cpus is not None:
+        cmd = ["taskset", "-c", cpus, *cmd]
     result = run_subprocess("spark", cmd, env, logfile, timeout)
     t = result["timings"]
     # Everything the job does after its session is up: clean, features, quality gates, publish.
@@ -392,20 +397,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # 1-2. Spark, full range, local[2] then local[1], each on its own lake.
     spark_runs: dict[str, dict[str, Any]] = {}
-    masters = ["local[2]"] + ([] if args.skip_local1 else ["local[1]"])
-    for master in masters:
-        tag = master.replace("[", "").replace("]", "")
-        log(f"Spark {master}: {len(dates)} days ...")
+    # local[1] twice: as is (its JVM's JIT and GC threads still use the second CPU: it ran on ~1.3
+    # CPUs) and pinned to one CPU (taskset), which is what one core of scaling means.
+    configs = [("local[2]", "local[2]", None)]
+    if not args.skip_local1:
+        configs += [("local[1]", "local[1]", None), (ONE_CPU, "local[1]", "0")]
+    for name, master, cpus in configs:
+        tag = name.replace("[", "").replace("]", "").replace(" ", "_")
+        log(f"Spark {name}: {len(dates)} days ...")
 
-        def full_run(master: str = master, tag: str = tag) -> dict[str, Any]:
+        def full_run(master: str = master, tag: str = tag, cpus: str | None = cpus) -> dict[str, Any]:
             lake = scaled_lake.link_run_lake(cache, work / f"spark_{tag}", args.start, args.end)  # fresh lake
-            return spark_run(lake, master, range_args, logs / f"spark_{tag}.log", args.timeout)
+            return spark_run(lake, master, range_args, logs / f"spark_{tag}.log", args.timeout, cpus)
 
-        spark_runs[master] = measured(full_run, f"Spark {master}", args.retries)
-        t = spark_runs[master]["timings"]
-        log(f"  wall {spark_runs[master]['wall_s']:.1f}s (start-up {t['spark_startup_s']:.1f}s, "
-            f"compute {t['compute_s']:.1f}s), rows {spark_runs[master]['rows']}, "
-            f"contention {spark_runs[master]['contention']}")
+        spark_runs[name] = measured(full_run, f"Spark {name}", args.retries)
+        t = spark_runs[name]["timings"]
+        log(f"  wall {spark_runs[name]['wall_s']:.1f}s (start-up {t['spark_startup_s']:.1f}s, "
+            f"compute {t['compute_s']:.1f}s), rows {spark_runs[name]['rows']}, "
+            f"contention {spark_runs[name]['contention']}")
 
     # 3. DuckDB on the same raw files (the cache's), threads=2.
     duck_out = work / "duckdb_out"
@@ -462,6 +471,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return statistics.median(r["wall_s"] if key == "wall_s" else r["timings"][key] for r in runs)
 
     spark1 = spark_runs.get("local[1]")
+    spark1_pinned = spark_runs.get(ONE_CPU)
     s2t = spark2["timings"]
     flights = spark2["rows"]["raw_flights"]
     results = {
@@ -483,6 +493,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "spark_local2_over_local1_speedup_wall": _r(spark1["wall_s"] / spark2["wall_s"]) if spark1 else None,
             "spark_local2_over_local1_speedup_compute":
                 _r(spark1["timings"]["compute_s"] / s2t["compute_s"]) if spark1 else None,
+            "spark_local2_over_local1_one_cpu_speedup_wall":
+                _r(spark1_pinned["wall_s"] / spark2["wall_s"]) if spark1_pinned else None,
+            "spark_local2_over_local1_one_cpu_speedup_compute":
+                _r(spark1_pinned["timings"]["compute_s"] / s2t["compute_s"]) if spark1_pinned else None,
             "spark_over_duckdb_wall": _r(spark2["wall_s"] / duck["wall_s"], 1),
             "spark_over_duckdb_excluding_spark_startup": _r(s2t["compute_s"] / duck["timings"]["compute_s"], 1),
             # The DuckDB port runs no quality gate: the same work is Spark's wall less its gate.
@@ -512,7 +526,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark_wall_s": None,
     }
     if not args.keep:
-        for name in ("spark_local2", "spark_local1", "spark_month", "duckdb_out"):
+        for name in ("spark_local2", "spark_local1", "spark_local1_on_1_CPU", "spark_month", "duckdb_out"):
             shutil.rmtree(work / name, ignore_errors=True)
     results["benchmark_wall_s"] = _r(time.perf_counter() - started, 1)
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -587,6 +601,8 @@ def markdown(r: dict[str, Any]) -> str:
         "|---|---:|",
         f"| Spark local[2] speed-up over local[1] (wall / compute) | {ra['spark_local2_over_local1_speedup_wall']} / "
         f"{ra['spark_local2_over_local1_speedup_compute']} |",
+        f"| Spark local[2] speed-up over local[1] pinned to 1 CPU (wall / compute) | "
+        f"{ra.get('spark_local2_over_local1_one_cpu_speedup_wall')} / {ra.get('spark_local2_over_local1_one_cpu_speedup_compute')} |",
         f"| Spark local[2] / DuckDB, wall (incl. Spark start-up) | {ra['spark_over_duckdb_wall']} |",
         f"| Spark local[2] / DuckDB, compute (excl. Spark start-up) | {ra['spark_over_duckdb_excluding_spark_startup']} |",
         f"| Spark local[2] / DuckDB, wall less Spark's quality gate ({sp['local[2]']['timings'].get('quality_s')} s; "
