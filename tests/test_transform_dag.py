@@ -69,3 +69,31 @@ def test_same_job_on_standalone_cluster_and_hdfs(dag, hdfs, spark_cluster, tmp_p
     with urllib.request.urlopen(f"http://127.0.0.1:{spark_cluster.ui_port}/json/") as r:
         apps = json.load(r)["completedapps"]
     assert any(a["name"] == "transform_flights" for a in apps), apps
+
+
+def test_cluster_readiness_probe_treats_a_page_that_is_not_json_as_not_ready(tmp_path):
+    """Right after it binds, the master's web UI once answered /json/ with its HTML page; the
+    readiness probe must keep polling instead of failing the cluster start."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from lakeforge.spark_cluster import SparkStandalone
+
+    class Html(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<!DOCTYPE html><html></html>")
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Html)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cluster = SparkStandalone(tmp_path)
+        cluster.ui_port = server.server_address[1]
+        assert cluster.alive_workers() == -1
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -53,10 +53,12 @@ class SparkStandalone:
                                                stdin=subprocess.DEVNULL, env=env))
 
     def alive_workers(self) -> int:
+        """Workers the master reports alive; -1 while its web UI is not up or not answering JSON
+        yet (right after binding, the UI once served its HTML page for /json/: a CI failure)."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.ui_port}/json/", timeout=2) as r:
                 return int(json.load(r).get("aliveworkers", 0))
-        except OSError:
+        except (OSError, ValueError):
             return -1
 
     def start(self, timeout: float = 120.0) -> str:
