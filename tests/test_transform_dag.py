@@ -97,3 +97,27 @@ def test_cluster_readiness_probe_treats_a_page_that_is_not_json_as_not_ready(tmp
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_failed_cluster_start_stops_the_daemons_it_spawned(tmp_path, monkeypatch):
+    """A start that fails for any reason must not leave a master or worker JVM running."""
+    import subprocess
+
+    from lakeforge.spark_cluster import SparkStandalone
+
+    cluster = SparkStandalone(tmp_path)
+    spawned = []
+
+    def fake_spawn(name, *args):
+        proc = subprocess.Popen(["sleep", "60"])
+        spawned.append(proc)
+        cluster.procs.append(proc)
+
+    def broken_probe():
+        raise RuntimeError("probe broke")
+
+    monkeypatch.setattr(cluster, "_spawn", fake_spawn)
+    monkeypatch.setattr(cluster, "alive_workers", broken_probe)
+    with pytest.raises(RuntimeError, match="probe broke"):
+        cluster.start(timeout=5)
+    assert len(spawned) == 2 and all(p.poll() is not None for p in spawned) and cluster.procs == []

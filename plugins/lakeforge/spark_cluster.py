@@ -67,13 +67,17 @@ class SparkStandalone:
                     "--port", str(self.port), "--webui-port", str(self.ui_port))
         self._spawn("worker", "org.apache.spark.deploy.worker.Worker", self.master_url, "--host", "127.0.0.1",
                     "--cores", str(self.cores), "--memory", self.memory, "--webui-port", str(self.worker_ui_port))
-        while time.perf_counter() - started < timeout:
-            if any(p.poll() is not None for p in self.procs):
-                break
-            if self.alive_workers() >= 1:
-                self.startup_seconds = time.perf_counter() - started
-                return self.master_url
-            time.sleep(0.5)
+        try:
+            while time.perf_counter() - started < timeout:
+                if any(p.poll() is not None for p in self.procs):
+                    break
+                if self.alive_workers() >= 1:
+                    self.startup_seconds = time.perf_counter() - started
+                    return self.master_url
+                time.sleep(0.5)
+        except BaseException:
+            self.stop()  # never leave the daemons running behind a failed start
+            raise
         logs = "\n".join((self.work_dir / f"{n}.log").read_text(errors="replace")[-1500:] for n in ("master", "worker"))
         self.stop()
         raise SparkClusterError(f"Spark standalone not ready in {timeout:.0f}s:\n{logs}")
