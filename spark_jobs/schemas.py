@@ -47,10 +47,3 @@ QUARANTINE = T.StructType([
 
 ORIGIN_TZ = "America/New_York"
 ORIGINS = ("EWR", "JFK", "LGA")
-
-# A quarantined row: the raw line as delivered, why it was rejected, its partition.
-QUARANTINE = T.StructType([
-    T.StructField("raw_line", T.StringType()),
-    T.StructField("reason", T.StringType()),
-    T.StructField("ds", T.StringType()),
-])

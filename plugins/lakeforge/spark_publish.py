@@ -29,9 +29,14 @@ def new_run_staging(lake: Lake, table: str) -> str:
     return f"{table}/{STAGING}/run-{uuid.uuid4().hex[:12]}"
 
 
-def parquet_rows(lake: Lake, rel: str) -> int:
+def parquet_metadata(lake: Lake, rel: str) -> "pq.FileMetaData":
+    """A Parquet file's footer (row counts, row groups, column statistics); the data is not read."""
     with lake.fs.open_input_file(lake.path(rel)) as f:
-        return pq.read_metadata(f).num_rows
+        return pq.read_metadata(f)
+
+
+def parquet_rows(lake: Lake, rel: str) -> int:
+    return parquet_metadata(lake, rel).num_rows
 
 
 def staged_rows(lake: Lake, run_staging: str, dates: Iterable[str]) -> dict[str, int]:

@@ -134,14 +134,13 @@ def parquet_footer_stats(lake, folder: str, dates: Sequence[str]) -> dict[str, F
     each footer is a round trip)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import pyarrow.parquet as pq
+    from lakeforge.spark_publish import parquet_metadata
 
     def one(ds: str) -> FooterStats:
         stats, written = FooterStats(), f"{folder}/ds={ds}"
         for f in (lake.files(written) if lake.exists(written) else []):
             if f.path.endswith(".parquet"):
-                with lake.fs.open_input_file(lake.path(f"{written}/{f.path}")) as handle:
-                    stats.add_file(pq.read_metadata(handle))
+                stats.add_file(parquet_metadata(lake, f"{written}/{f.path}"))
         return stats
 
     with ThreadPoolExecutor(max_workers=8) as pool:
