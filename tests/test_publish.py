@@ -12,6 +12,7 @@ from lakeforge.publish import (
     list_partitions,
     new_staging,
     publish_partition,
+    publish_partitions,
     read_manifest,
     recover,
 )
@@ -104,3 +105,43 @@ def test_rejects_bad_file_names(lake: Lake):
         publish_partition(lake, T, P, [PartitionFile("a", b""), PartitionFile("a", b"")])
     with pytest.raises(ValueError):
         publish_partition(lake, T, P, [PartitionFile(MANIFEST, b"{}")])
+
+
+def test_publish_partitions_is_publish_partition_for_many(lake: Lake, monkeypatch):
+    """The batch publish (evidence for a year of days) writes exactly what one-by-one publishing
+    writes, replaces old versions, recovers what a dead writer left, and a failing partition
+    keeps its previous version while the others publish."""
+    parts = {f"ds=2013-01-{d:02d}": [PartitionFile("v.json", f"{d}".encode(), {"rows": d}),
+                                     PartitionFile("r.html", b"<p>")] for d in range(1, 6)}
+    publish_partition(lake, "one/t", "ds=2013-01-01", parts["ds=2013-01-01"], {"status": "passed"})
+    manifests = publish_partitions(lake, "many/t", parts, {p: {"status": "passed"} for p in parts})
+    strip = lambda m: {k: v for k, v in m.items() if k not in ("published_at", "table")}  # noqa: E731
+    assert strip(manifests["ds=2013-01-01"]) == strip(read_manifest(lake, "one/t", "ds=2013-01-01"))
+    assert list_partitions(lake, "many/t") == sorted(parts)
+    for p, m in manifests.items():
+        assert read_manifest(lake, "many/t", p) == m
+        assert lake.read_bytes(f"many/t/{p}/v.json") == parts[p][0].data
+        assert {f["name"]: f["sha256"] for f in m["files"]} == {
+            name: lake.sha256(f"many/t/{p}/{name}") for name in ("v.json", "r.html")}
+
+    # A dead writer left ds=2013-01-02 in the trash and a half-written staging of ds=2013-01-03.
+    lake.move("many/t/ds=2013-01-02", f"many/t/{TRASH}/ds=2013-01-02.1-dead")
+    lake.write_bytes(f"many/t/{STAGING}/ds=2013-01-03.0-dead/v.json", b"half")
+    real_write = Lake.write_bytes
+
+    def failing_write(self, rel, data, make_parents=True):
+        if "ds=2013-01-04" in rel:
+            raise Boom("disk full")
+        return real_write(self, rel, data, make_parents)
+
+    monkeypatch.setattr(Lake, "write_bytes", failing_write)
+    new = {p: [PartitionFile("v.json", b"new")] for p in parts}
+    with pytest.raises(Boom):
+        publish_partitions(lake, "many/t", new)
+    monkeypatch.undo()
+    assert lake.read_bytes("many/t/ds=2013-01-04/v.json") == b"4"  # the failed one: old version, whole
+    assert sorted(f.path for f in lake.files("many/t/ds=2013-01-04")) == [MANIFEST, "r.html", "v.json"]
+    for p in set(parts) - {"ds=2013-01-04"}:
+        assert sorted(f.path for f in lake.files(f"many/t/{p}")) == [MANIFEST, "v.json"]
+        assert lake.read_bytes(f"many/t/{p}/v.json") == b"new"
+    assert lake.listdir(f"many/t/{TRASH}") == [] and lake.listdir(f"many/t/{STAGING}") == []

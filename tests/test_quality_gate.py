@@ -8,7 +8,8 @@ from pyspark.sql import types as T
 
 from lakeforge.pipelines.nycflights import FLIGHTS_COLUMNS, WEATHER_COLUMNS
 from lakeforge.quality import gate
-from lakeforge.quality.profile import dataframe_profiles, manifest_profiles, schema_diff, trailing_ratio
+from lakeforge.quality.profile import LocalScan, dataframe_profiles, manifest_profiles, schema_diff, trailing_ratio
+from lakeforge.quality.profile import local_profiles as _local_profiles
 from lakeforge.quality.spec import SuiteError, load_suite, parse_suite
 
 TABLES = ["raw/flights", "raw/weather", "clean/flights", "clean/weather", "features/flights"]
@@ -161,6 +162,65 @@ def test_footer_statistics_answer_exactly_what_a_scan_would(local_lake, spark):
     by_ds, answered = footer_profiles(SUITE, in_range, {"key": "string", "x": "double"})
     assert "outside(x,0,10)" in answered and by_ds["d1"]["max(x)"] == 5.0 and by_ds["d3"]["min(x)"] is None
     assert same(dataframe_profiles(staged, SUITE, list(in_range), {}, footers)) == {d: scanned[d] for d in in_range}
+    # A small staged table's remaining metrics come from Arrow: the same answers, NaN included.
+    local = LocalScan(local_lake, folder, max_bytes=2**30)
+    assert same(dataframe_profiles(staged, SUITE, dates, {}, footers, local)) == scanned
+
+
+ARROW_SUITE = parse_suite({
+    "name": "test.arrow", "table": "clean/things",
+    "checks": [
+        {"id": "rows", "kind": "row_count", "severity": "critical", "min": 1},
+        {"id": "key", "kind": "not_null", "column": "key", "severity": "critical", "max": 0},
+        {"id": "key_set", "kind": "in_set", "column": "key", "values": ["a", "b", "c"], "severity": "critical", "max": 0},
+        {"id": "x_range", "kind": "between", "column": "x", "range": [0, 10], "severity": "critical", "max": 0},
+        {"id": "n_range", "kind": "between", "column": "n", "range": [0, 5], "severity": "critical", "max": 0},
+        {"id": "unique", "kind": "unique", "columns": ["key"], "severity": "critical", "max": 0},
+        {"id": "unique2", "kind": "unique", "columns": ["key", "n"], "severity": "critical", "max": 0},
+        {"id": "flag_rate", "kind": "mean", "column": "flag", "severity": "warning", "min": 0, "max": 1},
+        {"id": "x_mean", "kind": "mean", "column": "x", "severity": "warning", "min": 0, "max": 10},
+    ],
+}, source="test")
+
+
+def test_arrow_profiles_of_a_staged_table_equal_sparks_aggregation(local_lake, spark, monkeypatch):
+    """Every metric kind the local Arrow scan computes, against Spark's aggregation of the same
+    staged files: nulls, keys outside the set, duplicates (one and two key columns), NaN, values
+    out of range (footers cannot vouch: scanned), an all-null column, an empty day."""
+    from lakeforge.quality import profile
+    from lakeforge.quality.profile import parquet_footer_stats
+
+    schema = T.StructType([T.StructField("ds", T.StringType()), T.StructField("key", T.StringType()),
+                           T.StructField("x", T.DoubleType()), T.StructField("n", T.IntegerType()),
+                           T.StructField("flag", T.BooleanType())])
+    rows = [("d1", "a", 1.0, 1, True), ("d1", "b", 2.5, 2, False), ("d1", "c", 3.0, 3, False),
+            ("d2", "a", 1.0, 1, True), ("d2", "a", 2.0, 1, True), ("d2", "a", 2.0, 2, None),
+            ("d2", "zz", 4.0, 9, False), ("d2", None, 5.0, None, False), ("d2", None, 6.0, None, True),
+            ("d3", "a", None, 0, None), ("d3", "b", None, -1, None),
+            ("d4", "a", float("nan"), 1, True), ("d4", "b", 30.0, 2, True), ("d4", "c", -1.0, 3, False)]
+    folder = "clean/things/_staging/run-arrow"
+    spark.createDataFrame(rows, schema).repartition(2).write.partitionBy("ds") \
+        .option("parquet.enable.dictionary", "false").parquet(local_lake.uri(folder))
+    staged = spark.read.schema(schema).parquet(local_lake.uri(folder))
+    dates = ["d1", "d2", "d3", "d4", "d5"]
+    footers = parquet_footer_stats(local_lake, folder, dates)
+
+    def same(profiles):  # NaN != NaN; sums in another order may differ in the last bits
+        return {d: {k: "nan" if v != v else round(v, 12) if isinstance(v, float) else v for k, v in p.items()}
+                for d, p in profiles.items()}
+
+    by_spark = same(dataframe_profiles(staged, ARROW_SUITE, dates, {}))
+    assert by_spark["d2"]["duplicates(key)"] == 3 and by_spark["d2"]["duplicates(key,n)"] == 2
+    assert by_spark["d2"]["not_in_set(key)"] == 0.25 and by_spark["d4"]["max(x)"] == "nan"
+    calls = []
+    monkeypatch.setattr(profile, "local_profiles", lambda *a: calls.append(a) or _local_profiles(*a))
+    assert same(dataframe_profiles(staged, ARROW_SUITE, dates, {}, footers,
+                                   LocalScan(local_lake, folder, max_bytes=2**30))) == by_spark
+    assert len(calls) == 1
+    # Above the size limit, Spark aggregates (same answers).
+    assert same(dataframe_profiles(staged, ARROW_SUITE, dates, {}, footers,
+                                   LocalScan(local_lake, folder, max_bytes=1))) == by_spark
+    assert len(calls) == 1
 
 
 def test_rows_vs_upstream_catches_lost_and_multiplied_rows(spark):

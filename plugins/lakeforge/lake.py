@@ -141,10 +141,12 @@ class Lake:
         with self.fs.open_input_stream(self.path(rel)) as f:
             return f.read()
 
-    def write_bytes(self, rel: str, data: bytes) -> None:
-        """Write a whole file (parents created). Not atomic on its own: see lakeforge.publish."""
+    def write_bytes(self, rel: str, data: bytes, make_parents: bool = True) -> None:
+        """Write a whole file (parents created unless the caller knows they exist). Not atomic on
+        its own: see lakeforge.publish."""
         target = self.path(rel)
-        self.fs.create_dir(posixpath.dirname(target), recursive=True)
+        if make_parents:
+            self.fs.create_dir(posixpath.dirname(target), recursive=True)
         with self.fs.open_output_stream(target) as f:
             f.write(data)
         if data and self.root_uri.startswith("hdfs://"):

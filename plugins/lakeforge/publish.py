@@ -20,7 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from lakeforge.lake import Lake
 
@@ -115,6 +115,13 @@ def publish_staged(
                 **file_meta.get(stat.path, {}),
             }
         )
+    manifest = _manifest(table, partition, entries, meta)
+    lake.write_bytes(f"{staging}/{MANIFEST}", json.dumps(manifest, indent=2, sort_keys=True).encode())
+    _swap_into_place(lake, table, partition, staging, replaces=lake.exists(f"{table}/{partition}"))
+    return manifest
+
+
+def _manifest(table: str, partition: str, entries: list[dict[str, Any]], meta: dict[str, Any] | None) -> dict[str, Any]:
     manifest: dict[str, Any] = {
         "table": table,
         "partition": partition,
@@ -126,11 +133,15 @@ def publish_staged(
     }
     if all("rows" in e for e in entries):
         manifest["rows"] = sum(e["rows"] for e in entries)
-    lake.write_bytes(f"{staging}/{MANIFEST}", json.dumps(manifest, indent=2, sort_keys=True).encode())
+    return manifest
 
+
+def _swap_into_place(lake: Lake, table: str, partition: str, staging: str, replaces: bool) -> None:
+    """Staging -> final; a partition being replaced goes to the trash first and is put back if
+    the second rename fails (``recover`` does the same for a writer that died in between)."""
     final = f"{table}/{partition}"
     backup = None
-    if lake.exists(final):
+    if replaces:
         backup = f"{table}/{TRASH}/{partition}.{_token()}"
         lake.move(final, backup)
     try:
@@ -141,7 +152,6 @@ def publish_staged(
         raise
     if backup is not None:
         lake.delete(backup)
-    return manifest
 
 
 def publish_partition(
@@ -152,9 +162,7 @@ def publish_partition(
     meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Publish whole files as one partition, atomically; returns the manifest."""
-    names = [f.name for f in files]
-    if len(set(names)) != len(names) or MANIFEST in names:
-        raise ValueError(f"partition file names must be unique and not {MANIFEST}: {names}")
+    _check_names(files)
     staging = new_staging(lake, table, partition)
     try:
         for f in files:
@@ -163,3 +171,54 @@ def publish_partition(
     except BaseException:
         lake.delete(staging)
         raise
+
+
+def _check_names(files: Sequence[PartitionFile]) -> None:
+    names = [f.name for f in files]
+    if len(set(names)) != len(names) or MANIFEST in names:
+        raise ValueError(f"partition file names must be unique and not {MANIFEST}: {names}")
+
+
+def publish_partitions(
+    lake: Lake,
+    table: str,
+    partitions: Mapping[str, Sequence[PartitionFile]],
+    meta: Mapping[str, dict[str, Any]] | None = None,
+    workers: int = 8,
+) -> dict[str, dict[str, Any]]:
+    """Many small partitions of one table (e.g. a year of quality evidence), each published
+    atomically exactly as ``publish_partition`` does, with a third of its filesystem calls: the
+    table's folders are listed once, not per partition, and sizes and hashes are taken from the
+    bytes in memory instead of read back. Partitions are written concurrently; returns the
+    manifests by partition name."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for files in partitions.values():
+        _check_names(files)
+    # Leftovers of a writer that died: only those partitions need recover()'s per-partition work.
+    leftovers = {name.split(".", 1)[0] for name in lake.listdir(f"{table}/{TRASH}") + lake.listdir(f"{table}/{STAGING}")}
+    for partition in leftovers & set(partitions):
+        recover(lake, table, partition)
+    published = set(list_partitions(lake, table))
+    lake.makedirs(f"{table}/{STAGING}")
+
+    def one(partition: str) -> dict[str, Any]:
+        staging = f"{table}/{STAGING}/{partition}.{_token()}"
+        lake.makedirs(staging)
+        try:
+            entries = []
+            for f in partitions[partition]:
+                lake.write_bytes(f"{staging}/{f.name}", f.data, make_parents=False)
+                entries.append({"name": f.name, "bytes": len(f.data), "sha256": hashlib.sha256(f.data).hexdigest(), **f.meta})
+            entries.sort(key=lambda e: e["name"])  # as a listing of the partition orders them
+            manifest = _manifest(table, partition, entries, (meta or {}).get(partition))
+            lake.write_bytes(f"{staging}/{MANIFEST}", json.dumps(manifest, indent=2, sort_keys=True).encode(),
+                             make_parents=False)
+            _swap_into_place(lake, table, partition, staging, replaces=partition in published)
+            return manifest
+        except BaseException:
+            lake.delete(staging)
+            raise
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return dict(zip(partitions, pool.map(one, list(partitions))))

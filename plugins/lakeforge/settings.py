@@ -116,6 +116,10 @@ OPTIONS: dict[str, Option] = {
         "LAKEFORGE_GUARD_POSITIVE_RATE_TOLERANCE", "0.02",
         "Guard: the challenger's gap between mean prediction and observed positive rate may exceed the champion's (or baseline's) by at most this.",
     ),
+    "quality_local_scan_max_mb": Option(
+        "LAKEFORGE_QUALITY_LOCAL_SCAN_MAX_MB", "1024",
+        "Quality gate: a run's staged table up to this size (MB of Parquet) is profiled with Arrow in the job's driver; a bigger one by Spark (0: always Spark).",
+    ),
     "airflow_home": Option(
         "AIRFLOW_HOME", "{home}/airflow",
         "Airflow home (config, SQLite metadata DB and logs in embedded mode).",
@@ -162,6 +166,7 @@ class Settings:
     promotion_margin: float
     guard_calibration_tolerance: float
     guard_positive_rate_tolerance: float
+    quality_local_scan_max_mb: int
     airflow_home: Path
     dags_folder: Path
     hdfs_client: str
@@ -203,6 +208,8 @@ class Settings:
         for name, allowed in choices.items():
             if values[name] not in allowed:
                 raise ValueError(f"{OPTIONS[name].env} must be one of {', '.join(allowed)}, got {values[name]!r}")
+        if values["quality_local_scan_max_mb"] < 0:  # type: ignore[operator]
+            raise ValueError(f"LAKEFORGE_QUALITY_LOCAL_SCAN_MAX_MB must be 0 or more, got {values['quality_local_scan_max_mb']}")
         for name in ("train_window_days", "holdout_days", "search_budget", "search_parallelism"):
             if values[name] < 1:  # type: ignore[operator]
                 raise ValueError(f"{OPTIONS[name].env} must be at least 1, got {values[name]}")

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from lakeforge.lake import Lake
-from lakeforge.publish import PartitionFile, partition_name, publish_partition
+from lakeforge.publish import PartitionFile, partition_name, publish_partition, publish_partitions
 from lakeforge.quality.spec import PartitionResult, format_value
 
 QUALITY = "quality"
@@ -89,25 +89,24 @@ def render_html(record: dict[str, Any]) -> str:
 
 def write_evidence(lake: Lake, results: Iterable[PartitionResult], run_id: str | None) -> dict[str, dict]:
     """Publish each partition's evidence and fold it into the summary; returns the records by
-    ``table/ds``."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    ``table/ds``. A year's range run writes thousands of these small partitions: each table's
+    are published together (``publish_partitions``: folders listed once, files written by a
+    thread pool)."""
     validated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-    def publish(result: PartitionResult) -> dict:
+    by_table: dict[str, dict[str, dict]] = {}
+    for result in results:
         record = evidence_record(result, run_id, validated_at)
         record["evidence"] = lake.uri(evidence_dir(result.table, result.ds), "report.html")
-        publish_partition(
-            lake, f"{QUALITY}/{result.table}", partition_name(result.ds),
-            [PartitionFile("validation.json", json.dumps(record, indent=2).encode()),
-             PartitionFile("report.html", render_html(record).encode())],
-            meta={"status": result.status, "run_id": run_id},
+        by_table.setdefault(result.table, {})[partition_name(result.ds)] = record
+    for table, records in by_table.items():
+        publish_partitions(
+            lake, f"{QUALITY}/{table}",
+            {partition: [PartitionFile("validation.json", json.dumps(r, indent=2).encode()),
+                         PartitionFile("report.html", render_html(r).encode())]
+             for partition, r in records.items()},
+            meta={partition: {"status": r["status"], "run_id": run_id} for partition, r in records.items()},
         )
-        return record
-
-    # Thousands of small files on a range run: writes overlap (I/O waits, HDFS round trips).
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        records = {f"{r['table']}/{r['ds']}": r for r in pool.map(publish, list(results))}
+    records = {f"{r['table']}/{r['ds']}": r for per_table in by_table.values() for r in per_table.values()}
     if records:
         update_summary(lake, records.values())
     return records

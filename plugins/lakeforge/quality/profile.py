@@ -8,9 +8,12 @@ expectations check. Metrics that need no data scan (schema,
 header, row counts from manifests, quarantine ratios, trailing averages) are filled in from Python.
 
 Parquet footers answer more without a scan, exactly: row counts, null fractions, and a range
-check whose column's footer min/max already lie inside the range (0 rows outside). Only what
-footers cannot say (set membership, uniqueness, means, a range the footer bounds exceed) is
-aggregated by Spark, and Spark then reads only those columns.
+check whose column's footer min/max already lie inside the range (0 rows outside). What footers
+cannot say (set membership, uniqueness, means, a range the footer bounds exceed) is computed from
+the staged files' needed columns only: with Arrow in this process while the run's staged table
+is small (``LocalScan``; a year at x20 is ~70 MB of Parquet, and Spark spent more time starting
+tasks over hundreds of day files and compiling the queries than scanning: 7.7 s vs 1.3 s for the
+three tables), by a Spark aggregation above that size.
 """
 
 from __future__ import annotations
@@ -104,6 +107,7 @@ class FooterStats:
     and min/max (None where some row group carries no statistics: then the data decides)."""
 
     rows: int = 0
+    bytes: int = 0  # size of the partition's Parquet files
     nulls: dict[str, int | None] = field(default_factory=dict)
     bounds: dict[str, tuple[float, float] | None] = field(default_factory=dict)
 
@@ -140,6 +144,7 @@ def parquet_footer_stats(lake, folder: str, dates: Sequence[str]) -> dict[str, F
         stats, written = FooterStats(), f"{folder}/ds={ds}"
         for f in (lake.files(written) if lake.exists(written) else []):
             if f.path.endswith(".parquet"):
+                stats.bytes += f.size
                 stats.add_file(parquet_metadata(lake, f"{written}/{f.path}"))
         return stats
 
@@ -247,20 +252,127 @@ def footer_profiles(suite: Suite, footers: Mapping[str, FooterStats],
     return by_ds, frozenset(answered)
 
 
+@dataclass(frozen=True)
+class LocalScan:
+    """Where a run's staged table is (``<folder>/ds=<date>/*.parquet``), so that the metrics the
+    footers leave open are computed with Arrow in this process, one day per thread, reading only
+    the columns they need. Used while the staged table is at most ``max_bytes`` (the setting
+    ``LAKEFORGE_QUALITY_LOCAL_SCAN_MAX_MB``); a bigger one is aggregated by Spark, in parallel
+    on the cluster."""
+
+    lake: Any
+    folder: str
+    max_bytes: int
+
+
+SCANNED_KINDS = ("row_count", "not_null", "in_set", "between", "mean", "unique")
+
+
+def local_scan_fits(checks: Sequence[Check], column_types: Mapping[str, str]) -> bool:
+    """Whether Arrow computes these checks exactly as Spark's aggregation does: in_set compares
+    strings, between and mean need numbers (Spark would try_cast anything else)."""
+    for check in checks:
+        kind, ctype = check.kind, column_types.get(check.column or "")
+        if kind not in SCANNED_KINDS:
+            return False
+        if ctype is not None and ((kind == "in_set" and ctype != "string") or
+                                  (kind in ("between", "mean") and ctype not in NUMERIC_TYPES | {"boolean"})):
+            return False
+    return True
+
+
+def arrow_metrics(table, checks: Sequence[Check], present: set[str]) -> dict[str, Any]:
+    """One partition's metrics from an Arrow table of its rows, with Spark's semantics: nulls are
+    not values, NaN counts as a value above every number (outside any range, the maximum), a
+    partition without rows has no metrics (like a group that does not exist)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rows = table.num_rows
+    out: dict[str, Any] = {}
+    if not rows:
+        return out
+    for check in checks:
+        columns = check.columns if check.kind == "unique" else ((check.column,) if check.column else ())
+        if any(c not in present for c in columns):
+            continue  # the schema check reports a missing column
+        if check.kind == "row_count":
+            out[check.metric] = rows
+        elif check.kind == "not_null":
+            out[check.metric] = table[check.column].null_count / rows
+        elif check.kind == "unique":  # nulls are one value, as Spark's key hash treats them
+            keys = table.select(list(columns))
+            distinct = (pc.count_distinct(keys.column(0), mode="all").as_py() if len(columns) == 1
+                        else keys.group_by(list(columns)).aggregate([]).num_rows)
+            out[check.metric] = rows - distinct
+        else:
+            values = pc.drop_null(table[check.column])
+            if check.kind == "in_set":
+                inside = pc.sum(pc.is_in(values, value_set=pa.array(check.values, pa.string()))).as_py() or 0
+                out[check.metric] = (len(values) - inside) / len(values) if len(values) else None
+                continue
+            number = pc.cast(values, pa.float64())
+            if check.kind == "mean":
+                out[check.metric] = pc.mean(number).as_py()
+                continue
+            lo, hi = check.range
+            nan = pc.is_nan(number)
+            finite = pc.filter(number, pc.invert(nan))
+            has_nan = len(finite) < len(number)
+            outside = pc.sum(pc.or_(nan, pc.or_(pc.less(number, lo), pc.greater(number, hi)))).as_py()
+            low_high = pc.min_max(finite).as_py() if len(finite) else {"min": math.nan, "max": math.nan}
+            out[check.metric] = outside / len(number) if len(number) else None
+            out[f"min({check.column})"] = low_high["min"] if len(number) else None
+            out[f"max({check.column})"] = (math.nan if has_nan else low_high["max"]) if len(number) else None
+    return out
+
+
+def local_profiles(scan: LocalScan, dates: Sequence[str], checks: Sequence[Check],
+                   present: set[str]) -> dict[str, dict[str, Any]]:
+    """``arrow_metrics`` of every date, the days read concurrently (Arrow releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = sorted({c for check in checks
+                      for c in (check.columns if check.kind == "unique" else (check.column,)) if c in present})
+
+    def one(ds: str) -> dict[str, Any]:
+        folder = f"{scan.folder}/ds={ds}"
+        files = [f.path for f in scan.lake.files(folder) if f.path.endswith(".parquet")] \
+            if scan.lake.exists(folder) else []
+        parts = []
+        for name in files:
+            with scan.lake.fs.open_input_file(scan.lake.path(f"{folder}/{name}")) as f:
+                parts.append(pq.ParquetFile(f).read(columns=columns))
+        return arrow_metrics(pa.concat_tables(parts), checks, present) if parts else {}
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(zip(dates, pool.map(one, dates)))
+
+
 def dataframe_profiles(df, suite: Suite, dates: Sequence[str],
                        context: Mapping[str, Any] | None = None,
-                       footers: Mapping[str, FooterStats] | None = None) -> dict[str, Profile]:
+                       footers: Mapping[str, FooterStats] | None = None,
+                       local: LocalScan | None = None) -> dict[str, Profile]:
     """Profiles of every date in ``dates`` (a date without rows gets row_count 0) from the
     aggregations of ``df`` (which has a ``ds`` column; None when nothing was written) by ``ds``,
     run concurrently. With ``footers`` (the Parquet footer statistics of ``df``'s files per date), what they
-    answer is not aggregated."""
+    answer is not aggregated; with ``local`` (where ``df``'s files are, and ``footers``), a small
+    table's other metrics come from Arrow instead of Spark."""
     context = context or {}
     data_columns = {} if df is None else {f.name: f.dataType.simpleString() for f in df.schema.fields if f.name != "ds"}
     by_ds: dict[str, dict[str, Any]] = {}
     answered: frozenset[str] = frozenset()
     if df is not None and footers is not None:
         by_ds, answered = footer_profiles(suite, {ds: footers[ds] for ds in dates}, data_columns)
-    if df is not None:
+    left = [c for c in suite.metrics() if c.kind in SCANNED_KINDS and c.metric not in answered]
+    if df is not None and left and local is not None and local.max_bytes > 0 and footers is not None \
+            and sum(footers[ds].bytes for ds in dates) <= local.max_bytes and local_scan_fits(left, data_columns):
+        for ds, metrics in local_profiles(local, dates, left, set(data_columns)).items():
+            by_ds.setdefault(ds, {}).update(metrics)
+    elif df is not None and left:
         from concurrent.futures import ThreadPoolExecutor
 
         queries = _queries(df, suite, set(data_columns), answered)

@@ -76,7 +76,8 @@ class QualityGate:
 
     def _profile_staged(self, spark, table: str, staging: str, dates: Sequence[str],
                         context: Mapping[str, Any] | None):
-        from lakeforge.quality.profile import dataframe_profiles, parquet_footer_stats
+        from lakeforge.quality.profile import LocalScan, dataframe_profiles, parquet_footer_stats
+        from lakeforge.settings import get_settings
 
         # The staging folder holds exactly this run's ds=... folders: reading the folder is much
         # cheaper than listing hundreds of partition paths. Nothing staged at all: every date is
@@ -84,7 +85,8 @@ class QualityGate:
         written = any(name.startswith("ds=") for name in self.lake.listdir(staging))
         df = spark.read.parquet(self.lake.uri(staging)) if written else None
         footers = parquet_footer_stats(self.lake, staging, dates) if written else None
-        return dataframe_profiles(df, self.suite(table), dates, context, footers)
+        local = LocalScan(self.lake, staging, get_settings().quality_local_scan_max_mb * 2**20)
+        return dataframe_profiles(df, self.suite(table), dates, context, footers, local)
 
     def _validate_pending(self) -> None:
         """One Great Expectations validation for everything audited since the last verdicts."""
