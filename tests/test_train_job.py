@@ -44,6 +44,21 @@ def versions(client, run_key=None):
     return sorted(client.search_model_versions(filt), key=lambda v: int(v.version))
 
 
+def test_xgboost_pipeline_takes_the_feature_columns_and_names_their_importance(spark, features_lake):
+    """xgboost.spark gets the feature columns themselves (no assembled vector): the fitted
+    pipeline scores a features DataFrame and its importance is keyed by feature names."""
+    from lakeforge.training.trainers import build_pipeline, feature_importance
+    from spark_jobs.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, NUMERIC_FEATURES
+
+    df = spark.read.parquet(features_lake.uri("features/flights")).select(*FEATURE_COLUMNS, "label")
+    model = build_pipeline("xgboost", {"n_estimators": 5, "max_depth": 3}, num_workers=2).fit(df)
+    assert [type(s).__name__ for s in model.stages] == ["StringIndexerModel", "SparkXGBClassifierModel"]
+    scored = model.transform(df.limit(50)).select("probability").collect()
+    assert len(scored) == 50 and all(0 < row.probability[1] < 1 for row in scored)
+    importance = feature_importance("xgboost", model)
+    assert importance and set(importance) <= set(CATEGORICAL_FEATURES + NUMERIC_FEATURES)
+
+
 @pytest.fixture(scope="module")
 def first_run(spark, features_lake, mlflow_server):
     started = time.perf_counter()

@@ -5,8 +5,9 @@
   (median) and assembled; LogisticRegression standardizes internally. The day of year / month
   are left out: linear in time, they extrapolate past the training range.
 - ``xgboost``: ``xgboost.spark.SparkXGBClassifier``, trained across executors (``num_workers``
-  = the executor slots given to the trial). Categoricals are string-indexed; missing numerics stay
-  NaN, which xgboost treats as missing.
+  = the executor slots given to the trial). Categoricals are string-indexed; the feature columns
+  go to xgboost as columns (no assembled vector) and missing numerics stay NaN, which xgboost
+  treats as missing.
 - ``gbt``: MLlib GBTClassifier (measured slower and weaker here: kept for comparison).
 
 Every pipeline takes the raw feature columns and outputs ``probability`` (a vector), so the
@@ -96,9 +97,13 @@ def build_pipeline(family: str, params: dict[str, Any], num_workers: int = 1, se
     if family == "xgboost":
         from xgboost.spark import SparkXGBClassifier
 
-        model = SparkXGBClassifier(features_col="features", label_col=LABEL, num_workers=num_workers,
+        # The feature columns go to the workers as they are (Arrow float columns, nulls as NaN =
+        # missing) instead of one assembled vector each worker unpacks row by row: fit 6.6 -> 5.7 s
+        # on the year, 23.3 -> 21.8 s on it repeated 8x (local[2]).
+        model = SparkXGBClassifier(features_col=assembled, label_col=LABEL, num_workers=num_workers,
                                    missing=float("nan"), tree_method="hist", random_state=seed, verbose=False,
                                    **params)
+        return Pipeline(stages=[_indexers(CATEGORICAL_FEATURES), model])
     elif family == "gbt":
         from pyspark.ml.classification import GBTClassifier
 
@@ -120,7 +125,9 @@ def feature_importance(family: str, model) -> dict[str, float]:
     if family == "xgboost":
         names = CATEGORICAL_FEATURES + NUMERIC_FEATURES
         gain = last.get_booster().get_score(importance_type="total_gain")
-        return {names[int(k[1:])]: float(v) for k, v in gain.items()}  # xgboost names them f0, f1, ...
+        # Named after the input columns (f0, f1, ... for a model fitted on an assembled vector).
+        return {(names[int(k[1:])] if k[1:].isdigit() and k[0] == "f" else k.removesuffix("_idx")): float(v)
+                for k, v in gain.items()}
     if family == "gbt":
         names = CATEGORICAL_FEATURES + NUMERIC_FEATURES
         return {n: float(v) for n, v in zip(names, last.featureImportances.toArray())}
