@@ -8,7 +8,7 @@ HDFS_MODULE := tools/hdfs-mini
 HDFS_CLASSPATH := $(HDFS_MODULE)/target/classpath.txt
 HDFS_SOURCES := $(HDFS_MODULE)/pom.xml $(shell find $(HDFS_MODULE)/src -type f 2>/dev/null)
 
-.PHONY: help system install hdfs-jars test demo demo-hdfs bench lock settings airflow-env clean
+.PHONY: help system install spark-cds hdfs-jars test demo demo-hdfs bench lock settings airflow-env clean
 
 help:
 	@echo "make demo       January 2013 through Airflow: ingest, transform (quality-gated), train + register in MLflow"
@@ -30,23 +30,28 @@ $(VENV)/.installed: requirements.txt pyproject.toml | system
 
 install: $(VENV)/.installed
 
+# The Spark driver's class-data-sharing archive: recorded once per JDK + pyspark (~30 s), every
+# Spark JVM after that starts ~2.5 s faster (lakeforge.spark_cds).
+spark-cds: install
+	@$(PY) -m lakeforge.spark_cds
+
 $(HDFS_CLASSPATH): $(HDFS_SOURCES) | system
 	mvn -q -B -f $(HDFS_MODULE)/pom.xml package dependency:build-classpath -Dmdep.outputFile=target/classpath.txt
 
 hdfs-jars: $(HDFS_CLASSPATH)
 
-test: install hdfs-jars
+test: install hdfs-jars spark-cds
 	$(PY) -m pytest
 
-demo: install
+demo: install spark-cds
 	$(PY) -m lakeforge.demo --start 2013-01-01 --end 2013-01-31
 
-demo-hdfs: install hdfs-jars
+demo-hdfs: install hdfs-jars spark-cds
 	$(PY) -m lakeforge.demo --start 2013-01-01 --end 2013-01-31 --hdfs
 
 # Ingest throughput (~1 min), Spark vs DuckDB on the year at 20x (~15 min, 6.7M flights), the
 # quality gates' share of the transform (~15 min), training vs LightGBM (~10 min).
-bench: install hdfs-jars
+bench: install hdfs-jars spark-cds
 	$(PY) -m bench.ingest_throughput
 	$(PY) -m bench.transform_bench
 	$(PY) -m bench.quality_bench

@@ -56,6 +56,10 @@ OPTIONS: dict[str, Option] = {
         "LAKEFORGE_SPARK_DRIVER_MEMORY", "4g",
         "Driver memory for Spark jobs (local mode runs the executors in the driver).",
     ),
+    "spark_cds_dir": Option(
+        "LAKEFORGE_SPARK_CDS_DIR", "{home}/cache/spark-cds",
+        "Where the Spark driver's class-data-sharing archive lives (`make install` records it; faster JVM start-up); `off` disables it.",
+    ),
     "mlflow_tracking_uri": Option(
         "MLFLOW_TRACKING_URI", "sqlite:///{home}/mlflow.db",
         "MLflow tracking/registry URI: SQLite by default, `http://mlflow:5000` for a server.",
@@ -151,6 +155,7 @@ class Settings:
     spark_master: str
     spark_shuffle_partitions: int
     spark_driver_memory: str
+    spark_cds_dir: str
     mlflow_tracking_uri: str
     mlflow_artifact_root: str
     model_name: str

@@ -17,7 +17,11 @@ if TYPE_CHECKING:
 
 
 def spark_conf() -> dict[str, str]:
+    from lakeforge.spark_cds import java_options
+
     s = get_settings()
+    # The driver JVM maps its class archive, when one was recorded (lakeforge.spark_cds).
+    driver_java = " ".join(filter(None, ["-XX:-DontCompileHugeMethods", java_options()]))
     return {
         # Daily partitions are a few MB: a handful of shuffle partitions, adaptive coalescing on.
         "spark.sql.shuffle.partitions": str(s.spark_shuffle_partitions),
@@ -40,7 +44,7 @@ def spark_conf() -> dict[str, str]:
         # Whole-stage codegen fuses a job's parse, rules and time arithmetic into one generated
         # method far above HotSpot's 8 KB JIT limit: left interpreted it ran 3x slower (clean
         # flights, 59 days at 20x: 11.3 s vs 3.9 s).
-        "spark.driver.extraJavaOptions": "-XX:-DontCompileHugeMethods",
+        "spark.driver.extraJavaOptions": driver_java,
         "spark.executor.extraJavaOptions": "-XX:-DontCompileHugeMethods",
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
