@@ -4,7 +4,7 @@ Every lakeforge job starts a JVM that loads and verifies ~10,000 Spark, Hadoop a
 classes before it does any work (session 5.1 s, first query 2.1 s here). A dynamic AppCDS archive
 (JDK 13+) holds them already parsed and verified: with it the same start took 3.6 s + 1.2 s.
 
-``python -m lakeforge.spark_cds`` (run by ``make install``) records the archive once per JDK and
+``python -m lakeforge.spark_cds`` (``make spark-cds``, a step of ``make test``/``demo``/``bench``) records the archive once per JDK and
 pyspark install: a short Spark workload (CSV and text reads, Parquet writes, aggregations,
 joins) in a JVM started with ``-XX:ArchiveClassesAtExit``; the archive is dumped when that JVM
 exits and only then renamed into place, so a half-written archive is never used. ``spark_conf()``
