@@ -22,9 +22,10 @@ from typing import Any
 
 from lakeforge.lake import Lake
 from lakeforge.publish import list_partitions, partition_name, read_manifest
+from lakeforge.quality.profile import parquet_footer_stats
 from lakeforge.reports import write_report
 from lakeforge.spark import size_file_splits
-from lakeforge.spark_publish import new_run_staging, publish_written_partitions, staged_rows
+from lakeforge.spark_publish import new_run_staging, publish_written_partitions
 
 log = logging.getLogger("lakeforge.transform_flights")
 
@@ -198,7 +199,16 @@ def run(spark, lake: Lake, dates: list[str], run_id: str | None = None) -> dict[
     # year of parsed rows cost more than the whole clean write.
     flights, _ = clean_flights(raw_lines(spark, lake, RAW_FLIGHTS, flight_manifests), airports)
     staging = {"clean/flights": write_partitioned(flights, lake, "clean/flights")}
-    rows = {"clean/flights": staged_rows(lake, staging["clean/flights"], dates)}
+    # Each staged table's Parquet footers are read once (a round trip per file on HDFS): they
+    # give the row accounting, the gate's footer statistics and the published manifests' rows.
+    footers: dict[str, dict[str, Any]] = {}
+    rows: dict[str, dict[str, int]] = {}
+
+    def read_footers(table: str) -> None:
+        footers[table] = parquet_footer_stats(lake, staging[table], dates)
+        rows[table] = {ds: stats.rows for ds, stats in footers[table].items()}
+
+    read_footers("clean/flights")
     short = {ds: m for ds, m in flight_manifests.items() if rows["clean/flights"][ds] != raw["flights"][ds]}
     flights_bad = (clean_flights(raw_lines(spark, lake, RAW_FLIGHTS, short), airports)[1] if short
                    else spark.createDataFrame([], QUARANTINE))
@@ -211,7 +221,7 @@ def run(spark, lake: Lake, dates: list[str], run_id: str | None = None) -> dict[
     for table in ("quarantine/flights", "clean/weather", "quarantine/weather"):
         nothing = table == "quarantine/flights" and not short  # an empty staging folder: days publish empty
         staging[table] = new_run_staging(lake, table) if nothing else write_partitioned(staged[table], lake, table)
-        rows[table] = staged_rows(lake, staging[table], dates)
+        read_footers(table)
     for name in ("flights", "weather"):
         check_accounting(name, raw[name], rows[f"clean/{name}"], rows[f"quarantine/{name}"])
     timings["clean_s"] = time.perf_counter() - t
@@ -223,6 +233,7 @@ def run(spark, lake: Lake, dates: list[str], run_id: str | None = None) -> dict[
     features = build_features(read_staged(spark, lake, staging["clean/flights"], flights), weather, planes, airports)
     staged["features/flights"] = features
     staging["features/flights"] = write_partitioned(features, lake, "features/flights")
+    read_footers("features/flights")
     timings["features_s"] = time.perf_counter() - t
 
     # Audit: raw from the manifests, the staged tables in one concurrent profiling round, then
@@ -235,7 +246,7 @@ def run(spark, lake: Lake, dates: list[str], run_id: str | None = None) -> dict[
            {"quarantine_ratio": quarantine_ratios(raw[name], rows[f"quarantine/{name}"])})
           for name in ("flights", "weather")),
         ("features/flights", staging["features/flights"], dates, {"upstream_rows": rows["clean/flights"]}),
-    ])
+    ], footers=footers)
     # A day blocked upstream has no features to speak of: its features verdict is not recorded.
     gate.discard_downstream("features/flights", upstream=(RAW_FLIGHTS, RAW_WEATHER, "clean/flights", "clean/weather"))
     publishable = gate.passing(dates)
@@ -248,6 +259,7 @@ def run(spark, lake: Lake, dates: list[str], run_id: str | None = None) -> dict[
         manifests = publish_written_partitions(
             lake, table, staging[table], publishable, arrow_schema(df), meta=meta,
             partition_meta=gate.partition_meta(table),
+            file_rows={ds: stats.files for ds, stats in footers[table].items()},
         )
         counts[table.replace("/", "_")] = {ds: m["rows"] for ds, m in manifests.items()}
     timings["publish_s"] = time.perf_counter() - t

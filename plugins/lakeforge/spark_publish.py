@@ -39,16 +39,6 @@ def parquet_rows(lake: Lake, rel: str) -> int:
     return parquet_metadata(lake, rel).num_rows
 
 
-def staged_rows(lake: Lake, run_staging: str, dates: Iterable[str]) -> dict[str, int]:
-    """Rows a job wrote per ds (from the Parquet footers), before anything is published."""
-    rows = {}
-    for ds in dates:
-        written = f"{run_staging}/{partition_name(ds)}"
-        files = lake.files(written) if lake.exists(written) else []
-        rows[ds] = sum(parquet_rows(lake, f"{written}/{f.path}") for f in files)
-    return rows
-
-
 def write_empty_parquet(lake: Lake, rel: str, schema: pa.Schema) -> None:
     """A 0-row file carrying the schema, so readers of an all-empty table still know its columns."""
     lake.makedirs(rel)
@@ -64,10 +54,12 @@ def publish_written_partitions(
     schema: pa.Schema,
     meta: dict[str, Any] | None = None,
     partition_meta: dict[str, dict[str, Any]] | None = None,
+    file_rows: dict[str, dict[str, int]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Swap each ``ds`` in ``dates`` into place (an empty one if it wrote no rows); what the job
     staged for other dates (e.g. partitions a quality gate rejected) is discarded.
-    ``partition_meta`` adds manifest fields per ds (e.g. its quality verdict)."""
+    ``partition_meta`` adds manifest fields per ds (e.g. its quality verdict); ``file_rows``
+    (ds -> file name -> rows, from footers the job already read) saves reading them again."""
     manifests = {}
     for ds in dates:
         partition = partition_name(ds)
@@ -78,7 +70,9 @@ def publish_written_partitions(
         staged = f"{table}/{STAGING}/{partition}.{uuid.uuid4().hex[:12]}"
         lake.move(written, staged)
         files = [f.path for f in lake.files(staged)]
-        file_meta = {name: {"rows": parquet_rows(lake, f"{staged}/{name}")} for name in files}
+        known = (file_rows or {}).get(ds, {})
+        file_meta = {name: {"rows": known[name] if name in known else parquet_rows(lake, f"{staged}/{name}")}
+                     for name in files}
         manifests[ds] = publish_staged(
             lake, table, partition, staged,
             meta={"ds": ds, "format": "parquet", **(meta or {}), **(partition_meta or {}).get(ds, {})},

@@ -108,11 +108,14 @@ class FooterStats:
 
     rows: int = 0
     bytes: int = 0  # size of the partition's Parquet files
+    files: dict[str, int] = field(default_factory=dict)  # file name -> rows
     nulls: dict[str, int | None] = field(default_factory=dict)
     bounds: dict[str, tuple[float, float] | None] = field(default_factory=dict)
 
-    def add_file(self, metadata) -> None:
+    def add_file(self, metadata, name: str | None = None) -> None:
         self.rows += metadata.num_rows
+        if name is not None:
+            self.files[name] = metadata.num_rows
         for g in range(metadata.num_row_groups):
             group = metadata.row_group(g)
             for c in range(group.num_columns):
@@ -135,7 +138,8 @@ class FooterStats:
 
 def parquet_footer_stats(lake, folder: str, dates: Sequence[str]) -> dict[str, FooterStats]:
     """Footer statistics of ``<folder>/ds=<date>/*.parquet`` per date (read concurrently: on HDFS
-    each footer is a round trip)."""
+    each footer is a round trip). A job reads them once per staged table: its row accounting,
+    the gate and the publish's manifests all use them."""
     from concurrent.futures import ThreadPoolExecutor
 
     from lakeforge.spark_publish import parquet_metadata
@@ -145,7 +149,7 @@ def parquet_footer_stats(lake, folder: str, dates: Sequence[str]) -> dict[str, F
         for f in (lake.files(written) if lake.exists(written) else []):
             if f.path.endswith(".parquet"):
                 stats.bytes += f.size
-                stats.add_file(parquet_metadata(lake, f"{written}/{f.path}"))
+                stats.add_file(parquet_metadata(lake, f"{written}/{f.path}"), f.path)
         return stats
 
     with ThreadPoolExecutor(max_workers=8) as pool:

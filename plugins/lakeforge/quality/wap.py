@@ -61,7 +61,8 @@ class QualityGate:
         suite = self.suite(table)
         self.pending.append((suite, manifest_profiles(suite, manifests, history)))
 
-    def audit_staged(self, spark, tables: Sequence[tuple[str, str, Sequence[str], Mapping[str, Any] | None]]) -> None:
+    def audit_staged(self, spark, tables: Sequence[tuple[str, str, Sequence[str], Mapping[str, Any] | None]],
+                     footers: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         """Tables a Spark job staged, each ``(table, staging folder, dates, context)``: one
         aggregation pass over each staged table, the passes running concurrently (small jobs
         leave cores idle between their stages). Validation happens when verdicts are asked for
@@ -70,12 +71,13 @@ class QualityGate:
 
         t = time.perf_counter()
         with ThreadPoolExecutor(max_workers=max(1, len(tables))) as pool:
-            profiles = list(pool.map(lambda item: self._profile_staged(spark, *item), tables))
+            profiles = list(pool.map(lambda item: self._profile_staged(spark, *item, (footers or {}).get(item[0])),
+                                     tables))
         self.timings["profile_s"] += time.perf_counter() - t
         self.pending += [(self.suite(table), p) for (table, *_), p in zip(tables, profiles)]
 
     def _profile_staged(self, spark, table: str, staging: str, dates: Sequence[str],
-                        context: Mapping[str, Any] | None):
+                        context: Mapping[str, Any] | None, footers: Mapping[str, Any] | None = None):
         from lakeforge.quality.profile import LocalScan, dataframe_profiles, parquet_footer_stats
         from lakeforge.settings import get_settings
 
@@ -84,7 +86,9 @@ class QualityGate:
         # an empty partition (and there is no schema to check).
         written = any(name.startswith("ds=") for name in self.lake.listdir(staging))
         df = spark.read.parquet(self.lake.uri(staging)) if written else None
-        footers = parquet_footer_stats(self.lake, staging, dates) if written else None
+        if written and footers is None:  # the job did not read them already
+            footers = parquet_footer_stats(self.lake, staging, dates)
+        footers = footers if written else None
         local = LocalScan(self.lake, staging, get_settings().quality_local_scan_max_mb * 2**20)
         return dataframe_profiles(df, self.suite(table), dates, context, footers, local)
 
