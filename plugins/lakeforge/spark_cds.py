@@ -41,8 +41,8 @@ def _java_home() -> Path | None:
 
 
 def archive_key() -> str | None:
-    """Identity of what the archive depends on: the JDK build (its module image) and the jars on
-    pyspark's class path. None when there is no JDK or pyspark to speak of."""
+    """Identity of what the archive depends on: the JDK build (its module image), the JVM options
+    and the jars on pyspark's class path. None when there is no JDK or pyspark to speak of."""
     java_home = _java_home()
     spec = importlib.util.find_spec("pyspark")  # located, not imported: DAG files call spark_conf()
     if java_home is None or spec is None or not spec.submodule_search_locations:
@@ -51,7 +51,9 @@ def archive_key() -> str | None:
     jars = Path(spec.submodule_search_locations[0]) / "jars"
     if not modules.exists() or not jars.is_dir():
         return None
-    digest = hashlib.sha256(f"{modules}:{modules.stat().st_size}:{modules.stat().st_mtime_ns}".encode())
+    from lakeforge.spark import JVM_OPTIONS  # recorded and used with the same options (GC...)
+
+    digest = hashlib.sha256(f"{modules}:{modules.stat().st_size}:{modules.stat().st_mtime_ns}:{JVM_OPTIONS}".encode())
     for jar in sorted(jars.iterdir()):
         digest.update(f"{jar.name}:{jar.stat().st_size}".encode())
     return digest.hexdigest()[:16]
@@ -134,6 +136,9 @@ def build(force: bool = False) -> Path | None:
         raise RuntimeError(f"recording the Spark class archive failed ({done.returncode}):\n"
                            f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
     os.replace(tmp, path)  # whole or absent: the JVM reads the archive only under its final name
+    for stale in path.parent.glob("spark-driver-*.jsa"):  # an older JDK / pyspark / options: 170 MB each
+        if stale != path:
+            stale.unlink(missing_ok=True)
     print(f"Spark class archive {path} ({path.stat().st_size >> 20} MB) recorded in "
           f"{time.perf_counter() - started:.0f} s")
     return path
