@@ -16,13 +16,12 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
-# JVM options of the driver and executors.
-# - Whole-stage codegen fuses a job's parse, rules and time arithmetic into one generated method
-#   far above HotSpot's 8 KB JIT limit: left interpreted it ran 3x slower (clean flights, 59 days
-#   at 20x: 11.3 s vs 3.9 s).
-# - The throughput collector: these are batch jobs without pause-time goals, and G1's barriers and
-#   concurrent work cost ~8% (transform, year at 20x: 68.7 / 70.3 s vs 75.5 / 75.9 s with G1).
-JVM_OPTIONS = "-XX:-DontCompileHugeMethods -XX:+UseParallelGC"
+# JVM options of the driver and executors. Whole-stage codegen fuses a job's parse, rules and time
+# arithmetic into one generated method far above HotSpot's 8 KB JIT limit: left interpreted it ran
+# 3x slower (clean flights, 59 days at 20x: 11.3 s vs 3.9 s). The GC stays G1: the throughput
+# collector made local[2] 8% faster on the x20 year (70.3 vs 75.6 s) but an unpinned local[1]
+# 1.9x slower (189 vs 97 s, both CPUs busy: GC work, cause not pinned down).
+JVM_OPTIONS = "-XX:-DontCompileHugeMethods"
 
 
 def spark_conf() -> dict[str, str]:

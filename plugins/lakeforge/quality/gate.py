@@ -163,6 +163,8 @@ def validate_many(pairs: Sequence[tuple[Suite, Mapping[str, Mapping[str, Any]]]]
             failing = set(frame["ds"])
         else:
             failing = {item["ds"] for item in (detailed[(meta["table"], check.id)].result.get("unexpected_index_list") or [])}
+            if not failing:  # failed, but no partition named: the gate fails closed, loudly
+                raise RuntimeError(f"{meta['table']}: expectation {check.id} failed without naming a partition")
         for ds, verdict in verdicts[meta["table"]].items():
             verdict.results.append(CheckResult(check, ds not in failing, _plain(verdict.metrics.get(check.metric))))
     return verdicts
