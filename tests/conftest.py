@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="lakeforge-tests-"))
-# The Spark class archive `make install` recorded (lakeforge.spark_cds) stays in use: every test
+# The Spark class archive `make spark-cds` recorded (lakeforge.spark_cds) stays in use: every test
 # JVM starts ~2.5 s faster, and test_spark_cds checks that it is really mapped.
 from lakeforge.settings import Settings  # noqa: E402
 

@@ -331,9 +331,10 @@ def arrow_metrics(table, checks: Sequence[Check], present: set[str]) -> dict[str
     return out
 
 
-def local_profiles(scan: LocalScan, dates: Sequence[str], checks: Sequence[Check],
-                   present: set[str]) -> dict[str, dict[str, Any]]:
-    """``arrow_metrics`` of every date, the days read concurrently (Arrow releases the GIL)."""
+def local_profiles(scan: LocalScan, dates: Sequence[str], checks: Sequence[Check], present: set[str],
+                   footers: Mapping[str, FooterStats]) -> dict[str, dict[str, Any]]:
+    """``arrow_metrics`` of every date, the days read concurrently (Arrow releases the GIL); the
+    files of each day are the ones its footers were read from (no second listing)."""
     from concurrent.futures import ThreadPoolExecutor
 
     import pyarrow as pa
@@ -344,10 +345,8 @@ def local_profiles(scan: LocalScan, dates: Sequence[str], checks: Sequence[Check
 
     def one(ds: str) -> dict[str, Any]:
         folder = f"{scan.folder}/ds={ds}"
-        files = [f.path for f in scan.lake.files(folder) if f.path.endswith(".parquet")] \
-            if scan.lake.exists(folder) else []
         parts = []
-        for name in files:
+        for name in sorted(footers[ds].files):
             with scan.lake.fs.open_input_file(scan.lake.path(f"{folder}/{name}")) as f:
                 parts.append(pq.ParquetFile(f).read(columns=columns))
         return arrow_metrics(pa.concat_tables(parts), checks, present) if parts else {}
@@ -374,7 +373,7 @@ def dataframe_profiles(df, suite: Suite, dates: Sequence[str],
     left = [c for c in suite.metrics() if c.kind in SCANNED_KINDS and c.metric not in answered]
     if df is not None and left and local is not None and local.max_bytes > 0 and footers is not None \
             and sum(footers[ds].bytes for ds in dates) <= local.max_bytes and local_scan_fits(left, data_columns):
-        for ds, metrics in local_profiles(local, dates, left, set(data_columns)).items():
+        for ds, metrics in local_profiles(local, dates, left, set(data_columns), footers).items():
             by_ds.setdefault(ds, {}).update(metrics)
     elif df is not None and left:
         from concurrent.futures import ThreadPoolExecutor

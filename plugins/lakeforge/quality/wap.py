@@ -86,9 +86,10 @@ class QualityGate:
         # an empty partition (and there is no schema to check).
         written = any(name.startswith("ds=") for name in self.lake.listdir(staging))
         df = spark.read.parquet(self.lake.uri(staging)) if written else None
-        if written and footers is None:  # the job did not read them already
+        if not written:
+            footers = None
+        elif footers is None:  # the job did not read them already
             footers = parquet_footer_stats(self.lake, staging, dates)
-        footers = footers if written else None
         local = LocalScan(self.lake, staging, get_settings().quality_local_scan_max_mb * 2**20)
         return dataframe_profiles(df, self.suite(table), dates, context, footers, local)
 

@@ -123,11 +123,9 @@ def feature_importance(family: str, model) -> dict[str, float]:
     """Importance per input feature (one-hot blocks summed back to their column)."""
     last = model.stages[-1]
     if family == "xgboost":
-        names = CATEGORICAL_FEATURES + NUMERIC_FEATURES
+        # The booster's features are the input columns (categoricals as their ``_idx`` column).
         gain = last.get_booster().get_score(importance_type="total_gain")
-        # Named after the input columns (f0, f1, ... for a model fitted on an assembled vector).
-        return {(names[int(k[1:])] if k[1:].isdigit() and k[0] == "f" else k.removesuffix("_idx")): float(v)
-                for k, v in gain.items()}
+        return {k.removesuffix("_idx"): float(v) for k, v in gain.items()}
     if family == "gbt":
         names = CATEGORICAL_FEATURES + NUMERIC_FEATURES
         return {n: float(v) for n, v in zip(names, last.featureImportances.toArray())}
