@@ -53,6 +53,38 @@ def test_cancelled_and_overnight(spark, airports):
     assert rows["B6"].sched_arr_utc is None
 
 
+def test_times_across_dst_changes_and_midnight(spark, airports):
+    def row(day, sched, delay, carrier):
+        y, m, d = day.split("-")
+        return (f"{int(y)},{int(m)},{int(d)},{sched % 2400},{sched},{delay},NA,1200,NA,{carrier},1,N1,EWR,RDU,NA,416,0,0,"
+                f"{day}T05:00:00Z")
+
+    days = {"2013-03-10": [row("2013-03-10", 159, 0, "AA"), row("2013-03-10", 230, 0, "BB"),
+                           row("2013-03-10", 300, 0, "CC")],
+            "2013-11-03": [row("2013-11-03", 130, 0, "DD"), row("2013-11-03", 230, 0, "EE")],
+            "2013-01-01": [row("2013-01-01", 2400, 0, "FF"), row("2013-01-01", 2359, 10, "GG")]}
+    raw = None
+    for ds, values in days.items():
+        part = lines(spark, *values, ds=ds)
+        raw = part if raw is None else raw.unionByName(part)
+    clean, bad = clean_flights(raw, airports)
+    assert bad.count() == 0
+    got = {r.carrier: (r.sched_dep_local, r.sched_dep_utc, r.dep_local, r.dep_utc) for r in clean.collect()}
+    t = dt.datetime
+    assert got == {
+        "AA": (t(2013, 3, 10, 1, 59), t(2013, 3, 10, 6, 59), t(2013, 3, 10, 1, 59), t(2013, 3, 10, 6, 59)),  # EST
+        # 02:30 does not exist that night: read as 03:30 EDT (java.time moves a gap time forward).
+        "BB": (t(2013, 3, 10, 2, 30), t(2013, 3, 10, 7, 30), t(2013, 3, 10, 2, 30), t(2013, 3, 10, 7, 30)),
+        "CC": (t(2013, 3, 10, 3, 0), t(2013, 3, 10, 7, 0), t(2013, 3, 10, 3, 0), t(2013, 3, 10, 7, 0)),  # EDT
+        # 01:30 happens twice that night: the earlier one (EDT) is taken.
+        "DD": (t(2013, 11, 3, 1, 30), t(2013, 11, 3, 5, 30), t(2013, 11, 3, 1, 30), t(2013, 11, 3, 5, 30)),
+        "EE": (t(2013, 11, 3, 2, 30), t(2013, 11, 3, 7, 30), t(2013, 11, 3, 2, 30), t(2013, 11, 3, 7, 30)),  # EST
+        # 2400 is the next day's midnight; a delay carries the actual departure past midnight.
+        "FF": (t(2013, 1, 2, 0, 0), t(2013, 1, 2, 5, 0), t(2013, 1, 2, 0, 0), t(2013, 1, 2, 5, 0)),
+        "GG": (t(2013, 1, 1, 23, 59), t(2013, 1, 2, 4, 59), t(2013, 1, 2, 0, 9), t(2013, 1, 2, 5, 9)),
+    }
+
+
 @pytest.mark.parametrize(
     "line, reason",
     [
