@@ -49,11 +49,13 @@ demo: install spark-cds
 demo-hdfs: install hdfs-jars spark-cds
 	$(PY) -m lakeforge.demo --start 2013-01-01 --end 2013-01-31 --hdfs
 
-# Ingest throughput (~1 min), Spark vs DuckDB on the year at 20x (~15 min, 6.7M flights), the
+# Ingest throughput (~1 min), Spark vs DuckDB on the year at 20x (~15 min, 6.7M flights), a daily
+# run as its own application vs through a Spark Connect server (~4 min), the
 # quality gates' share of the transform (~15 min), training vs LightGBM (~10 min).
 bench: install hdfs-jars spark-cds
 	$(PY) -m bench.ingest_throughput
 	$(PY) -m bench.transform_bench
+	$(PY) -m bench.connect_bench
 	$(PY) -m bench.quality_bench
 	$(PY) -m bench.train_bench
 
