@@ -22,11 +22,13 @@ _SESSION_HOME = Path(tempfile.mkdtemp(prefix="lakeforge-tests-"))
 from lakeforge.settings import Settings  # noqa: E402
 
 _SPARK_CDS_DIR = Settings.from_env().spark_cds_dir
+_SPARK_LOCAL_FS_DIR = Settings.from_env().spark_local_fs_dir  # and the local file system jar with it
 for _key in list(os.environ):
     if _key.startswith(("LAKEFORGE_", "AIRFLOW")) or _key == "MLFLOW_TRACKING_URI":
         del os.environ[_key]
 os.environ["LAKEFORGE_HOME"] = str(_SESSION_HOME)
 os.environ["LAKEFORGE_SPARK_CDS_DIR"] = _SPARK_CDS_DIR
+os.environ["LAKEFORGE_SPARK_LOCAL_FS_DIR"] = _SPARK_LOCAL_FS_DIR
 # Sensors in tests give up fast; production waits a day.
 os.environ["LAKEFORGE_SENSOR_POKE_SECONDS"] = "1"
 os.environ["LAKEFORGE_SENSOR_TIMEOUT_SECONDS"] = "3"

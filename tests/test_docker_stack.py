@@ -56,6 +56,9 @@ def test_cluster_mode_is_only_settings():
 def test_images_install_the_lock_and_scripts_parse():
     dockerfile = (DOCKER / "Dockerfile").read_text()
     assert "uv pip sync" in dockerfile and "requirements.txt" in dockerfile
+    # javac builds the local file system jar before the class archive is recorded against it.
+    assert "openjdk-17-jdk-headless" in dockerfile
+    assert dockerfile.index("lakeforge.local_fs") < dockerfile.index("lakeforge.spark_cds")
     assert "tools/hdfs-mini/pom.xml" in (DOCKER / "hadoop" / "Dockerfile").read_text()
     for script in DOCKER.rglob("*.sh"):
         assert subprocess.run(["bash", "-n", str(script)]).returncode == 0, script

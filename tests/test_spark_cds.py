@@ -50,3 +50,12 @@ def test_archive_key_follows_the_jdk_and_the_jars(monkeypatch, tmp_path):
     (fake / "lib" / "modules").write_bytes(b"another build")
     monkeypatch.setenv("JAVA_HOME", str(fake))
     assert spark_cds.archive_key() not in (None, key)
+
+
+def test_archive_key_follows_the_local_file_system_jar(monkeypatch, tmp_path):
+    # A JVM with lakeforge's file system jar on its class path cannot use an archive recorded
+    # without it (and the reverse): the key tells them apart.
+    with_jar = spark_cds.archive_key()
+    monkeypatch.setenv("LAKEFORGE_SPARK_LOCAL_FS_DIR", "off")
+    without = spark_cds.archive_key()
+    assert None not in (with_jar, without) and with_jar != without

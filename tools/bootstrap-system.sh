@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# System prerequisites the tests need: Python 3.11, Java 17 (HDFS, Spark) and Maven (Hadoop jars).
+# System prerequisites the tests need: Python 3.11, a Java 17 JDK (HDFS, Spark) and Maven (Hadoop jars).
 # Installs what is missing from Debian's packages when run as root; otherwise says what to install.
 set -euo pipefail
 
 missing=()
 command -v python3.11 >/dev/null 2>&1 || missing+=(python3.11 python3.11-venv)
-if ! command -v java >/dev/null 2>&1 || ! java -version 2>&1 | grep -qE 'version "(1[7-9]|2[0-9])'; then
+# A JDK, not only a JRE: javac builds lakeforge's local file system jar (lakeforge.local_fs).
+if ! command -v java >/dev/null 2>&1 || ! java -version 2>&1 | grep -qE 'version "(1[7-9]|2[0-9])' \
+   || ! command -v javac >/dev/null 2>&1; then
   missing+=(openjdk-17-jdk-headless)
 fi
 command -v mvn >/dev/null 2>&1 || missing+=(maven)

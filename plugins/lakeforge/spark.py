@@ -25,6 +25,7 @@ JVM_OPTIONS = "-XX:-DontCompileHugeMethods"
 
 
 def spark_conf() -> dict[str, str]:
+    from lakeforge.local_fs import file_system_conf
     from lakeforge.spark_cds import java_options
 
     s = get_settings()
@@ -53,9 +54,10 @@ def spark_conf() -> dict[str, str]:
         "spark.executor.extraJavaOptions": JVM_OPTIONS,
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
-        # No .crc side files on local disks, no _SUCCESS files: lakeforge's manifest is the commit
-        # marker and lists exactly the data files.
-        "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
+        # No .crc side files on local disks (a raw local file system: lakeforge.local_fs's, which
+        # sets permissions without a chmod process, when built), no _SUCCESS files: lakeforge's
+        # manifest is the commit marker and lists exactly the data files.
+        **file_system_conf(),
         "spark.hadoop.fs.file.impl.disable.cache": "true",
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
     }

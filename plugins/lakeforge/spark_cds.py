@@ -41,8 +41,8 @@ def _java_home() -> Path | None:
 
 
 def archive_key() -> str | None:
-    """Identity of what the archive depends on: the JDK build (its module image), the JVM options
-    and the jars on pyspark's class path. None when there is no JDK or pyspark to speak of."""
+    """Identity of what the archive depends on: the JDK build (its module image), the JVM options,
+    the jars on pyspark's class path and lakeforge's local file system jar (``lakeforge.local_fs``). None when there is no JDK or pyspark to speak of."""
     java_home = _java_home()
     spec = importlib.util.find_spec("pyspark")  # located, not imported: DAG files call spark_conf()
     if java_home is None or spec is None or not spec.submodule_search_locations:
@@ -51,9 +51,13 @@ def archive_key() -> str | None:
     jars = Path(spec.submodule_search_locations[0]) / "jars"
     if not modules.exists() or not jars.is_dir():
         return None
+    from lakeforge.local_fs import available_jar
     from lakeforge.spark import JVM_OPTIONS  # recorded and used with the same options (GC...)
 
-    digest = hashlib.sha256(f"{modules}:{modules.stat().st_size}:{modules.stat().st_mtime_ns}:{JVM_OPTIONS}".encode())
+    # The class path counts too: an archive recorded without the local file system jar does not
+    # match a JVM that has it (the JVM then runs without the archive).
+    digest = hashlib.sha256(
+        f"{modules}:{modules.stat().st_size}:{modules.stat().st_mtime_ns}:{JVM_OPTIONS}:{available_jar()}".encode())
     for jar in sorted(jars.iterdir()):
         digest.update(f"{jar.name}:{jar.stat().st_size}".encode())
     return digest.hexdigest()[:16]
