@@ -5,7 +5,7 @@ Spark writes local files through Hadoop's ``RawLocalFileSystem``. Without Hadoop
 ``chmod`` in a child process of the driver JVM: ~3 ms each, and a partitioned write creates
 several directories per task and day (911 ``chmod`` processes in a 4-month run at x20).
 ``lakeforge.hadoop.NioLocalFileSystem`` (``java/``) is ``RawLocalFileSystem`` with
-``setPermission`` done in-process by ``java.nio``: the x20 year ran ~4 s faster.
+``setPermission`` done in-process by ``java.nio``: the x20 year ran 4-7 s faster (68-73 s -> 61-65 s).
 
 ``python -m lakeforge.local_fs`` (a step of ``make spark-cds``) compiles it with ``javac`` against
 pyspark's own Hadoop API jar into ``LAKEFORGE_SPARK_LOCAL_FS_DIR``. ``spark_conf()`` uses the jar
