@@ -8,6 +8,7 @@ developer's ``.lakeforge/`` or ``AIRFLOW_HOME``. Services are started by the tes
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,15 @@ airflow_env.apply()
 
 from lakeforge.hdfs_cluster import MiniHdfs  # noqa: E402
 from lakeforge.lake import Lake  # noqa: E402
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Session fixtures (Spark, HDFS, PostgreSQL, MLflow servers) are stopped by now: the session's
+    home goes with them, unless something failed and it is worth a look."""
+    if exitstatus == 0:
+        shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+    else:
+        print(f"\ntest session home kept for inspection: {_SESSION_HOME}")
 
 
 @pytest.fixture(scope="session")

@@ -77,7 +77,8 @@ class MlflowServer:
 @pytest.fixture(scope="module")
 def mlflow_server():
     """A running server; MLFLOW_TRACKING_URI points at it for the module."""
-    server = MlflowServer(Path(tempfile.mkdtemp(prefix="lakeforge-mlflow-")))
+    # Under the test session's home (conftest), which goes when the session passes.
+    server = MlflowServer(Path(tempfile.mkdtemp(prefix="mlflow-server-", dir=os.environ["LAKEFORGE_HOME"])))
     server.start()
     print(f"\nmlflow server {server.uri} up in {server.startup_seconds:.1f}s")
     before = os.environ.get("MLFLOW_TRACKING_URI")
