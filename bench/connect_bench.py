@@ -11,8 +11,8 @@ reprocessed, each run in a fresh Python process, as a daily run would be:
    started from pyspark's jars before the runs and stopped after them. The first run after the
    server starts is reported apart: it pays the JIT warm-up a long-lived server pays once.
 
-The job itself is unchanged; only ``size_file_splits`` is replaced in the client, because a
-Connect client has no SparkContext to ask for the core count (``--slots``).
+The job itself is unchanged; only ``size_file_splits`` gets the core count (``--slots``) in the
+client, because a Connect client has no SparkContext to ask for it.
 Writes ``bench/results/connect.json``.
 
     python -m bench.connect_bench [--runs 3] [--scale 20]
@@ -21,6 +21,7 @@ Writes ``bench/results/connect.json``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -49,14 +50,9 @@ def client(remote: str, lake: str, dates: list[str], slots: int) -> dict[str, An
     from lakeforge.quality import gate
     from lakeforge.quality.spec import load_suite
 
-    def size_file_splits(spark, file_sizes: list[int], tasks_per_core: int = 8) -> None:
-        # lakeforge.spark.size_file_splits with the core count given (no SparkContext here).
-        sizes = file_sizes or [0]
-        spark.conf.set("spark.sql.files.maxPartitionBytes",
-                       str(max(max(sizes), sum(sizes) // (slots * tasks_per_core), 1 << 20)))
-        spark.conf.set("spark.sql.files.openCostInBytes", str(64 << 10))
+    from lakeforge.spark import size_file_splits
 
-    job.size_file_splits = size_file_splits
+    job.size_file_splits = functools.partial(size_file_splits, cores=slots)  # no SparkContext here
     gate.preload(lambda: [load_suite(job.SOURCE_NAME, table) for table in job.AUDITED_TABLES])
     from pyspark.sql import SparkSession
 

@@ -63,14 +63,16 @@ def spark_conf() -> dict[str, str]:
     }
 
 
-def size_file_splits(spark: "SparkSession", file_sizes: list[int], tasks_per_core: int = 8) -> None:
+def size_file_splits(spark: "SparkSession", file_sizes: list[int], tasks_per_core: int = 8,
+                     cores: int | None = None) -> None:
     """Size the file scans that follow to the data: whole files per task (a day's file is never
     split, so a task holds whole days and a partitioned write needs no shuffle) and several tasks
     per core, so the last tasks do not leave cores idle. Spark's defaults (128 MB splits, 4 MB
     counted per opened file) gave 5 tasks for 90 days of raw flights at 20x, and 2 for a year of
-    its Parquet."""
+    its Parquet. ``cores``: the application's, when there is no SparkContext to ask (a Spark
+    Connect client)."""
     sizes = file_sizes or [0]
-    slots = spark.sparkContext.defaultParallelism * tasks_per_core
+    slots = (cores or spark.sparkContext.defaultParallelism) * tasks_per_core
     spark.conf.set("spark.sql.files.maxPartitionBytes", str(max(max(sizes), sum(sizes) // slots, 1 << 20)))
     spark.conf.set("spark.sql.files.openCostInBytes", str(64 << 10))
 
