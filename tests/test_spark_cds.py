@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lakeforge import spark_cds
+from lakeforge import local_fs, spark_cds
 
 START = ("from lakeforge.spark import session; s = session('cds-check', 'local[1]'); "
          "print('ROWS', s.range(3).count()); s.stop()")
@@ -54,8 +54,17 @@ def test_archive_key_follows_the_jdk_and_the_jars(monkeypatch, tmp_path):
 
 def test_archive_key_follows_the_local_file_system_jar(monkeypatch, tmp_path):
     # A JVM with lakeforge's file system jar on its class path cannot use an archive recorded
-    # without it (and the reverse): the key tells them apart.
+    # without it, or against an earlier build of it (and the reverse): the key tells them apart.
     with_jar = spark_cds.archive_key()
+    jar = Path(local_fs.available_jar())
+    os.utime(jar, ns=(jar.stat().st_atime_ns, jar.stat().st_mtime_ns + 1))  # as a rebuild would
+    try:
+        rebuilt = spark_cds.archive_key()
+    finally:
+        os.utime(jar, ns=(jar.stat().st_atime_ns, jar.stat().st_mtime_ns - 1))
+    built_in = os.environ["LAKEFORGE_SPARK_LOCAL_FS_DIR"]
     monkeypatch.setenv("LAKEFORGE_SPARK_LOCAL_FS_DIR", "off")
     without = spark_cds.archive_key()
-    assert None not in (with_jar, without) and with_jar != without
+    assert None not in (with_jar, rebuilt, without) and len({with_jar, rebuilt, without}) == 3
+    monkeypatch.setenv("LAKEFORGE_SPARK_LOCAL_FS_DIR", built_in)
+    assert spark_cds.archive_key() == with_jar  # the same jar again: the same archive

@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.util
-import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -73,26 +71,24 @@ def build(force: bool = False) -> Path | None:
     path = jar_path()
     if path is None or (path.is_file() and not force):
         return path
-    javac = shutil.which("javac", path=os.pathsep.join(filter(None, [
-        os.path.join(os.environ["JAVA_HOME"], "bin") if os.environ.get("JAVA_HOME") else None,
-        os.environ.get("PATH")])))
-    if javac is None:
+    from lakeforge.spark_cds import install, java_home
+
+    home = java_home()  # the JDK Spark runs on
+    javac = home / "bin" / "javac" if home is not None else None
+    if javac is None or not javac.is_file():
         raise RuntimeError("javac (a JDK) is needed to build lakeforge's local file system jar; "
                            "or set LAKEFORGE_SPARK_LOCAL_FS_DIR=off to use Hadoop's RawLocalFileSystem")
     started = time.perf_counter()
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as classes:
-        subprocess.run([javac, "--release", "17", "-nowarn", "-cp", str(hadoop_api_jar()), "-d", classes, str(SOURCE)],
+        subprocess.run([str(javac), "--release", "17", "-nowarn", "-cp", str(hadoop_api_jar()), "-d", classes, str(SOURCE)],
                        check=True, capture_output=True, text=True)
         tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as jar:
             jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: lakeforge.local_fs\n\n")
             for f in sorted(Path(classes).rglob("*.class")):
                 jar.write(f, f.relative_to(classes).as_posix())
-    os.replace(tmp, path)  # whole or absent
-    for stale in path.parent.glob("lakeforge-local-fs-*.jar"):
-        if stale != path:
-            stale.unlink(missing_ok=True)
+    install(tmp, path, "lakeforge-local-fs-*.jar")
     print(f"local file system jar {path} built in {time.perf_counter() - started:.1f} s")
     return path
 

@@ -32,7 +32,7 @@ from lakeforge.settings import get_settings
 RECORD_ENV = "LAKEFORGE_SPARK_CDS_RECORD"  # set in the recording child: where its JVM dumps
 
 
-def _java_home() -> Path | None:
+def java_home() -> Path | None:
     home = os.environ.get("JAVA_HOME")
     if home:
         return Path(home).resolve()
@@ -40,26 +40,39 @@ def _java_home() -> Path | None:
     return Path(java).resolve().parent.parent if java else None
 
 
+def install(tmp: Path, path: Path, family: str) -> None:
+    """Move a freshly built artefact into place whole (a reader never sees half of it), then
+    delete the other builds matching ``family`` next to it: keyed by what they were built for,
+    they are never used again."""
+    os.replace(tmp, path)
+    for stale in path.parent.glob(family):
+        if stale != path:
+            stale.unlink(missing_ok=True)
+
+
 def archive_key() -> str | None:
     """Identity of what the archive depends on: the JDK build (its module image), the JVM options,
-    the jars on pyspark's class path and lakeforge's local file system jar (``lakeforge.local_fs``). None when there is no JDK or pyspark to speak of."""
-    java_home = _java_home()
+    the jars on pyspark's class path and lakeforge's local file system jar (``lakeforge.local_fs``).
+    None when there is no JDK or pyspark to speak of."""
+    home = java_home()
     spec = importlib.util.find_spec("pyspark")  # located, not imported: DAG files call spark_conf()
-    if java_home is None or spec is None or not spec.submodule_search_locations:
+    if home is None or spec is None or not spec.submodule_search_locations:
         return None
-    modules = java_home / "lib" / "modules"
+    modules = home / "lib" / "modules"
     jars = Path(spec.submodule_search_locations[0]) / "jars"
     if not modules.exists() or not jars.is_dir():
         return None
     from lakeforge.local_fs import available_jar
     from lakeforge.spark import JVM_OPTIONS  # recorded and used with the same options (GC...)
 
-    # The class path counts too: an archive recorded without the local file system jar does not
-    # match a JVM that has it (the JVM then runs without the archive).
-    digest = hashlib.sha256(
-        f"{modules}:{modules.stat().st_size}:{modules.stat().st_mtime_ns}:{JVM_OPTIONS}:{available_jar()}".encode())
-    for jar in sorted(jars.iterdir()):
-        digest.update(f"{jar.name}:{jar.stat().st_size}".encode())
+    # The class path counts too, each jar as the JVM checks it (size and modification time): an
+    # archive recorded without the local file system jar, or against an earlier build of any jar,
+    # is not mapped (the JVM then runs without it).
+    digest = hashlib.sha256(f"{modules}:{modules.stat().st_size}:{modules.stat().st_mtime_ns}:{JVM_OPTIONS}".encode())
+    local_fs = available_jar()
+    for jar in [*sorted(jars.iterdir()), *([Path(local_fs)] if local_fs else [])]:
+        stat = jar.stat()
+        digest.update(f"{jar}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -139,10 +152,9 @@ def build(force: bool = False) -> Path | None:
         tmp.unlink(missing_ok=True)
         raise RuntimeError(f"recording the Spark class archive failed ({done.returncode}):\n"
                            f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    os.replace(tmp, path)  # whole or absent: the JVM reads the archive only under its final name
-    for stale in path.parent.glob("spark-driver-*.jsa"):  # an older JDK / pyspark / options: 170 MB each
-        if stale != path:
-            stale.unlink(missing_ok=True)
+    # Whole or absent: the JVM reads the archive only under its final name. Archives of an older
+    # JDK / pyspark / options are 170 MB each and never used again.
+    install(tmp, path, "spark-driver-*.jsa")
     print(f"Spark class archive {path} ({path.stat().st_size >> 20} MB) recorded in "
           f"{time.perf_counter() - started:.0f} s")
     return path
