@@ -33,30 +33,54 @@ class MlflowServer:
     def __init__(self, root: Path):
         self.root = root
         self.port = free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
+        self.started_once = False
         self.proc: subprocess.Popen | None = None
         self.startup_seconds = 0.0
 
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def start(self) -> None:
+        """Start and wait until healthy. The first start moves to another free port when the probed
+        one was taken before the server bound it; a restart keeps its port (clients hold the URI)."""
+        for _ in range(3):
+            if self._start_once():
+                self.started_once = True
+                return
+            self.port = free_port()
+        raise RuntimeError(f"mlflow server found no free port: {self._log_since(0)[-3000:]}")
+
+    def _log_since(self, offset: int) -> str:
+        with open(self.root / "server.log", "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+
+    def _start_once(self) -> bool:
+        """True once healthy; False when the port was taken (first start only); raises otherwise."""
         self.root.mkdir(parents=True, exist_ok=True)
+        offset = (self.root / "server.log").stat().st_size if (self.root / "server.log").exists() else 0
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         cmd = [str(Path(sys.executable).with_name("mlflow")), "server",
                "--backend-store-uri", f"sqlite:///{self.root}/mlflow.db",
                "--artifacts-destination", str(self.root / "artifacts"),
                "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
-        log = open(self.root / "server.log", "ab")
         t = time.perf_counter()
-        # Own process group: the server forks workers, stop() signals them all.
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        with open(self.root / "server.log", "ab") as log:
+            # Own process group: the server forks workers, stop() signals them all.
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True)
         while time.perf_counter() - t < STARTUP_TIMEOUT_S:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited with {self.proc.returncode}: "
-                                   f"{(self.root / 'server.log').read_text()[-3000:]}")
+                log_text = self._log_since(offset)
+                if "address already in use" in log_text.lower() and not self.started_once:
+                    return False
+                raise RuntimeError(f"mlflow server exited with {self.proc.returncode}: {log_text[-3000:]}")
             try:
                 with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
                     if r.status == 200:
                         self.startup_seconds = time.perf_counter() - t
-                        return
+                        return True
             except OSError:
                 time.sleep(0.5)
         self.stop()

@@ -109,6 +109,10 @@ def test_a_failed_cluster_start_stops_the_daemons_it_spawned(tmp_path, monkeypat
     spawned = []
 
     def fake_spawn(name, *args):
+        if name == "master":  # what a master that bound its ports logs
+            (tmp_path / "master.log").write_text(
+                "INFO Master: Starting Spark master at spark://127.0.0.1:40001\n"
+                "INFO MasterWebUI: Bound MasterWebUI to 127.0.0.1, and started at http://localhost:40002\n")
         proc = subprocess.Popen(["sleep", "60"])
         spawned.append(proc)
         cluster.procs.append(proc)
@@ -121,3 +125,4 @@ def test_a_failed_cluster_start_stops_the_daemons_it_spawned(tmp_path, monkeypat
     with pytest.raises(RuntimeError, match="probe broke"):
         cluster.start(timeout=5)
     assert len(spawned) == 2 and all(p.poll() is not None for p in spawned) and cluster.procs == []
+    assert (cluster.port, cluster.ui_port) == (40001, 40002)

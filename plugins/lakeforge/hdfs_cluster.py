@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import selectors
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -31,12 +30,6 @@ class HdfsStartError(RuntimeError):
     pass
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def classpath() -> str:
     if not CLASSPATH_FILE.exists():
         raise HdfsStartError(f"{CLASSPATH_FILE} is missing: run `make hdfs-jars` (Maven resolves Hadoop 3.5.0)")
@@ -47,8 +40,10 @@ class MiniHdfs:
     def __init__(self, base_dir: str | Path, rpc_port: int | None = None, http_port: int | None = None,
                  heap: str = "768m"):
         self.base_dir = Path(base_dir)
-        self.rpc_port = rpc_port or free_port()
-        self.http_port = http_port or free_port()
+        # 0: the NameNode binds a port the kernel picks and reports it (READY line). A port probed
+        # free beforehand can be taken by another process before the JVM binds it.
+        self.rpc_port = rpc_port or 0
+        self.http_port = http_port or 0
         self.heap = heap
         self.proc: subprocess.Popen | None = None
         self.uri: str | None = None
@@ -86,6 +81,7 @@ class MiniHdfs:
                 line = self.proc.stdout.readline()
                 if line.startswith(b"READY "):
                     self.uri = line.decode().split()[1]
+                    self.rpc_port = int(self.uri.rsplit(":", 1)[1])
                     self.startup_seconds = time.perf_counter() - started
                     # Keep draining stdout: a full pipe would block the JVM (and HDFS with it).
                     threading.Thread(target=self._drain, args=(self.proc.stdout,), daemon=True).start()

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
-
-from lakeforge.hdfs_cluster import free_port
 
 
 class SparkClusterError(RuntimeError):
@@ -36,21 +35,40 @@ class SparkStandalone:
     def __init__(self, work_dir: str | Path, cores: int = 2, memory: str = "2g"):
         self.work_dir = Path(work_dir)
         self.cores, self.memory = cores, memory
-        self.port, self.ui_port, self.worker_ui_port = free_port(), free_port(), free_port()
+        # Known once the master has bound them: it is started on port 0 (the kernel picks), because
+        # a port probed free beforehand can be taken by another JVM before the master binds it; the
+        # master then silently moves to the next port while the worker dials the old one (a CI failure).
+        self.port: int | None = None
+        self.ui_port: int | None = None
         self.procs: list[subprocess.Popen] = []
         self.startup_seconds: float | None = None
 
     @property
     def master_url(self) -> str:
+        if self.port is None:
+            raise SparkClusterError("the master has not started yet")
         return f"spark://127.0.0.1:{self.port}"
 
     def _spawn(self, name: str, *args: str) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_WORKER_DIR": str(self.work_dir / "work"),
-               "SPARK_LOG_DIR": str(self.work_dir)}
+               "SPARK_LOG_DIR": str(self.work_dir),
+               # The REST submission server takes unauthenticated jobs on a fixed port: not wanted.
+               "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false"}
         with open(self.work_dir / f"{name}.log", "ab") as log:
             self.procs.append(subprocess.Popen([_spark_class(), *args], stdout=log, stderr=log,
                                                stdin=subprocess.DEVNULL, env=env))
+
+    def _bound_master(self) -> bool:
+        """Read the master's RPC and web UI ports from its log once it has bound them."""
+        log = self.work_dir / "master.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        # The log is appended to across starts in one folder: the last start's lines count.
+        rpc = re.findall(r"Starting Spark master at spark://[^:\s]+:(\d+)", text)
+        ui = re.findall(r"Bound MasterWebUI to \S+, and started at https?://[^:\s]+:(\d+)", text)
+        if rpc and ui:
+            self.port, self.ui_port = int(rpc[-1]), int(ui[-1])
+        return bool(rpc and ui)
 
     def alive_workers(self) -> int:
         """Workers the master reports alive; -1 while its web UI is not up or not answering JSON
@@ -64,21 +82,25 @@ class SparkStandalone:
     def start(self, timeout: float = 120.0) -> str:
         started = time.perf_counter()
         self._spawn("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                    "--port", str(self.port), "--webui-port", str(self.ui_port))
-        self._spawn("worker", "org.apache.spark.deploy.worker.Worker", self.master_url, "--host", "127.0.0.1",
-                    "--cores", str(self.cores), "--memory", self.memory, "--webui-port", str(self.worker_ui_port))
+                    "--port", "0", "--webui-port", "0")
         try:
             while time.perf_counter() - started < timeout:
                 if any(p.poll() is not None for p in self.procs):
                     break
-                if self.alive_workers() >= 1:
+                if len(self.procs) == 1:
+                    if self._bound_master():
+                        self._spawn("worker", "org.apache.spark.deploy.worker.Worker", self.master_url,
+                                    "--host", "127.0.0.1", "--cores", str(self.cores), "--memory", self.memory,
+                                    "--webui-port", "0")
+                elif self.alive_workers() >= 1:
                     self.startup_seconds = time.perf_counter() - started
                     return self.master_url
-                time.sleep(0.5)
+                time.sleep(0.25)
         except BaseException:
             self.stop()  # never leave the daemons running behind a failed start
             raise
-        logs = "\n".join((self.work_dir / f"{n}.log").read_text(errors="replace")[-1500:] for n in ("master", "worker"))
+        logs = "\n".join(log.read_text(errors="replace")[-3000:]
+                         for log in (self.work_dir / "master.log", self.work_dir / "worker.log") if log.exists())
         self.stop()
         raise SparkClusterError(f"Spark standalone not ready in {timeout:.0f}s:\n{logs}")
 
