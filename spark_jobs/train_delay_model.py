@@ -276,7 +276,8 @@ def train(spark, args: argparse.Namespace) -> dict[str, Any]:
         return done
     registry.remove_half_registered(name, args.run_key)
     tracking.fail_stale_runs(experiment_id, args.run_key)
-    return run(spark, Lake(args.lake), args)
+    with tracking.scratch_space():
+        return run(spark, Lake(args.lake), args)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -28,6 +28,13 @@ for _key in list(os.environ):
     if _key.startswith(("LAKEFORGE_", "AIRFLOW")) or _key == "MLFLOW_TRACKING_URI":
         del os.environ[_key]
 os.environ["LAKEFORGE_HOME"] = str(_SESSION_HOME)
+# Temporary files of the tests and of every process they start (Python's tempfile, Spark's scratch
+# folders) live in the session home too, so a passing session leaves nothing behind: a Spark driver
+# killed on purpose leaves its block manager and scratch folders, MLflow its model copies.
+(_SESSION_HOME / "tmp").mkdir()
+os.environ["TMPDIR"] = str(_SESSION_HOME / "tmp")
+tempfile.tempdir = None  # re-read TMPDIR
+os.environ["SPARK_LOCAL_DIRS"] = str(_SESSION_HOME / "spark-local")
 os.environ["LAKEFORGE_SPARK_CDS_DIR"] = _SPARK_CDS_DIR
 os.environ["LAKEFORGE_SPARK_LOCAL_FS_DIR"] = _SPARK_LOCAL_FS_DIR
 # Sensors in tests give up fast; production waits a day.

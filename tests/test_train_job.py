@@ -2,16 +2,18 @@
 tracking, registration, the champion alias, dedupe by run key, and an outage mid-registration."""
 
 import json
+import os
 import threading
 import time
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 
 from lakeforge.lake import Lake
 from lakeforge.publish import read_manifest
 from lakeforge.training import promotion, registry
-from lakeforge.training.tracking import MlflowUnavailable, pip_requirements
+from lakeforge.training.tracking import MlflowUnavailable, pip_requirements, scratch_space
 from spark_jobs import train_delay_model, transform_flights
 from tests.helpers import ingest_days
 from tests.mlflow_server import mlflow_server  # noqa: F401  (fixture)
@@ -59,11 +61,32 @@ def test_xgboost_pipeline_takes_the_feature_columns_and_names_their_importance(s
     assert importance and set(importance) <= set(CATEGORICAL_FEATURES + NUMERIC_FEATURES)
 
 
+def train_leaving_nothing_behind(spark, a, folder: Path) -> dict:
+    """Train, and check the run left nothing in the temporary folders (mlflow.spark leaves its
+    model copies in tempfile's folder and in MLFLOW_DFS_TMP unless the job cleans up after it)."""
+    import tempfile
+
+    folder.mkdir()
+    saved_tempdir, saved_dfs = tempfile.tempdir, os.environ.get("MLFLOW_DFS_TMP")
+    tempfile.tempdir, os.environ["MLFLOW_DFS_TMP"] = str(folder), str(folder / "dfs")
+    try:
+        result = train_delay_model.train(spark, a)
+    finally:
+        tempfile.tempdir = saved_tempdir
+        if saved_dfs is None:
+            os.environ.pop("MLFLOW_DFS_TMP")
+        else:
+            os.environ["MLFLOW_DFS_TMP"] = saved_dfs
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == []
+    return result
+
+
 @pytest.fixture(scope="module")
-def first_run(spark, features_lake, mlflow_server):
+def first_run(spark, features_lake, mlflow_server, tmp_path_factory):
     started = time.perf_counter()
-    result = train_delay_model.train(spark, args(features_lake, "train_delay_model/manual__1", family="xgboost",
-                                                 search_budget=1, search_parallelism=2))
+    result = train_leaving_nothing_behind(
+        spark, args(features_lake, "train_delay_model/manual__1", family="xgboost", search_budget=1,
+                    search_parallelism=2), tmp_path_factory.mktemp("first") / "tmp")
     print(f"\nfirst training run: {time.perf_counter() - started:.1f}s, {result['family']} "
           f"holdout AUC {result['metrics']['roc_auc']:.4f}, decision {result['decision']}")
     return result
@@ -128,16 +151,17 @@ def test_champion_loads_back_and_scores_a_spark_dataframe(spark, features_lake, 
     from lakeforge.training.evaluate import with_probability
     from spark_jobs.features import FEATURE_COLUMNS
 
-    info = get_model_info(f"models:/{NAME}@champion")
-    assert info.signature is not None and [c.name for c in info.signature.inputs] == FEATURE_COLUMNS
-    assert info.saved_input_example_info is not None
-    reqs = mlflow.artifacts.download_artifacts(f"models:/{NAME}@champion/requirements.txt")
-    assert open(reqs).read().split() == pip_requirements()
-    with train_delay_model.checksummed_local_fs(spark):
-        model = mlflow.spark.load_model(f"models:/{NAME}@champion")
-    features = spark.read.parquet(features_lake.uri("features/flights")).select(*FEATURE_COLUMNS)
-    scored = with_probability(model.transform(features))
-    stats = scored.selectExpr("count(*) AS n", "min(p) AS lo", "max(p) AS hi").first()
+    with scratch_space():  # what a scorer does too: MLflow's downloads go when it is done
+        info = get_model_info(f"models:/{NAME}@champion")
+        assert info.signature is not None and [c.name for c in info.signature.inputs] == FEATURE_COLUMNS
+        assert info.saved_input_example_info is not None
+        reqs = mlflow.artifacts.download_artifacts(f"models:/{NAME}@champion/requirements.txt")
+        assert open(reqs).read().split() == pip_requirements()
+        with train_delay_model.checksummed_local_fs(spark):
+            model = mlflow.spark.load_model(f"models:/{NAME}@champion")
+        features = spark.read.parquet(features_lake.uri("features/flights")).select(*FEATURE_COLUMNS)
+        scored = with_probability(model.transform(features))
+        stats = scored.selectExpr("count(*) AS n", "min(p) AS lo", "max(p) AS hi").first()
     assert stats.n == features.count() and 0 <= stats.lo < stats.hi <= 1
 
 
@@ -149,7 +173,8 @@ def test_rerun_of_same_run_key_registers_nothing_new(spark, features_lake, mlflo
     assert [v.version for v in versions(MlflowClient(mlflow_server.uri))] == ["1"]
 
 
-def test_mlflow_down_then_crash_mid_registration_then_retry(spark, features_lake, mlflow_server, first_run):
+def test_mlflow_down_then_crash_mid_registration_then_retry(spark, features_lake, mlflow_server, first_run,
+                                                            tmp_path):
     from mlflow import MlflowClient
 
     key = "train_delay_model/manual__2"
@@ -182,7 +207,8 @@ def test_mlflow_down_then_crash_mid_registration_then_retry(spark, features_lake
     assert half.tags[registry.STATE_TAG] == "pending"  # what a crash leaves behind
 
     # Airflow's retry: the half-registered version is removed, exactly one complete version remains.
-    retry = train_delay_model.train(spark, args(features_lake, key, **quick))
+    # It scores the champion too (mlflow.spark.load_model): still nothing left in temp folders.
+    retry = train_leaving_nothing_behind(spark, args(features_lake, key, **quick), tmp_path / "tmp")
     (v,) = versions(client, key)
     assert v.version == retry["version"] != half.version and v.tags[registry.STATE_TAG] == "complete"
     assert v.tags["lakeforge.decision"] == retry["decision"] and v.tags["lakeforge.decision.champion_before"] == "1"

@@ -177,3 +177,20 @@ def test_plan_manual_scheduled_and_asset_runs():
     assert not decide_plan(PARAMS, "manual", [], None, 7)["train"]
     with pytest.raises(ValueError, match="training window"):
         decide_plan({**PARAMS, "end": "2013-01-03"}, "manual", JAN, None, 7)
+
+
+def test_mlflow_scratch_space_is_removed_and_the_process_settings_restored(tmp_path, monkeypatch):
+    import os
+    import tempfile
+
+    from lakeforge.training.tracking import scratch_space
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_DFS_TMP", "/somewhere/else")
+    with pytest.raises(RuntimeError, match="boom"), scratch_space() as scratch:
+        assert os.path.dirname(scratch) == str(tmp_path)
+        assert tempfile.mkdtemp().startswith(scratch + os.sep)  # libraries' temp folders land inside
+        assert os.environ["MLFLOW_DFS_TMP"].startswith(scratch + os.sep)
+        raise RuntimeError("boom")  # removed on failure too
+    assert list(tmp_path.iterdir()) == []
+    assert tempfile.tempdir == str(tmp_path) and os.environ["MLFLOW_DFS_TMP"] == "/somewhere/else"

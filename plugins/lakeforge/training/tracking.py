@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from importlib import metadata
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from lakeforge.settings import PROJECT_ROOT, get_settings
 
@@ -30,6 +33,29 @@ def configure_client_retries() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+
+
+@contextmanager
+def scratch_space(prefix: str = "lakeforge-mlflow-") -> Iterator[str]:
+    """One temporary folder for everything MLflow writes on the way, removed afterwards.
+
+    mlflow.spark leaves its copies behind: ``log_model`` saves the pipeline to a ``tempfile``
+    folder and ``load_model`` downloads it to another and copies it on to ``MLFLOW_DFS_TMP``
+    (default /tmp/mlflow); none is removed, so every training run left ~3 model copies on the
+    Airflow worker. Inside this block both point into one folder that goes when the block ends."""
+    scratch = tempfile.mkdtemp(prefix=prefix)
+    saved_tempdir, saved_dfs = tempfile.tempdir, os.environ.get("MLFLOW_DFS_TMP")
+    tempfile.tempdir = scratch
+    os.environ["MLFLOW_DFS_TMP"] = os.path.join(scratch, "dfs")
+    try:
+        yield scratch
+    finally:
+        tempfile.tempdir = saved_tempdir
+        if saved_dfs is None:
+            os.environ.pop("MLFLOW_DFS_TMP", None)
+        else:
+            os.environ["MLFLOW_DFS_TMP"] = saved_dfs
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
