@@ -8,6 +8,7 @@ developer's ``.lakeforge/`` or ``AIRFLOW_HOME``. Services are started by the tes
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -125,7 +126,9 @@ def spark_cluster(session_home):
     """A real Spark standalone master + worker on 127.0.0.1 (started on first use)."""
     from lakeforge.spark_cluster import SparkStandalone
 
-    cluster = SparkStandalone(session_home / "spark-cluster", cores=2, memory="2g")
+    # With a shared secret, as the docker stack runs it: an unauthenticated master runs anyone's code.
+    cluster = SparkStandalone(session_home / "spark-cluster", cores=2, memory="2g",
+                              auth_secret=secrets.token_urlsafe(32))
     cluster.start()
     print(f"\nSpark standalone {cluster.master_url} up in {cluster.startup_seconds:.1f}s")
     yield cluster

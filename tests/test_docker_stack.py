@@ -36,6 +36,19 @@ def test_secrets_are_required_from_the_environment():
             assert line.split("=", 1)[1] == "", f".env.example ships a secret value: {line}"
 
 
+def test_spark_cluster_authenticates_with_a_secret_from_the_environment():
+    stack = compose()
+    master, worker = _envs(stack["services"]["spark-master"]), _envs(stack["services"]["spark-worker"])
+    assert "-Dspark.authenticate=true" in master["SPARK_MASTER_OPTS"].split()
+    assert "-Dspark.master.rest.enabled=false" in master["SPARK_MASTER_OPTS"].split()
+    assert "-Dspark.authenticate=true" in worker["SPARK_WORKER_OPTS"].split()
+    jobs = stack["x-lakeforge-env"]["LAKEFORGE_SPARK_AUTH_SECRET"]
+    # One secret, required from docker/.env, for the daemons and for the jobs (Airflow's workers).
+    assert master["_SPARK_AUTH_SECRET"] == worker["_SPARK_AUTH_SECRET"] == jobs
+    assert REQUIRED_VAR.fullmatch(jobs) and "SPARK_AUTH_SECRET" in jobs
+    assert "secret" not in " ".join(map(str, stack["services"]["spark-master"]["command"])).lower()
+
+
 def test_published_ports_are_loopback_only():
     for name, spec in compose()["services"].items():
         for port in spec.get("ports") or []:

@@ -45,3 +45,19 @@ def test_readme_lists_every_setting():
     assert markdown_table() in readme, "README settings table is stale: paste `markdown_table()`"
     for opt in OPTIONS.values():
         assert opt.env in readme
+
+
+def test_the_spark_secret_turns_on_authentication_and_stays_out_of_conf_and_output(monkeypatch, capsys):
+    from lakeforge import settings
+    from lakeforge.spark import spark_conf
+
+    monkeypatch.delenv("LAKEFORGE_SPARK_AUTH_SECRET", raising=False)
+    assert "spark.authenticate" not in spark_conf()  # local mode: nothing to authenticate
+    monkeypatch.setenv("LAKEFORGE_SPARK_AUTH_SECRET", "s3cret-value")
+    conf = spark_conf()  # what DAG files pass to SparkSubmitOperator (serialized, on a command line)
+    assert conf["spark.authenticate"] == "true"
+    assert not any("s3cret-value" in v for v in conf.values())
+    assert settings.get_settings().spark_auth_secret == "s3cret-value"
+    assert "s3cret-value" not in repr(settings.get_settings())
+    settings.main()
+    assert "s3cret-value" not in capsys.readouterr().out

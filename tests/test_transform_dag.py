@@ -60,6 +60,7 @@ def test_same_job_on_standalone_cluster_and_hdfs(dag, hdfs, spark_cluster, tmp_p
     monkeypatch.setenv("LAKEFORGE_LAKE_ROOT", lake.root_uri)
     monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", spark_cluster.master_url)  # only settings change
     monkeypatch.setenv("HADOOP_CONF_DIR", str(hdfs.conf_dir))
+    monkeypatch.setenv("LAKEFORGE_SPARK_AUTH_SECRET", spark_cluster.auth_secret)
     state, tis = run_range(dag, "2013-01-01", "2013-01-02")
     assert state == "success", tis
     check_outputs(lake)
@@ -69,6 +70,45 @@ def test_same_job_on_standalone_cluster_and_hdfs(dag, hdfs, spark_cluster, tmp_p
     with urllib.request.urlopen(f"http://127.0.0.1:{spark_cluster.ui_port}/json/") as r:
         apps = json.load(r)["completedapps"]
     assert any(a["name"] == "transform_flights" for a in apps), apps
+
+
+def test_an_application_without_the_cluster_secret_is_refused(spark_cluster, tmp_path):
+    """The master authenticates every connection: a driver without the secret never registers."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    master_log = spark_cluster.work_dir / "master.log"
+    seen = master_log.stat().st_size
+    env = {k: v for k, v in os.environ.items() if k != "LAKEFORGE_SPARK_AUTH_SECRET"}
+    probe = ("from lakeforge.spark import session\n"
+             f"print('RAN', session('unauthenticated-probe', master='{spark_cluster.master_url}')"
+             ".range(10).count(), flush=True)")
+    out = tmp_path / "probe.log"
+    with open(out, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-c", probe], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # its JVM too: the whole group is stopped below
+    try:
+        deadline = time.time() + 120
+        refused = False
+        while time.time() < deadline and proc.poll() is None and not refused:
+            time.sleep(1)
+            with open(master_log, "rb") as f:
+                f.seek(seen)
+                refused = b"SaslMessage" in f.read()  # "Expected SaslMessage, received something else"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert refused, out.read_text()[-3000:]
+    assert "RAN" not in out.read_text()
+    with urllib.request.urlopen(f"http://127.0.0.1:{spark_cluster.ui_port}/json/") as r:
+        state = json.load(r)
+    names = [a["name"] for a in state["activeapps"] + state["completedapps"]]
+    assert "unauthenticated-probe" not in names, names
 
 
 def test_cluster_readiness_probe_treats_a_page_that_is_not_json_as_not_ready(tmp_path):

@@ -6,6 +6,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 
@@ -94,7 +95,9 @@ def test_kill_during_publish_leaves_partitions_whole(spark, raw_lake):
     proc = subprocess.Popen(
         [sys.executable, "-m", "spark_jobs.transform_flights", "--start", DAYS[0], "--end", DAYS[-1],
          "--lake", raw_lake.root_uri],
-        env={**os.environ, "LAKEFORGE_SPARK_MASTER": "local[2]"},
+        # A killed JVM leaves its scratch folders behind: in the session's temp folder, not /tmp.
+        env={**os.environ, "LAKEFORGE_SPARK_MASTER": "local[2]",
+             "JAVA_TOOL_OPTIONS": f"-Djava.io.tmpdir={tempfile.gettempdir()}"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:

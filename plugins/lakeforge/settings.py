@@ -13,7 +13,7 @@ Spark job and a test all see the environment they run in.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
 
@@ -63,6 +63,10 @@ OPTIONS: dict[str, Option] = {
     "spark_local_fs_dir": Option(
         "LAKEFORGE_SPARK_LOCAL_FS_DIR", "{home}/cache/spark-local-fs",
         "Where the jar of lakeforge's `file://` file system for Spark lives (built by `make spark-cds`: directory permissions set in-process instead of a `chmod` process each, 4-7 s on the x20 year); `off` uses Hadoop's RawLocalFileSystem.",
+    ),
+    "spark_auth_secret": Option(
+        "LAKEFORGE_SPARK_AUTH_SECRET", "",
+        "Shared secret of a Spark standalone cluster that runs with `spark.authenticate` (its master and workers read the same secret as `_SPARK_AUTH_SECRET`); jobs then authenticate with it. Empty: no authentication (local mode needs none). Never printed.",
     ),
     "mlflow_tracking_uri": Option(
         "MLFLOW_TRACKING_URI", "sqlite:///{home}/mlflow.db",
@@ -161,6 +165,7 @@ class Settings:
     spark_driver_memory: str
     spark_cds_dir: str
     spark_local_fs_dir: str
+    spark_auth_secret: str = field(repr=False)
     mlflow_tracking_uri: str
     mlflow_artifact_root: str
     model_name: str
@@ -236,14 +241,17 @@ def markdown_table() -> str:
     rows = ["| Variable | Default | What it is for |", "|---|---|---|"]
     for opt in OPTIONS.values():
         default = opt.default.replace(str(PROJECT_ROOT), "<checkout>")
-        rows.append(f"| `{opt.env}` | `{default}` | {opt.help} |")
+        rows.append(f"| `{opt.env}` | {f'`{default}`' if default else '(empty)'} | {opt.help} |")
     return "\n".join(rows)
 
 
 def main() -> None:
     s = get_settings()
     for f in fields(s):
-        print(f"{OPTIONS[f.name].env:32} {getattr(s, f.name)}")
+        value = getattr(s, f.name)
+        if not f.repr and value:
+            value = "(set)"  # a secret
+        print(f"{OPTIONS[f.name].env:32} {value}")
 
 
 if __name__ == "__main__":

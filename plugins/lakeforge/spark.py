@@ -60,6 +60,10 @@ def spark_conf() -> dict[str, str]:
         **file_system_conf(),
         "spark.hadoop.fs.file.impl.disable.cache": "true",
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
+        # A cluster with a shared secret: every connection of the application authenticates. The
+        # secret itself is never part of this conf (it ends up in DAG serializations and on
+        # spark-submit's command line); session() hands it to the driver from the environment.
+        **({"spark.authenticate": "true"} if s.spark_auth_secret else {}),
     }
 
 
@@ -90,6 +94,11 @@ def session(app_name: str, master: str | None = None) -> "SparkSession":
         builder = builder.master(master or get_settings().spark_master)
     for key, value in spark_conf().items():
         builder = builder.config(key, value)
+    secret = get_settings().spark_auth_secret
+    if secret:
+        # A standalone driver must hold the secret in its conf (Spark redacts it in the UI, the
+        # event log and its own logs); executors get it from their worker.
+        builder = builder.config("spark.authenticate.secret", secret)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     # Parquet warns each time a task with many open day files shrinks its (unused, 128 MB) row

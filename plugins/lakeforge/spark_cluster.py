@@ -32,9 +32,12 @@ def _spark_class() -> str:
 
 
 class SparkStandalone:
-    def __init__(self, work_dir: str | Path, cores: int = 2, memory: str = "2g"):
+    def __init__(self, work_dir: str | Path, cores: int = 2, memory: str = "2g", auth_secret: str | None = None):
+        """``auth_secret``: run with ``spark.authenticate``; applications must present the same
+        secret (lakeforge jobs: ``LAKEFORGE_SPARK_AUTH_SECRET``)."""
         self.work_dir = Path(work_dir)
         self.cores, self.memory = cores, memory
+        self.auth_secret = auth_secret
         # Known once the master has bound them: it is started on port 0 (the kernel picks), because
         # a port probed free beforehand can be taken by another JVM before the master binds it; the
         # master then silently moves to the next port while the worker dials the old one (a CI failure).
@@ -55,6 +58,11 @@ class SparkStandalone:
                "SPARK_LOG_DIR": str(self.work_dir),
                # The REST submission server takes unauthenticated jobs on a fixed port: not wanted.
                "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false"}
+        if self.auth_secret:
+            # The daemons read the secret from the environment, not from their command line.
+            env["_SPARK_AUTH_SECRET"] = self.auth_secret
+            env["SPARK_MASTER_OPTS"] += " -Dspark.authenticate=true"
+            env["SPARK_WORKER_OPTS"] = "-Dspark.authenticate=true"
         with open(self.work_dir / f"{name}.log", "ab") as log:
             self.procs.append(subprocess.Popen([_spark_class(), *args], stdout=log, stderr=log,
                                                stdin=subprocess.DEVNULL, env=env))
