@@ -68,3 +68,10 @@ def test_archive_key_follows_the_local_file_system_jar(monkeypatch, tmp_path):
     assert None not in (with_jar, rebuilt, without) and len({with_jar, rebuilt, without}) == 3
     monkeypatch.setenv("LAKEFORGE_SPARK_LOCAL_FS_DIR", built_in)
     assert spark_cds.archive_key() == with_jar  # the same jar again: the same archive
+
+
+def test_the_driver_runs_the_throughput_collector(spark):
+    """lakeforge.spark.DRIVER_JVM_OPTIONS: the driver JVM (local mode: the executors too) uses
+    the parallel collector; the class archive is recorded with the same options."""
+    beans = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
+    assert {bean.getName() for bean in beans} == {"PS Scavenge", "PS MarkSweep"}

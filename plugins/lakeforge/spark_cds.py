@@ -63,12 +63,12 @@ def archive_key() -> str | None:
     if not modules.exists() or not jars.is_dir():
         return None
     from lakeforge.local_fs import available_jar
-    from lakeforge.spark import JVM_OPTIONS  # recorded and used with the same options (GC...)
+    from lakeforge.spark import DRIVER_JVM_OPTIONS  # recorded and used with the same options (GC...)
 
     # The class path counts too, each jar as the JVM checks it (size and modification time): an
     # archive recorded without the local file system jar, or against an earlier build of any jar,
     # is not mapped (the JVM then runs without it).
-    digest = hashlib.sha256(f"{modules}:{modules.stat().st_size}:{modules.stat().st_mtime_ns}:{JVM_OPTIONS}".encode())
+    digest = hashlib.sha256(f"{modules}:{modules.stat().st_size}:{modules.stat().st_mtime_ns}:{DRIVER_JVM_OPTIONS}".encode())
     local_fs = available_jar()
     for jar in [*sorted(jars.iterdir()), *([Path(local_fs)] if local_fs else [])]:
         stat = jar.stat()
