@@ -30,8 +30,10 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, backend_uri: str | None = None):
+        """``backend_uri``: the tracking/registry database (default SQLite in ``root``)."""
         self.root = root
+        self.backend_uri = backend_uri or f"sqlite:///{root}/mlflow.db"
         self.port = free_port()
         self.started_once = False
         self.proc: subprocess.Popen | None = None
@@ -60,9 +62,9 @@ class MlflowServer:
         """True once healthy; False when the port was taken (first start only); raises otherwise."""
         self.root.mkdir(parents=True, exist_ok=True)
         offset = (self.root / "server.log").stat().st_size if (self.root / "server.log").exists() else 0
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        # The database URI (with its password) from the environment, not the command line.
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_BACKEND_STORE_URI": self.backend_uri}
         cmd = [str(Path(sys.executable).with_name("mlflow")), "server",
-               "--backend-store-uri", f"sqlite:///{self.root}/mlflow.db",
                "--artifacts-destination", str(self.root / "artifacts"),
                "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
         t = time.perf_counter()

@@ -220,3 +220,36 @@ def test_mlflow_down_then_crash_mid_registration_then_retry(spark, features_lake
     assert sorted(r.info.status for r in stale) == ["FAILED", "FINISHED"]
     log = [e for e in promotion.read_log(features_lake, NAME) if e["run_key"] == key]
     assert len(log) == 1 and log[0]["version"] == retry["version"] and log[0]["champion_before"]["version"] == "1"
+
+
+def test_the_same_run_on_a_postgres_backed_server(spark, features_lake, session_home):
+    """Cluster mode's tracking backend: an `mlflow server` on a real PostgreSQL. Only the tracking
+    URI changes; the run, the registered version and its alias land in PostgreSQL's tables."""
+    from tests.mlflow_server import MlflowServer
+    from tests.postgres_server import PostgresServer
+
+    pg = PostgresServer(session_home / "postgres")
+    server = None
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        pg.start()
+        pg.create_database("mlflow")
+        server = MlflowServer(session_home / "mlflow-on-postgres", backend_uri=pg.url("mlflow"))
+        server.start()
+        os.environ["MLFLOW_TRACKING_URI"] = server.uri
+        result = train_delay_model.train(spark, args(features_lake, "train_delay_model/manual__pg",
+                                                     family="xgboost", search_budget=1, search_parallelism=2))
+        assert result["version"] == "1" and result["decision"] == "promoted"
+        assert pg.query("mlflow", "SELECT name, version FROM model_versions") == [(NAME, 1)]
+        assert pg.query("mlflow", "SELECT alias, version FROM registered_model_aliases ORDER BY alias") == [
+            ("challenger", 1), ("champion", 1)]
+        (status,) = pg.query("mlflow", f"SELECT status FROM runs WHERE run_uuid = '{result['run_id']}'")
+        assert status == ("FINISHED",)
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+        if server is not None:
+            server.stop()
+        pg.stop()

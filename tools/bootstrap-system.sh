@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# System prerequisites the tests need: Python 3.11, a Java 17 JDK (HDFS, Spark) and Maven (Hadoop jars).
+# System prerequisites the tests need: Python 3.11, a Java 17 JDK (HDFS, Spark), Maven (Hadoop jars) and
+# PostgreSQL (the tests run an MLflow server on it).
 # Installs what is missing from Debian's packages when run as root; otherwise says what to install.
 set -euo pipefail
 
@@ -11,6 +12,10 @@ if ! command -v java >/dev/null 2>&1 || ! java -version 2>&1 | grep -qE 'version
   missing+=(openjdk-17-jdk-headless)
 fi
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+# PostgreSQL's server binaries: the tests start their own cluster (tests/postgres_server.py).
+if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  missing+=(postgresql)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -20,5 +25,10 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   exit 1
 fi
 echo "installing system packages: ${missing[*]}"
+if [[ " ${missing[*]} " == *" postgresql "* ]] && [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+  # No default cluster on port 5432: nothing here uses one, the tests start their own.
+  mkdir -p /etc/postgresql-common
+  echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+fi
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
