@@ -122,6 +122,17 @@ def spark():
 
 
 @pytest.fixture(scope="session")
+def postgres(session_home):
+    """A real PostgreSQL cluster on 127.0.0.1 (started on first use): cluster mode's database."""
+    from tests.postgres_server import PostgresServer
+
+    server = PostgresServer(session_home / "postgres")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def spark_cluster(session_home):
     """A real Spark standalone master + worker on 127.0.0.1 (started on first use)."""
     from lakeforge.spark_cluster import SparkStandalone

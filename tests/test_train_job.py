@@ -222,17 +222,15 @@ def test_mlflow_down_then_crash_mid_registration_then_retry(spark, features_lake
     assert len(log) == 1 and log[0]["version"] == retry["version"] and log[0]["champion_before"]["version"] == "1"
 
 
-def test_the_same_run_on_a_postgres_backed_server(spark, features_lake, session_home):
+def test_the_same_run_on_a_postgres_backed_server(spark, features_lake, session_home, postgres):
     """Cluster mode's tracking backend: an `mlflow server` on a real PostgreSQL. Only the tracking
     URI changes; the run, the registered version and its alias land in PostgreSQL's tables."""
     from tests.mlflow_server import MlflowServer
-    from tests.postgres_server import PostgresServer
 
-    pg = PostgresServer(session_home / "postgres")
+    pg = postgres
     server = None
     before = os.environ.get("MLFLOW_TRACKING_URI")
     try:
-        pg.start()
         pg.create_database("mlflow")
         server = MlflowServer(session_home / "mlflow-on-postgres", backend_uri=pg.url("mlflow"))
         server.start()
@@ -252,4 +250,3 @@ def test_the_same_run_on_a_postgres_backed_server(spark, features_lake, session_
             os.environ["MLFLOW_TRACKING_URI"] = before
         if server is not None:
             server.stop()
-        pg.stop()

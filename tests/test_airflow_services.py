@@ -1,0 +1,134 @@
+"""Airflow as it runs for real: scheduler, DAG processor and API server as their own processes, the
+metadata database on PostgreSQL, tasks through the LocalExecutor. Only settings differ from
+embedded mode. The ingest DAG is unpaused with two days delivered: the scheduler's catch-up
+must ingest exactly those days into the lake."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from lakeforge.lake import Lake
+from lakeforge.pipelines.nycflights import simulator
+from lakeforge.publish import list_partitions
+from tests.mlflow_server import free_port
+
+pytestmark = pytest.mark.airflow
+
+DAYS = ["2013-01-01", "2013-01-02"]
+RUNS_TIMEOUT_S = 420
+
+
+def airflow_cli() -> str:
+    return str(Path(sys.executable).with_name("airflow"))
+
+
+def service_env(postgres, root: Path) -> dict[str, str]:
+    """Embedded mode's environment with cluster mode's database: PostgreSQL, its own AIRFLOW_HOME
+    and ports the kernel found free."""
+    from lakeforge.orchestration.airflow_env import airflow_environ
+    from lakeforge.settings import Settings
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    port = str(free_port())
+    env.update({
+        "AIRFLOW_HOME": str(root / "airflow"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.url("airflow"),
+        "AIRFLOW__API__PORT": port,
+        # The task log server binds 0.0.0.0:8793 by default: a free port, so parallel sessions coexist.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "LAKEFORGE_LAKE_ROOT": f"file://{root}/lake",
+        "LAKEFORGE_LANDING_ROOT": f"file://{root}/landing",
+    })
+    env.update(airflow_environ(Settings.from_env(env), env))
+    return env
+
+
+def dag_runs(postgres, dag_id: str) -> dict[str, str]:
+    rows = postgres.query("airflow", f"SELECT data_interval_start::date::text, state FROM dag_run "
+                                     f"WHERE dag_id = '{dag_id}'")
+    return dict(rows)
+
+
+def test_the_scheduler_ingests_the_delivered_days_with_postgres_metadata(postgres, tmp_path):
+    postgres.create_database("airflow")
+    env = service_env(postgres, tmp_path)
+    simulator.deliver(Lake(f"{env['LAKEFORGE_LANDING_ROOT']}/nycflights"), date(2013, 1, 1), date(2013, 1, 2))
+    migrate = subprocess.run([airflow_cli(), "db", "migrate"], env=env, capture_output=True, text=True, timeout=600)
+    assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
+
+    procs: dict[str, subprocess.Popen] = {}
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    try:
+        for name, args in (("api-server", ["api-server", "--port", env["AIRFLOW__API__PORT"]]),
+                           ("scheduler", ["scheduler"]), ("dag-processor", ["dag-processor"])):
+            with open(logs / f"{name}.log", "wb") as log:
+                procs[name] = subprocess.Popen([airflow_cli(), *args], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                               stdin=subprocess.DEVNULL, start_new_session=True)
+
+        def wait_for(what: str, done, timeout: float):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                dead = {n: p.returncode for n, p in procs.items() if p.poll() is not None}
+                assert not dead, f"{dead} exited while waiting for {what}: " + service_logs(logs)
+                value = done()
+                if value:
+                    return value
+                time.sleep(2)
+            raise AssertionError(f"timed out waiting for {what}: " + service_logs(logs))
+
+        # The DAG processor serializes the DAGs into the database; they start paused.
+        wait_for("the serialized ingest DAG",
+                 lambda: postgres.query("airflow", "SELECT is_paused FROM dag WHERE dag_id = 'ingest_flights'"), 240)
+        unpause = subprocess.run([airflow_cli(), "dags", "unpause", "ingest_flights"], env=env,
+                                 capture_output=True, text=True, timeout=300)
+        assert unpause.returncode == 0, unpause.stdout[-2000:] + unpause.stderr[-2000:]
+
+        def delivered_days_finished():
+            runs = dag_runs(postgres, "ingest_flights")
+            if any(runs.get(d) == "failed" for d in DAYS):
+                raise AssertionError(f"a delivered day failed: {runs}\n" + task_states(postgres))
+            return all(runs.get(d) == "success" for d in DAYS) and runs
+
+        runs = wait_for("the delivered days' runs", delivered_days_finished, RUNS_TIMEOUT_S)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+        for proc in procs.values():  # task processes the services started, if any survived them
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    # Catch-up from the DAG's start date: the delivered days succeeded, in order, into the lake.
+    assert min(runs) == DAYS[0], runs
+    lake = Lake(env["LAKEFORGE_LAKE_ROOT"])
+    for table in ("flights", "weather"):
+        assert list_partitions(lake, f"raw/{table}")[:2] == [f"ds={d}" for d in DAYS]
+
+
+def task_states(postgres) -> str:
+    rows = postgres.query("airflow", "SELECT r.data_interval_start::date::text, t.task_id, t.state, t.try_number "
+                                     "FROM task_instance t JOIN dag_run r ON r.dag_id = t.dag_id AND r.run_id = t.run_id "
+                                     "WHERE t.dag_id = 'ingest_flights' ORDER BY 1, 2")
+    return "\n".join(" ".join(map(str, row)) for row in rows)
+
+
+def service_logs(logs: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2500:]}" for p in sorted(logs.glob("*.log")))
