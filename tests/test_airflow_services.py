@@ -42,8 +42,6 @@ def service_env(postgres, root: Path) -> dict[str, str]:
         "AIRFLOW_HOME": str(root / "airflow"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.url("airflow"),
         "AIRFLOW__API__PORT": port,
-        # The task log server binds 0.0.0.0:8793 by default: a free port, so parallel sessions coexist.
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__CORE__PARALLELISM": "4",
         "LAKEFORGE_LAKE_ROOT": f"file://{root}/lake",
         "LAKEFORGE_LANDING_ROOT": f"file://{root}/landing",
@@ -70,7 +68,9 @@ def test_the_scheduler_ingests_the_delivered_days_with_postgres_metadata(postgre
     logs.mkdir()
     try:
         for name, args in (("api-server", ["api-server", "--port", env["AIRFLOW__API__PORT"]]),
-                           ("scheduler", ["scheduler"]), ("dag-processor", ["dag-processor"])):
+                           # Its task log server binds every interface (hard-coded): not started;
+                           # the API server reads the task logs from the shared folder.
+                           ("scheduler", ["scheduler", "--skip-serve-logs"]), ("dag-processor", ["dag-processor"])):
             with open(logs / f"{name}.log", "wb") as log:
                 procs[name] = subprocess.Popen([airflow_cli(), *args], env=env, stdout=log, stderr=subprocess.STDOUT,
                                                stdin=subprocess.DEVNULL, start_new_session=True)
@@ -100,6 +100,7 @@ def test_the_scheduler_ingests_the_delivered_days_with_postgres_metadata(postgre
             return all(runs.get(d) == "success" for d in DAYS) and runs
 
         runs = wait_for("the delivered days' runs", delivered_days_finished, RUNS_TIMEOUT_S)
+        assert listening_addresses(procs.values()) <= {"127.0.0.1"}  # services on loopback only
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -121,6 +122,23 @@ def test_the_scheduler_ingests_the_delivered_days_with_postgres_metadata(postgre
     lake = Lake(env["LAKEFORGE_LAKE_ROOT"])
     for table in ("flights", "weather"):
         assert list_partitions(lake, f"raw/{table}")[:2] == [f"ds={d}" for d in DAYS]
+
+
+def listening_addresses(procs) -> set[str]:
+    """The addresses the services (and their children) listen on."""
+    import psutil
+
+    pids = set()
+    for proc in procs:
+        try:
+            parent = psutil.Process(proc.pid)
+            pids |= {parent.pid, *(c.pid for c in parent.children(recursive=True))}
+        except psutil.NoSuchProcess:
+            pass
+    listening = {c.laddr.ip for c in psutil.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN and c.pid in pids}
+    assert listening, "no listening socket found: the API server should have one"
+    return listening
 
 
 def task_states(postgres) -> str:
