@@ -1,6 +1,36 @@
 """Small helpers shared by tests."""
 
+import os
+import signal
+import subprocess
+import tempfile
+
 from lakeforge.lake import Lake
+
+
+def stop_process_groups(procs, timeout: float = 30) -> None:
+    """Stop processes started with ``start_new_session=True``, children included: SIGTERM to every
+    group at once, SIGKILL to a group whose leader outlives ``timeout``, then SIGKILL to whatever
+    of a group survived its leader (e.g. task processes a service started)."""
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def jvm_scratch_in_test_tmp() -> dict[str, str]:
+    """Environment for a process whose JVM the test kills: Java's temporary folders (Spark's
+    scratch, native libraries) go to the session's temp folder, not /tmp, as it cannot clean up."""
+    return {"JAVA_TOOL_OPTIONS": f"-Djava.io.tmpdir={tempfile.gettempdir()}"}
 
 
 def ingest_days(lake: Lake, landing: Lake, days) -> None:

@@ -9,7 +9,6 @@ how the tests simulate an outage.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import stop_process_groups
 
 STARTUP_TIMEOUT_S = 120
 
@@ -92,12 +93,7 @@ class MlflowServer:
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        stop_process_groups([self.proc], timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -76,12 +76,15 @@ class PostgresServer:
         raise RuntimeError(f"PostgreSQL did not start: {done.stdout}{done.stderr}\n"
                            f"{(self.root / 'server.log').read_text(errors='replace')[-3000:]}")
 
-    def create_database(self, name: str) -> None:
+    def _connect(self, database: str):
         import psycopg2
 
-        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user, password=self.password,
-                                dbname="postgres")
-        conn.autocommit = True
+        return psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user, password=self.password,
+                                dbname=database)
+
+    def create_database(self, name: str) -> None:
+        conn = self._connect("postgres")
+        conn.autocommit = True  # CREATE DATABASE cannot run inside a transaction
         try:
             with conn.cursor() as cur:
                 cur.execute(f'CREATE DATABASE "{name}"')
@@ -89,10 +92,7 @@ class PostgresServer:
             conn.close()
 
     def query(self, database: str, sql: str) -> list[tuple]:
-        import psycopg2
-
-        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user, password=self.password,
-                                dbname=database)
+        conn = self._connect(database)
         try:
             with conn.cursor() as cur:
                 cur.execute(sql)

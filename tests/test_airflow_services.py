@@ -6,7 +6,6 @@ must ingest exactly those days into the lake."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 from lakeforge.lake import Lake
 from lakeforge.pipelines.nycflights import simulator
 from lakeforge.publish import list_partitions
+from tests.helpers import stop_process_groups
 from tests.mlflow_server import free_port
 
 pytestmark = pytest.mark.airflow
@@ -102,20 +102,7 @@ def test_the_scheduler_ingests_the_delivered_days_with_postgres_metadata(postgre
         runs = wait_for("the delivered days' runs", delivered_days_finished, RUNS_TIMEOUT_S)
         assert listening_addresses(procs.values()) <= {"127.0.0.1"}  # services on loopback only
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
-        for proc in procs.values():  # task processes the services started, if any survived them
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        stop_process_groups(procs.values(), timeout=60)  # the services and any task process they left
 
     # Catch-up from the DAG's start date: the delivered days succeeded, in order, into the lake.
     assert min(runs) == DAYS[0], runs

@@ -2,7 +2,6 @@
 tracking, registration, the champion alias, dedupe by run key, and an outage mid-registration."""
 
 import json
-import os
 import threading
 import time
 from datetime import date, timedelta
@@ -13,7 +12,7 @@ import pytest
 from lakeforge.lake import Lake
 from lakeforge.publish import read_manifest
 from lakeforge.training import promotion, registry
-from lakeforge.training.tracking import MlflowUnavailable, pip_requirements, scratch_space
+from lakeforge.training.tracking import MlflowUnavailable, pip_requirements, scratch_space, temp_folders_in
 from spark_jobs import train_delay_model, transform_flights
 from tests.helpers import ingest_days
 from tests.mlflow_server import mlflow_server  # noqa: F401  (fixture)
@@ -64,19 +63,9 @@ def test_xgboost_pipeline_takes_the_feature_columns_and_names_their_importance(s
 def train_leaving_nothing_behind(spark, a, folder: Path) -> dict:
     """Train, and check the run left nothing in the temporary folders (mlflow.spark leaves its
     model copies in tempfile's folder and in MLFLOW_DFS_TMP unless the job cleans up after it)."""
-    import tempfile
-
     folder.mkdir()
-    saved_tempdir, saved_dfs = tempfile.tempdir, os.environ.get("MLFLOW_DFS_TMP")
-    tempfile.tempdir, os.environ["MLFLOW_DFS_TMP"] = str(folder), str(folder / "dfs")
-    try:
+    with temp_folders_in(str(folder)):
         result = train_delay_model.train(spark, a)
-    finally:
-        tempfile.tempdir = saved_tempdir
-        if saved_dfs is None:
-            os.environ.pop("MLFLOW_DFS_TMP")
-        else:
-            os.environ["MLFLOW_DFS_TMP"] = saved_dfs
     assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == []
     return result
 
@@ -222,31 +211,23 @@ def test_mlflow_down_then_crash_mid_registration_then_retry(spark, features_lake
     assert len(log) == 1 and log[0]["version"] == retry["version"] and log[0]["champion_before"]["version"] == "1"
 
 
-def test_the_same_run_on_a_postgres_backed_server(spark, features_lake, session_home, postgres):
+def test_the_same_run_on_a_postgres_backed_server(spark, features_lake, session_home, postgres, monkeypatch):
     """Cluster mode's tracking backend: an `mlflow server` on a real PostgreSQL. Only the tracking
     URI changes; the run, the registered version and its alias land in PostgreSQL's tables."""
     from tests.mlflow_server import MlflowServer
 
-    pg = postgres
-    server = None
-    before = os.environ.get("MLFLOW_TRACKING_URI")
+    postgres.create_database("mlflow")
+    server = MlflowServer(session_home / "mlflow-on-postgres", backend_uri=postgres.url("mlflow"))
+    server.start()
     try:
-        pg.create_database("mlflow")
-        server = MlflowServer(session_home / "mlflow-on-postgres", backend_uri=pg.url("mlflow"))
-        server.start()
-        os.environ["MLFLOW_TRACKING_URI"] = server.uri
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
         result = train_delay_model.train(spark, args(features_lake, "train_delay_model/manual__pg",
                                                      family="xgboost", search_budget=1, search_parallelism=2))
         assert result["version"] == "1" and result["decision"] == "promoted"
-        assert pg.query("mlflow", "SELECT name, version FROM model_versions") == [(NAME, 1)]
-        assert pg.query("mlflow", "SELECT alias, version FROM registered_model_aliases ORDER BY alias") == [
+        assert postgres.query("mlflow", "SELECT name, version FROM model_versions") == [(NAME, 1)]
+        assert postgres.query("mlflow", "SELECT alias, version FROM registered_model_aliases ORDER BY alias") == [
             ("challenger", 1), ("champion", 1)]
-        (status,) = pg.query("mlflow", f"SELECT status FROM runs WHERE run_uuid = '{result['run_id']}'")
+        (status,) = postgres.query("mlflow", f"SELECT status FROM runs WHERE run_uuid = '{result['run_id']}'")
         assert status == ("FINISHED",)
     finally:
-        if before is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = before
-        if server is not None:
-            server.stop()
+        server.stop()

@@ -78,14 +78,15 @@ def test_an_application_without_the_cluster_secret_is_refused(spark_cluster, tmp
     import signal
     import subprocess
     import sys
-    import tempfile
     import time
     import urllib.request
+
+    from tests.helpers import jvm_scratch_in_test_tmp
 
     master_log = spark_cluster.work_dir / "master.log"
     seen = master_log.stat().st_size
     env = {k: v for k, v in os.environ.items() if k != "LAKEFORGE_SPARK_AUTH_SECRET"}
-    env["JAVA_TOOL_OPTIONS"] = f"-Djava.io.tmpdir={tempfile.gettempdir()}"  # its JVM is killed: scratch stays here
+    env.update(jvm_scratch_in_test_tmp())
     probe = ("from lakeforge.spark import session\n"
              f"print('RAN', session('unauthenticated-probe', master='{spark_cluster.master_url}')"
              ".range(10).count(), flush=True)")

@@ -6,7 +6,6 @@ import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import date
 
@@ -18,6 +17,7 @@ from lakeforge.lake import Lake
 from lakeforge.pipelines.nycflights import SOURCE, simulator
 from lakeforge.publish import MANIFEST, list_partitions, read_manifest
 from spark_jobs import transform_flights
+from tests.helpers import jvm_scratch_in_test_tmp
 
 DAYS = ["2013-01-01", "2013-01-02", "2013-01-03"]
 TABLES = ["clean/flights", "clean/weather", "quarantine/flights", "quarantine/weather", "features/flights"]
@@ -95,9 +95,7 @@ def test_kill_during_publish_leaves_partitions_whole(spark, raw_lake):
     proc = subprocess.Popen(
         [sys.executable, "-m", "spark_jobs.transform_flights", "--start", DAYS[0], "--end", DAYS[-1],
          "--lake", raw_lake.root_uri],
-        # A killed JVM leaves its scratch folders behind: in the session's temp folder, not /tmp.
-        env={**os.environ, "LAKEFORGE_SPARK_MASTER": "local[2]",
-             "JAVA_TOOL_OPTIONS": f"-Djava.io.tmpdir={tempfile.gettempdir()}"},
+        env={**os.environ, "LAKEFORGE_SPARK_MASTER": "local[2]", **jvm_scratch_in_test_tmp()},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:

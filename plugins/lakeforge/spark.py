@@ -92,13 +92,14 @@ def session(app_name: str, master: str | None = None) -> "SparkSession":
     # Python workers (xgboost.spark, pandas-based stages) must run this venv's interpreter; a
     # session started in-process reads only PYSPARK_PYTHON (spark-submit maps spark.pyspark.python).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    settings = get_settings()
     builder = SparkSession.builder.appName(app_name)
     # Under spark-submit (PYSPARK_GATEWAY_PORT set) the submitter already chose the master.
     if master or "PYSPARK_GATEWAY_PORT" not in os.environ:
-        builder = builder.master(master or get_settings().spark_master)
+        builder = builder.master(master or settings.spark_master)
     for key, value in spark_conf().items():
         builder = builder.config(key, value)
-    secret = get_settings().spark_auth_secret
+    secret = settings.spark_auth_secret
     if secret:
         # A standalone driver must hold the secret in its conf (Spark redacts it in the UI, the
         # event log and its own logs); executors get it from their worker.

@@ -36,6 +36,23 @@ def configure_client_retries() -> None:
 
 
 @contextmanager
+def temp_folders_in(folder: str) -> Iterator[None]:
+    """Inside this block, ``tempfile``'s folders and MLflow's ``MLFLOW_DFS_TMP`` copies go into
+    ``folder``; both settings are restored afterwards."""
+    saved_tempdir, saved_dfs = tempfile.tempdir, os.environ.get("MLFLOW_DFS_TMP")
+    tempfile.tempdir = folder
+    os.environ["MLFLOW_DFS_TMP"] = os.path.join(folder, "dfs")
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved_tempdir
+        if saved_dfs is None:
+            os.environ.pop("MLFLOW_DFS_TMP", None)
+        else:
+            os.environ["MLFLOW_DFS_TMP"] = saved_dfs
+
+
+@contextmanager
 def scratch_space(prefix: str = "lakeforge-mlflow-") -> Iterator[str]:
     """One temporary folder for everything MLflow writes on the way, removed afterwards.
 
@@ -44,17 +61,10 @@ def scratch_space(prefix: str = "lakeforge-mlflow-") -> Iterator[str]:
     (default /tmp/mlflow); none is removed, so every training run left ~3 model copies on the
     Airflow worker. Inside this block both point into one folder that goes when the block ends."""
     scratch = tempfile.mkdtemp(prefix=prefix)
-    saved_tempdir, saved_dfs = tempfile.tempdir, os.environ.get("MLFLOW_DFS_TMP")
-    tempfile.tempdir = scratch
-    os.environ["MLFLOW_DFS_TMP"] = os.path.join(scratch, "dfs")
     try:
-        yield scratch
+        with temp_folders_in(scratch):
+            yield scratch
     finally:
-        tempfile.tempdir = saved_tempdir
-        if saved_dfs is None:
-            os.environ.pop("MLFLOW_DFS_TMP", None)
-        else:
-            os.environ["MLFLOW_DFS_TMP"] = saved_dfs
         shutil.rmtree(scratch, ignore_errors=True)
 
 
