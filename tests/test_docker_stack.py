@@ -39,9 +39,12 @@ def test_secrets_are_required_from_the_environment():
 def test_spark_cluster_authenticates_with_a_secret_from_the_environment():
     stack = compose()
     master, worker = _envs(stack["services"]["spark-master"]), _envs(stack["services"]["spark-worker"])
-    assert "-Dspark.authenticate=true" in master["SPARK_MASTER_OPTS"].split()
+    from lakeforge.spark import CLUSTER_SECURITY_CONF
+
+    security = {f"-D{k}={v}" for k, v in CLUSTER_SECURITY_CONF.items()}  # what the jobs run with
+    assert security <= set(master["SPARK_MASTER_OPTS"].split())
     assert "-Dspark.master.rest.enabled=false" in master["SPARK_MASTER_OPTS"].split()
-    assert "-Dspark.authenticate=true" in worker["SPARK_WORKER_OPTS"].split()
+    assert security <= set(worker["SPARK_WORKER_OPTS"].split())
     jobs = stack["x-lakeforge-env"]["LAKEFORGE_SPARK_AUTH_SECRET"]
     # One secret, required from docker/.env, for the daemons and for the jobs (Airflow's workers).
     assert master["_SPARK_AUTH_SECRET"] == worker["_SPARK_AUTH_SECRET"] == jobs

@@ -56,6 +56,7 @@ def test_the_spark_secret_turns_on_authentication_and_stays_out_of_conf_and_outp
     monkeypatch.setenv("LAKEFORGE_SPARK_AUTH_SECRET", "s3cret-value")
     conf = spark_conf()  # what DAG files pass to SparkSubmitOperator (serialized, on a command line)
     assert conf["spark.authenticate"] == "true"
+    assert conf["spark.network.crypto.enabled"] == "true"  # rows crossing hosts are encrypted
     assert not any("s3cret-value" in v for v in conf.values())
     assert settings.get_settings().spark_auth_secret == "s3cret-value"
     assert "s3cret-value" not in repr(settings.get_settings())

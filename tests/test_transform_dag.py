@@ -72,8 +72,21 @@ def test_same_job_on_standalone_cluster_and_hdfs(dag, hdfs, spark_cluster, tmp_p
     assert any(a["name"] == "transform_flights" for a in apps), apps
 
 
-def test_an_application_without_the_cluster_secret_is_refused(spark_cluster, tmp_path):
-    """The master authenticates every connection: a driver without the secret never registers."""
+# Drivers the cluster must refuse: one without the secret (lakeforge's own session, as a job
+# started without LAKEFORGE_SPARK_AUTH_SECRET would be), and one holding the secret whose RPC is
+# not encrypted (plain SASL authentication: the daemons take no fallback to it).
+UNAUTHENTICATED = "from lakeforge.spark import session\ns = session('refused-probe', master={url!r})\n"
+UNENCRYPTED = ("import os\nfrom pyspark.sql import SparkSession\n"
+               "s = (SparkSession.builder.master({url!r}).appName('refused-probe')"
+               ".config('spark.driver.host', '127.0.0.1').config('spark.authenticate', 'true')"
+               ".config('spark.authenticate.secret', os.environ['PROBE_SECRET'])"
+               ".config('spark.network.crypto.enabled', 'false').getOrCreate())\n")
+
+
+@pytest.mark.parametrize("driver", [UNAUTHENTICATED, UNENCRYPTED], ids=["without-secret", "unencrypted"])
+def test_the_cluster_refuses_drivers_without_the_secret_or_encryption(spark_cluster, tmp_path, driver):
+    """The master authenticates every connection and requires encrypted RPC: such a driver never
+    registers, and its connection is refused at the handshake."""
     import os
     import signal
     import subprocess
@@ -83,13 +96,9 @@ def test_an_application_without_the_cluster_secret_is_refused(spark_cluster, tmp
 
     from tests.helpers import jvm_scratch_in_test_tmp
 
-    master_log = spark_cluster.work_dir / "master.log"
-    seen = master_log.stat().st_size
     env = {k: v for k, v in os.environ.items() if k != "LAKEFORGE_SPARK_AUTH_SECRET"}
-    env.update(jvm_scratch_in_test_tmp())
-    probe = ("from lakeforge.spark import session\n"
-             f"print('RAN', session('unauthenticated-probe', master='{spark_cluster.master_url}')"
-             ".range(10).count(), flush=True)")
+    env.update(jvm_scratch_in_test_tmp(), PROBE_SECRET=spark_cluster.auth_secret)
+    probe = driver.format(url=spark_cluster.master_url) + "print('RAN', s.range(10).count(), flush=True)"
     out = tmp_path / "probe.log"
     with open(out, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-c", probe], env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -99,9 +108,9 @@ def test_an_application_without_the_cluster_secret_is_refused(spark_cluster, tmp
         refused = False
         while time.time() < deadline and proc.poll() is None and not refused:
             time.sleep(1)
-            with open(master_log, "rb") as f:
-                f.seek(seen)
-                refused = b"SaslMessage" in f.read()  # "Expected SaslMessage, received something else"
+            text = out.read_text(errors="replace")
+            # The master's handler rejects the first message: "Unknown challenge message".
+            refused = "Failed to connect to master" in text and "Unknown challenge message" in text
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -111,7 +120,7 @@ def test_an_application_without_the_cluster_secret_is_refused(spark_cluster, tmp
     with urllib.request.urlopen(f"http://127.0.0.1:{spark_cluster.ui_port}/json/") as r:
         state = json.load(r)
     names = [a["name"] for a in state["activeapps"] + state["completedapps"]]
-    assert "unauthenticated-probe" not in names, names
+    assert "refused-probe" not in names, names
 
 
 def test_cluster_readiness_probe_treats_a_page_that_is_not_json_as_not_ready(tmp_path):

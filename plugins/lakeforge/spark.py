@@ -28,6 +28,13 @@ JVM_OPTIONS = "-XX:-DontCompileHugeMethods"
 DRIVER_JVM_OPTIONS = f"{JVM_OPTIONS} -XX:+UseParallelGC"
 
 
+# What a cluster with a shared secret runs with: the daemons (lakeforge.spark_cluster, the docker
+# stack) and every application must agree on all of it. No fallback to SASL: a client that
+# authenticates but does not encrypt is refused.
+CLUSTER_SECURITY_CONF = {"spark.authenticate": "true", "spark.network.crypto.enabled": "true",
+                         "spark.network.crypto.saslFallback": "false"}
+
+
 def spark_conf() -> dict[str, str]:
     from lakeforge.local_fs import file_system_conf
     from lakeforge.spark_cds import java_options
@@ -64,10 +71,12 @@ def spark_conf() -> dict[str, str]:
         **file_system_conf(),
         "spark.hadoop.fs.file.impl.disable.cache": "true",
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
-        # A cluster with a shared secret: every connection of the application authenticates. The
+        # A cluster with a shared secret: every connection of the application authenticates and
+        # its RPC traffic (task closures, results, shuffle and broadcast blocks) is encrypted (AES,
+        # keys derived from the secret): rows of the lake cross the network between hosts. The
         # secret itself is never part of this conf (it ends up in DAG serializations and on
         # spark-submit's command line); session() hands it to the driver from the environment.
-        **({"spark.authenticate": "true"} if s.spark_auth_secret else {}),
+        **(CLUSTER_SECURITY_CONF if s.spark_auth_secret else {}),
     }
 
 

@@ -19,6 +19,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from lakeforge.spark import CLUSTER_SECURITY_CONF
+
 
 class SparkClusterError(RuntimeError):
     pass
@@ -33,8 +35,9 @@ def _spark_class() -> str:
 
 class SparkStandalone:
     def __init__(self, work_dir: str | Path, cores: int = 2, memory: str = "2g", auth_secret: str | None = None):
-        """``auth_secret``: run with ``spark.authenticate``; applications must present the same
-        secret (lakeforge jobs: ``LAKEFORGE_SPARK_AUTH_SECRET``)."""
+        """``auth_secret``: run with ``spark.authenticate`` and encrypted RPC
+        (``lakeforge.spark.CLUSTER_SECURITY_CONF``); applications must present the same secret
+        (lakeforge jobs: ``LAKEFORGE_SPARK_AUTH_SECRET``)."""
         self.work_dir = Path(work_dir)
         self.cores, self.memory = cores, memory
         self.auth_secret = auth_secret
@@ -61,8 +64,9 @@ class SparkStandalone:
         if self.auth_secret:
             # The daemons read the secret from the environment, not from their command line.
             env["_SPARK_AUTH_SECRET"] = self.auth_secret
-            env["SPARK_MASTER_OPTS"] += " -Dspark.authenticate=true"
-            env["SPARK_WORKER_OPTS"] = "-Dspark.authenticate=true"
+            security = " ".join(f"-D{k}={v}" for k, v in CLUSTER_SECURITY_CONF.items())
+            env["SPARK_MASTER_OPTS"] += f" {security}"
+            env["SPARK_WORKER_OPTS"] = security
         with open(self.work_dir / f"{name}.log", "ab") as log:
             self.procs.append(subprocess.Popen([_spark_class(), *args], stdout=log, stderr=log,
                                                stdin=subprocess.DEVNULL, env=env))
