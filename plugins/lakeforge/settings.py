@@ -66,7 +66,7 @@ OPTIONS: dict[str, Option] = {
     ),
     "spark_auth_secret": Option(
         "LAKEFORGE_SPARK_AUTH_SECRET", "",
-        "Shared secret of a Spark standalone cluster that runs with `spark.authenticate` (its master and workers read the same secret as `_SPARK_AUTH_SECRET`); jobs then authenticate with it. Empty: no authentication (local mode needs none). Never printed.",
+        "Shared secret of a Spark standalone cluster that runs with `spark.authenticate` (its master and workers read the same secret as `_SPARK_AUTH_SECRET`); jobs then authenticate with it and encrypt their RPC. Empty: no authentication (local mode needs none). Never printed.",
     ),
     "mlflow_tracking_uri": Option(
         "MLFLOW_TRACKING_URI", "sqlite:///{home}/mlflow.db",
