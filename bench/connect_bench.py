@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import scaled_lake
+from lakeforge.ports import free_loopback_port
 from bench.transform_bench import RESULTS, log, run_subprocess, wait_for_quiet
 
 MONTH = (date(2013, 1, 1), date(2013, 1, 31))
@@ -81,12 +82,6 @@ def same_rows(app_lake: str, connect_lake: str, table: str, ds: str) -> bool:
         return data.sort_by([(c, "ascending") for c in data.column_names])
 
     return rows(app_lake).equals(rows(connect_lake))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(master: str, port: int, workdir: Path) -> tuple[subprocess.Popen, float]:
@@ -181,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         log(f"app run {i + 1}: wall {r['wall_s']:.1f}s (start-up {r['timings']['spark_startup_s']:.1f}s)")
         app.append(r)
 
-    port = free_port()
+    port = free_loopback_port()
     wait_for_quiet(120)
     server, server_start_s = start_server(args.master, port, work)
     connect = []

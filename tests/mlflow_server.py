@@ -9,7 +9,6 @@ how the tests simulate an outage.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,15 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from lakeforge.ports import free_loopback_port
 from tests.helpers import stop_process_groups
 
 STARTUP_TIMEOUT_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class MlflowServer:
@@ -35,7 +29,7 @@ class MlflowServer:
         """``backend_uri``: the tracking/registry database (default SQLite in ``root``)."""
         self.root = root
         self.backend_uri = backend_uri or f"sqlite:///{root}/mlflow.db"
-        self.port = free_port()
+        self.port = free_loopback_port()
         self.started_once = False
         self.proc: subprocess.Popen | None = None
         self.startup_seconds = 0.0
@@ -51,7 +45,7 @@ class MlflowServer:
             if self._start_once():
                 self.started_once = True
                 return
-            self.port = free_port()
+            self.port = free_loopback_port()
         raise RuntimeError(f"mlflow server found no free port: {self._log_since(0)[-3000:]}")
 
     def _log_since(self, offset: int) -> str:

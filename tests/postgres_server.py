@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.mlflow_server import free_port
+from lakeforge.ports import free_loopback_port
 
 
 def bin_dir() -> Path:
@@ -63,7 +63,7 @@ class PostgresServer:
                   f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync")
         pwfile.unlink()
         for _ in range(3):  # a port probed free can be taken before the server binds it
-            self.port = free_port()
+            self.port = free_loopback_port()
             done = self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"),
                              "-w", "-t", "60", "-o",
                              f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off",

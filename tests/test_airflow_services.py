@@ -16,9 +16,9 @@ import pytest
 
 from lakeforge.lake import Lake
 from lakeforge.pipelines.nycflights import simulator
+from lakeforge.ports import free_loopback_port
 from lakeforge.publish import list_partitions
 from tests.helpers import stop_process_groups
-from tests.mlflow_server import free_port
 
 pytestmark = pytest.mark.airflow
 
@@ -37,7 +37,7 @@ def service_env(postgres, root: Path) -> dict[str, str]:
     from lakeforge.settings import Settings
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    port = str(free_port())
+    port = str(free_loopback_port())
     env.update({
         "AIRFLOW_HOME": str(root / "airflow"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.url("airflow"),
