@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import scaled_lake
-from lakeforge.ports import free_loopback_port
 from bench.transform_bench import RESULTS, log, run_subprocess, wait_for_quiet
+from lakeforge.ports import free_loopback_port
 
 MONTH = (date(2013, 1, 1), date(2013, 1, 31))
 CLIENT_MARK = "LAKEFORGE_RESULT "  # what run_subprocess reads, as from the job itself

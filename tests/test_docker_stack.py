@@ -6,6 +6,7 @@ import subprocess
 import yaml
 
 from lakeforge.settings import OPTIONS, PROJECT_ROOT
+from lakeforge.spark import CLUSTER_SECURITY_CONF
 
 DOCKER = PROJECT_ROOT / "docker"
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN|_KEY$")
@@ -39,8 +40,6 @@ def test_secrets_are_required_from_the_environment():
 def test_spark_cluster_authenticates_with_a_secret_from_the_environment():
     stack = compose()
     master, worker = _envs(stack["services"]["spark-master"]), _envs(stack["services"]["spark-worker"])
-    from lakeforge.spark import CLUSTER_SECURITY_CONF
-
     security = {f"-D{k}={v}" for k, v in CLUSTER_SECURITY_CONF.items()}  # what the jobs run with
     assert security <= set(master["SPARK_MASTER_OPTS"].split())
     assert "-Dspark.master.rest.enabled=false" in master["SPARK_MASTER_OPTS"].split()

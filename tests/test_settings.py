@@ -49,7 +49,7 @@ def test_readme_lists_every_setting():
 
 def test_the_spark_secret_turns_on_authentication_and_stays_out_of_conf_and_output(monkeypatch, capsys):
     from lakeforge import settings
-    from lakeforge.spark import spark_conf
+    from lakeforge.spark import CLUSTER_SECURITY_CONF, spark_conf
 
     monkeypatch.delenv("LAKEFORGE_SPARK_AUTH_SECRET", raising=False)
     assert "spark.authenticate" not in spark_conf()  # local mode: nothing to authenticate
@@ -57,6 +57,7 @@ def test_the_spark_secret_turns_on_authentication_and_stays_out_of_conf_and_outp
     conf = spark_conf()  # what DAG files pass to SparkSubmitOperator (serialized, on a command line)
     assert conf["spark.authenticate"] == "true"
     assert conf["spark.network.crypto.enabled"] == "true"  # rows crossing hosts are encrypted
+    assert CLUSTER_SECURITY_CONF.items() <= conf.items()  # what the cluster's daemons run with
     assert not any("s3cret-value" in v for v in conf.values())
     assert settings.get_settings().spark_auth_secret == "s3cret-value"
     assert "s3cret-value" not in repr(settings.get_settings())

@@ -88,13 +88,12 @@ def test_the_cluster_refuses_drivers_without_the_secret_or_encryption(spark_clus
     """The master authenticates every connection and requires encrypted RPC: such a driver never
     registers, and its connection is refused at the handshake."""
     import os
-    import signal
     import subprocess
     import sys
     import time
     import urllib.request
 
-    from tests.helpers import jvm_scratch_in_test_tmp
+    from tests.helpers import jvm_scratch_in_test_tmp, stop_process_groups
 
     env = {k: v for k, v in os.environ.items() if k != "LAKEFORGE_SPARK_AUTH_SECRET"}
     env.update(jvm_scratch_in_test_tmp(), PROBE_SECRET=spark_cluster.auth_secret)
@@ -112,9 +111,7 @@ def test_the_cluster_refuses_drivers_without_the_secret_or_encryption(spark_clus
             # The master's handler rejects the first message: "Unknown challenge message".
             refused = "Failed to connect to master" in text and "Unknown challenge message" in text
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        stop_process_groups([proc])
     assert refused, out.read_text()[-3000:]
     assert "RAN" not in out.read_text()
     with urllib.request.urlopen(f"http://127.0.0.1:{spark_cluster.ui_port}/json/") as r:
