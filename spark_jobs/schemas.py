@@ -35,6 +35,7 @@ AIRPORTS = T.StructType([
     T.StructField("dst", T.StringType()), T.StructField("tzone", T.StringType()),
 ])
 AIRLINES = T.StructType([T.StructField("carrier", T.StringType()), T.StructField("name", T.StringType())])
+REFERENCE_SCHEMAS = {"planes": PLANES, "airports": AIRPORTS, "airlines": AIRLINES}
 
 # Raw text lines as read from the lake: the line itself and the partition it came from.
 RAW_LINES = T.StructType([T.StructField("value", T.StringType()), T.StructField("ds", T.StringType())])

@@ -79,6 +79,46 @@ def test_rerun_of_one_date_touches_only_that_date(spark, raw_lake):
         assert fingerprint(spark, raw_lake, t) == prints[t]  # identical rows after the rerun
 
 
+REFERENCE = ["planes", "airports", "airlines"]
+
+
+def test_reference_snapshots_are_cleaned_once_per_content(spark, raw_lake, tmp_path):
+    """A snapshot delivered once serves every daily run: cleaned by the first, read back by the
+    next; a re-delivery with other content, or other cleaning code, cleans it again."""
+    def manifests(layer: str) -> dict[str, bytes]:
+        return {t: raw_lake.read_bytes(f"{layer}/{t}/ds=2013-01-01/{MANIFEST}") for t in REFERENCE}
+
+    first = transform_flights.run(spark, raw_lake, ["2013-01-01"])
+    assert {t: info["reused"] for t, info in first["reference"].items()} == dict.fromkeys(REFERENCE, False)
+    cleaned, quarantined = manifests("clean"), manifests("quarantine")
+    features = fingerprint(spark, raw_lake, "features/flights")
+
+    second = transform_flights.run(spark, raw_lake, ["2013-01-01"])
+    assert {t: info["reused"] for t, info in second["reference"].items()} == dict.fromkeys(REFERENCE, True)
+    assert second["reference"]["airports"]["rows"] == 1458
+    assert manifests("clean") == cleaned and manifests("quarantine") == quarantined  # not republished
+    assert fingerprint(spark, raw_lake, "features/flights") == features  # same joins from the read-back rows
+
+    # Re-delivered airports with one duplicated key: a new raw content, cleaned again (1 quarantined).
+    landing = Lake(f"file://{tmp_path}/landing/nycflights")
+    airports = simulator.snapshot_file("airports")
+    rows = airports.rstrip(b"\n")
+    simulator.write_atomically(landing, "airports/2013-01-01.csv", rows + b"\n" + rows.rsplit(b"\n", 1)[1] + b"\n")
+    assert ingest_partition(SOURCE, "airports", "2013-01-01", lake=raw_lake, landing=landing).status == "published"
+    third = transform_flights.run(spark, raw_lake, ["2013-01-01"])
+    assert third["reference"]["airports"] == {"ds": "2013-01-01", "rows": 1457, "reused": False}
+    assert read_manifest(raw_lake, "quarantine/airports", "ds=2013-01-01")["rows"] == 2  # both copies of the key
+    assert third["reference"]["planes"]["reused"] and manifests("clean")["planes"] == cleaned["planes"]
+
+    # Other cleaning code (its fingerprint recorded in the manifests): cleaned again.
+    manifest = read_manifest(raw_lake, "clean/planes", "ds=2013-01-01")
+    raw_lake.write_bytes(f"clean/planes/ds=2013-01-01/{MANIFEST}",
+                         json.dumps({**manifest, "cleaned_by": "an older version"}).encode())
+    fourth = transform_flights.run(spark, raw_lake, ["2013-01-01"])
+    assert fourth["reference"]["planes"] == {"ds": "2013-01-01", "rows": 3322, "reused": False}
+    assert read_manifest(raw_lake, "clean/planes", "ds=2013-01-01")["cleaned_by"] != "an older version"
+
+
 def _consistent(lake: Lake, table: str) -> None:
     """Every partition is whole: exactly the files its manifest lists, with those sizes."""
     for part in list_partitions(lake, table):
