@@ -30,7 +30,7 @@ from lakeforge.lake import Lake
 from lakeforge.settings import get_settings
 from lakeforge.training import data, promotion, registry, tracking
 from lakeforge.training.evaluate import holdout_metrics, plot_curves, plot_importance, with_probability
-from lakeforge.training.search import fit_and_score, run_search, workers_per_trial
+from lakeforge.training.search import fit_and_score, run_search
 from lakeforge.training.split import Split, make_split
 from lakeforge.training.trainers import FAMILIES, feature_importance
 

@@ -53,7 +53,7 @@ def inspect_delivery(name: str, data: bytes, table: Table, ds: str | None = None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DeliveryRejected(name, "not_csv", f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+        raise DeliveryRejected(name, "not_csv", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
 
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
