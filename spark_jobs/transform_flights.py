@@ -78,6 +78,19 @@ def raw_lines(spark, lake: Lake, table: str, manifests: dict[str, dict[str, Any]
     )
 
 
+def input_bytes(lake: Lake, dates: list[str]) -> int:
+    """Bytes of the raw flights and weather the run reads (what sizes its JVM: ``lakeforge.spark``)."""
+    return sum(m["bytes"] for table in (RAW_FLIGHTS, RAW_WEATHER) for m in raw_manifests(lake, table, dates).values())
+
+
+def driver_jit(spark) -> str:
+    """Which JIT the driver JVM runs with, from its own command line (``lakeforge.spark.jit_options``)."""
+    from lakeforge.spark import SHORT_RUN_JIT
+
+    jvm_args = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()
+    return "C1 only" if SHORT_RUN_JIT in list(jvm_args) else "tiered"
+
+
 def history_rows(lake: Lake, table: str, dates: list[str], days: int = 7) -> dict[str, int]:
     """Row counts of the ``days`` partitions before the run (the trailing average's history)."""
     first = date.fromisoformat(dates[0])
@@ -327,17 +340,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # Great Expectations imports, and the run's validation definition is built, while the JVM starts.
     gate.preload(lambda: [load_suite(SOURCE_NAME, table) for table in AUDITED_TABLES])
+    lake = Lake(args.lake)
+    size = input_bytes(lake, dates)  # a missing raw partition fails here, before the JVM starts
     started = time.perf_counter()
-    spark = session("transform_flights")
+    # Under spark-submit (Airflow) the JVM is up already: its submitter chose the same way.
+    spark = session("transform_flights", input_bytes=size)
     startup = time.perf_counter() - started
     try:
-        result = run(spark, Lake(args.lake), dates, args.run_id)
+        result = run(spark, lake, dates, args.run_id)
+        result["driver_jit"] = driver_jit(spark)
     finally:
         spark.stop()
     result["timings"]["spark_startup_s"] = startup
     result["timings"]["total_s"] = time.perf_counter() - started
     result["run_id"] = args.run_id
-    write_report(Lake(args.lake), JOB, result)
+    write_report(lake, JOB, result)
     print("LAKEFORGE_RESULT " + json.dumps(result), flush=True)
     if result["quality"]["blocked"]:
         # Non-zero exit: the Airflow task fails (without retries: see GatedSparkSubmitOperator).

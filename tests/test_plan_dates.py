@@ -43,3 +43,18 @@ def test_nothing_new_and_bad_ranges(lake):
         plan_dates({"start": "2013-01-01"}, None, INPUTS, lake.root_uri)
     with pytest.raises(ValueError, match="before start"):
         plan_dates({"start": "2013-01-02", "end": "2013-01-01"}, None, INPUTS, lake.root_uri)
+
+
+def test_planned_input_bytes_are_counted_up_to_the_short_run_limit(lake, monkeypatch):
+    from lakeforge.orchestration.transform_dag import planned_input_bytes
+
+    monkeypatch.setenv("LAKEFORGE_SPARK_SHORT_RUN_MB", "1")
+    dates = ["2013-01-01", "2013-01-02", "2013-01-03"]
+    assert planned_input_bytes(INPUTS, dates, lake.root_uri) == 5 * len(b"a,b\n1,2\n")  # 2013-01-02 lacks weather
+    big = PartitionFile("x.csv", b"1,2\n" * (200 << 10))  # 0.8 MB
+    for ds in ("2013-02-01", "2013-02-02", "2013-02-03"):
+        publish_partition(lake, "raw/flights", f"ds={ds}", [big])
+    # Past the limit the count stops: two of the three partitions are enough to know.
+    assert planned_input_bytes(INPUTS, ["2013-02-01", "2013-02-02", "2013-02-03"], lake.root_uri) == 2 * len(big.data)
+    monkeypatch.setenv("LAKEFORGE_SPARK_SHORT_RUN_MB", "0")  # short runs off: nothing to read
+    assert planned_input_bytes(INPUTS, dates, lake.root_uri) is None

@@ -64,6 +64,10 @@ OPTIONS: dict[str, Option] = {
         "LAKEFORGE_SPARK_LOCAL_FS_DIR", "{home}/cache/spark-local-fs",
         "Where the jar of lakeforge's `file://` file system for Spark lives (built by `make spark-cds`: directory permissions set in-process instead of a `chmod` process each, 4-7 s on the x20 year); `off` uses Hadoop's RawLocalFileSystem.",
     ),
+    "spark_short_run_mb": Option(
+        "LAKEFORGE_SPARK_SHORT_RUN_MB", "64",
+        "A Spark job whose input is at most this many MB (a daily run) starts its JVMs with the C1 compiler only (`-XX:TieredStopAtLevel=1`): a short run never repays C2's compile time (one day at x20: ~12 s vs ~15 s; past ~100 MB C2 wins, a year at x20 takes 97 s instead of 57 s with C1 only). 0: never.",
+    ),
     "spark_auth_secret": Option(
         "LAKEFORGE_SPARK_AUTH_SECRET", "",
         "Shared secret of a Spark standalone cluster that runs with `spark.authenticate` (its master and workers read the same secret as `_SPARK_AUTH_SECRET`); jobs then authenticate with it and encrypt their RPC. Empty: no authentication (local mode needs none). Never printed.",
@@ -165,6 +169,7 @@ class Settings:
     spark_driver_memory: str
     spark_cds_dir: str
     spark_local_fs_dir: str
+    spark_short_run_mb: int
     spark_auth_secret: str = field(repr=False)
     mlflow_tracking_uri: str
     mlflow_artifact_root: str
@@ -223,6 +228,8 @@ class Settings:
         for name, allowed in choices.items():
             if values[name] not in allowed:
                 raise ValueError(f"{OPTIONS[name].env} must be one of {', '.join(allowed)}, got {values[name]!r}")
+        if values["spark_short_run_mb"] < 0:  # type: ignore[operator]
+            raise ValueError(f"LAKEFORGE_SPARK_SHORT_RUN_MB must be 0 or more, got {values['spark_short_run_mb']}")
         if values["quality_local_scan_max_mb"] < 0:  # type: ignore[operator]
             raise ValueError(f"LAKEFORGE_QUALITY_LOCAL_SCAN_MAX_MB must be 0 or more, got {values['quality_local_scan_max_mb']}")
         for name in ("train_window_days", "holdout_days", "search_budget", "search_parallelism"):

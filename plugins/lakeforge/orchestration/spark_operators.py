@@ -20,9 +20,15 @@ if TYPE_CHECKING:
 
 
 class GatedSparkSubmitOperator(SparkSubmitOperator):
-    def __init__(self, *, job: str, **kwargs: Any):
+    """``input_bytes`` (templated): how much the job reads, when known; a short run's JVMs get
+    the JIT that suits them (``lakeforge.spark.with_jit``)."""
+
+    template_fields = (*SparkSubmitOperator.template_fields, "input_bytes")
+
+    def __init__(self, *, job: str, input_bytes: int | str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.job = job
+        self.input_bytes = input_bytes
 
     def _report(self, context: "Context") -> dict[str, Any] | None:
         from lakeforge.lake import Lake
@@ -31,6 +37,13 @@ class GatedSparkSubmitOperator(SparkSubmitOperator):
         return read_run_report(Lake(), self.job, context["run_id"])
 
     def execute(self, context: "Context") -> None:
+        from lakeforge.spark import with_jit
+
+        size = str(self.input_bytes).strip()
+        if size.isdigit():  # a rendered template: "None" when the size is unknown
+            self.conf = with_jit(self.conf or {}, int(size))
+            self.log.info("input %.1f MB: driver JVM options %s", int(size) / 2**20,
+                          self.conf.get("spark.driver.extraJavaOptions"))
         try:
             super().execute(context)
         except AirflowException as exc:

@@ -58,6 +58,27 @@ def plan_dates(
     return ready
 
 
+def planned_input_bytes(inputs: Sequence[str], dates: Sequence[str], lake_root: str | None = None) -> int | None:
+    """Bytes of the planned dates' raw inputs, read from their manifests, counted only as far as
+    the short-run limit (``LAKEFORGE_SPARK_SHORT_RUN_MB``; past it the exact size does not matter
+    and a year of manifests is not read). None when short runs are off."""
+    from lakeforge.lake import Lake
+    from lakeforge.publish import read_manifest
+    from lakeforge.settings import get_settings
+
+    limit = get_settings().spark_short_run_mb << 20
+    if not limit:
+        return None
+    lake, total = Lake(lake_root), 0
+    for ds in dates:
+        for table in inputs:
+            manifest = read_manifest(lake, table, f"ds={ds}")
+            total += manifest["bytes"] if manifest else 0
+            if total > limit:
+                return total
+    return total
+
+
 def build_spark_transform_dag(
     *,
     dag_id: str,
@@ -90,13 +111,17 @@ def build_spark_transform_dag(
     ) as dag:
 
         @task(task_id="plan_dates")
-        def plan(params=None, triggering_asset_events=None) -> list[str]:
+        def plan(params=None, triggering_asset_events=None, ti=None) -> list[str]:
             from airflow.sdk.exceptions import AirflowFailException
 
+            tables = [f"raw/{t}" for t in inputs]
             try:
-                return plan_dates(params or {}, triggering_asset_events, [f"raw/{t}" for t in inputs])
+                dates = plan_dates(params or {}, triggering_asset_events, tables)
             except ValueError as exc:  # bad trigger parameters: retrying cannot help
                 raise AirflowFailException(str(exc)) from exc
+            # How much the Spark job will read: a short run gets JVMs that warm up fast.
+            ti.xcom_push(key="input_bytes", value=planned_input_bytes(tables, dates))
+            return dates
 
         @task.short_circuit(task_id="anything_to_do")
         def anything(dates: list[str]) -> bool:
@@ -110,6 +135,7 @@ def build_spark_transform_dag(
             conn_id="spark_default",
             name=dag_id,
             conf=spark_conf(),
+            input_bytes="{{ ti.xcom_pull(task_ids='plan_dates', key='input_bytes') }}",
             application_args=[
                 "--dates", "{{ ti.xcom_pull(task_ids='plan_dates') | join(',') }}",
                 "--run-id", "{{ run_id }}",
