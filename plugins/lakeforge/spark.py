@@ -42,9 +42,14 @@ CLUSTER_SECURITY_CONF = {"spark.authenticate": "true", "spark.network.crypto.ena
 SHORT_RUN_JIT = "-XX:TieredStopAtLevel=1"
 
 
+def short_run_limit() -> int:
+    """Input bytes up to which a job is a short run (``LAKEFORGE_SPARK_SHORT_RUN_MB``; 0: none is)."""
+    return get_settings().spark_short_run_mb << 20
+
+
 def jit_options(input_bytes: int | None) -> str:
     """JIT options for the JVMs of a job reading ``input_bytes`` (None: unknown, tiered)."""
-    limit = get_settings().spark_short_run_mb << 20
+    limit = short_run_limit()
     return SHORT_RUN_JIT if input_bytes is not None and 0 < limit and input_bytes <= limit else ""
 
 

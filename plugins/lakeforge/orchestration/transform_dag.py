@@ -64,9 +64,9 @@ def planned_input_bytes(inputs: Sequence[str], dates: Sequence[str], lake_root: 
     and a year of manifests is not read). None when short runs are off."""
     from lakeforge.lake import Lake
     from lakeforge.publish import read_manifest
-    from lakeforge.settings import get_settings
+    from lakeforge.spark import short_run_limit
 
-    limit = get_settings().spark_short_run_mb << 20
+    limit = short_run_limit()
     if not limit:
         return None
     lake, total = Lake(lake_root), 0
