@@ -99,9 +99,11 @@ def write_evidence(lake: Lake, results: Iterable[PartitionResult], run_id: str |
         record["evidence"] = lake.uri(evidence_dir(result.table, result.ds), "report.html")
         by_table.setdefault(result.table, {})[partition_name(result.ds)] = record
     for table, records in by_table.items():
+        # Without indent: json's C encoder (indented, the pure-Python one took ~0.7 s of a year's
+        # 1,820 partitions at x1); report.html is the readable view.
         publish_partitions(
             lake, f"{QUALITY}/{table}",
-            {partition: [PartitionFile("validation.json", json.dumps(r, indent=2).encode()),
+            {partition: [PartitionFile("validation.json", json.dumps(r).encode()),
                          PartitionFile("report.html", render_html(r).encode())]
              for partition, r in records.items()},
             meta={partition: {"status": r["status"], "run_id": run_id} for partition, r in records.items()},
