@@ -78,9 +78,14 @@ def raw_lines(spark, lake: Lake, table: str, manifests: dict[str, dict[str, Any]
     )
 
 
-def input_bytes(lake: Lake, dates: list[str]) -> int:
-    """Bytes of the raw flights and weather the run reads (what sizes its JVM: ``lakeforge.spark``)."""
-    return sum(m["bytes"] for table in (RAW_FLIGHTS, RAW_WEATHER) for m in raw_manifests(lake, table, dates).values())
+def raw_inputs(lake: Lake, dates: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The manifests of every raw partition the run reads, by table and date."""
+    return {table: raw_manifests(lake, table, dates) for table in (RAW_FLIGHTS, RAW_WEATHER)}
+
+
+def input_bytes(inputs: dict[str, dict[str, dict[str, Any]]]) -> int:
+    """Bytes of the run's raw inputs (``raw_inputs``): what sizes its JVM (``lakeforge.spark``)."""
+    return sum(m["bytes"] for manifests in inputs.values() for m in manifests.values())
 
 
 def driver_jit(spark) -> str:
@@ -214,11 +219,13 @@ def quarantine_ratios(raw: dict[str, int], bad: dict[str, int]) -> dict[str, flo
     return {ds: (bad[ds] / raw[ds] if raw[ds] else None) for ds in raw}
 
 
-def run(spark, lake: Lake, dates: list[str], run_id: str | None = None) -> dict[str, Any]:
+def run(spark, lake: Lake, dates: list[str], run_id: str | None = None,
+        inputs: dict[str, dict[str, dict[str, Any]]] | None = None) -> dict[str, Any]:
     """Write, audit, publish: every output is staged, the quality gate audits the staged
     partitions, and only the dates that pass every critical check are published (all their
     tables); the others keep their previous version. Blocked dates are listed in the result's
-    ``quality.blocked`` (``main`` then exits non-zero)."""
+    ``quality.blocked`` (``main`` then exits non-zero). ``inputs``: the raw manifests
+    (``raw_inputs``), when the caller has read them."""
     from lakeforge.quality.wap import QualityGate
     from spark_jobs.clean import clean_flights, clean_weather
     from spark_jobs.features import build_features
@@ -237,8 +244,8 @@ def run(spark, lake: Lake, dates: list[str], run_id: str | None = None) -> dict[
         )))
     airports, planes = snapshots["airports"][0], snapshots["planes"][0]
     timings["reference_s"] = time.perf_counter() - t  # part of clean_s
-    flight_manifests = raw_manifests(lake, RAW_FLIGHTS, dates)
-    weather_manifests = raw_manifests(lake, RAW_WEATHER, dates)
+    inputs = inputs or raw_inputs(lake, dates)  # ``main`` read them already, to size the JVM
+    flight_manifests, weather_manifests = inputs[RAW_FLIGHTS], inputs[RAW_WEATHER]
     raw = {
         "flights": {ds: m["rows"] for ds, m in flight_manifests.items()},
         "weather": {ds: m["rows"] for ds, m in weather_manifests.items()},
@@ -341,13 +348,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # Great Expectations imports, and the run's validation definition is built, while the JVM starts.
     gate.preload(lambda: [load_suite(SOURCE_NAME, table) for table in AUDITED_TABLES])
     lake = Lake(args.lake)
-    size = input_bytes(lake, dates)  # a missing raw partition fails here, before the JVM starts
+    inputs = raw_inputs(lake, dates)  # a missing raw partition fails here, before the JVM starts
     started = time.perf_counter()
     # Under spark-submit (Airflow) the JVM is up already: its submitter chose the same way.
-    spark = session("transform_flights", input_bytes=size)
+    spark = session("transform_flights", input_bytes=input_bytes(inputs))
     startup = time.perf_counter() - started
     try:
-        result = run(spark, lake, dates, args.run_id)
+        result = run(spark, lake, dates, args.run_id, inputs)
         result["driver_jit"] = driver_jit(spark)
     finally:
         spark.stop()
