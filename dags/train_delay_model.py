@@ -13,7 +13,8 @@ Spark application (`spark_jobs/train_delay_model.py`):
 
 - time-based split, no shuffling: a rolling window of `window_days` for training (its last
   `validation_days` score the search trials), then the newest `holdout_days` days, never trained on;
-- the MLlib LogisticRegression baseline and the chosen family (`xgboost.spark` by default) in a
+- the MLlib LogisticRegression baseline and the chosen family (LightGBM trained across the executors by default; `xgboost`,
+  `lr` and `gbt` in the trigger form) in a
   hyperparameter search, trials in parallel, each a nested MLflow run; the best is refitted on the
   whole window;
 - one parent MLflow run: params, split boundaries, holdout metrics, plots, the input partitions

@@ -1,7 +1,7 @@
 """Spark job: train the flight-delay model, track it in MLflow, register it, run the registry gate.
 
     spark-submit spark_jobs/train_delay_model.py --run-key train_delay_model/manual__... \\
-        [--end 2013-01-31] [--window-days 90] [--holdout-days 14] [--family xgboost] [--search-budget 4]
+        [--end 2013-01-31] [--window-days 90] [--holdout-days 14] [--family lightgbm] [--search-budget 4]
 
 ONE Spark application per training run: read the features partitions of the split (time-based:
 rolling window, then a holdout of the newest days), fit the MLlib LogisticRegression baseline and

@@ -60,6 +60,48 @@ def test_xgboost_pipeline_takes_the_feature_columns_and_names_their_importance(s
     assert importance and set(importance) <= set(CATEGORICAL_FEATURES + NUMERIC_FEATURES)
 
 
+def test_lightgbm_trains_on_every_worker_and_scores_like_its_booster(spark, features_lake, tmp_path):
+    """The lightgbm family: one model trained by two barrier tasks together over LightGBM's network
+    (each holding half of the rows), scored by Spark exactly as by the booster itself, saved and
+    loaded back as part of the pipeline."""
+    import lightgbm as lgb
+    import numpy as np
+    from pyspark.ml import PipelineModel
+
+    from lakeforge.training.evaluate import with_probability
+    from lakeforge.training.trainers import build_pipeline, feature_importance
+    from spark_jobs.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, NUMERIC_FEATURES
+
+    df = spark.read.parquet(features_lake.uri("features/flights")).select(*FEATURE_COLUMNS, "label").cache()
+    rows = df.count()
+    params = {"n_estimators": 5, "num_leaves": 7, "subsample": 1.0, "colsample_bytree": 1.0}
+    model = build_pipeline("lightgbm", params, num_workers=2).fit(df)
+    assert [type(s).__name__ for s in model.stages] == ["StringIndexerModel", "SparkLGBMClassifierModel"]
+    stats = model.stages[-1].worker_stats
+    assert [w["rank"] for w in stats] == [0, 1] and all(w["rows"] > 0 for w in stats)
+    assert sum(w["rows"] for w in stats) == rows
+    # Data-parallel: every split is chosen on all workers' rows, so the first tree's root counts them all.
+    booster = model.stages[-1].get_booster()
+    assert booster.dump_model()["tree_info"][0]["tree_structure"]["internal_count"] == rows
+
+    sample = df.limit(300).cache()
+    cols = [f"{c}_idx" for c in CATEGORICAL_FEATURES] + NUMERIC_FEATURES  # the indexed rows the booster saw
+    scored = with_probability(model.transform(sample)).select("p", *cols).toPandas()
+    x = scored[cols].to_numpy(dtype=np.float32, na_value=np.nan)
+    np.testing.assert_allclose(scored["p"], lgb.Booster(model_str=booster.model_to_string()).predict(x), rtol=1e-6)
+
+    model.write().save(str(tmp_path / "model"))
+    again = with_probability(PipelineModel.load(str(tmp_path / "model")).transform(sample)).select("p").toPandas()
+    np.testing.assert_allclose(again["p"], scored["p"], rtol=1e-12)
+    importance = feature_importance("lightgbm", model)
+    assert importance and set(importance) <= set(CATEGORICAL_FEATURES + NUMERIC_FEATURES)
+
+    with pytest.raises(Exception, match="got no rows"):  # more workers than rows: a clear error
+        build_pipeline("lightgbm", params, num_workers=2).fit(df.limit(1))
+    sample.unpersist()
+    df.unpersist()
+
+
 def train_leaving_nothing_behind(spark, a, folder: Path) -> dict:
     """Train, and check the run left nothing in the temporary folders (mlflow.spark leaves its
     model copies in tempfile's folder and in MLFLOW_DFS_TMP unless the job cleans up after it)."""
@@ -167,7 +209,8 @@ def test_mlflow_down_then_crash_mid_registration_then_retry(spark, features_lake
     from mlflow import MlflowClient
 
     key = "train_delay_model/manual__2"
-    quick = {"family": "xgboost", "search_budget": 1, "no_baseline": True}
+    # The default family (LightGBM across executors) this time: its model is registered and loaded back.
+    quick = {"family": "lightgbm", "search_budget": 1, "no_baseline": True}
     mlflow_server.stop()
     t = time.perf_counter()
     with pytest.raises(MlflowUnavailable, match=f"{mlflow_server.uri} is unreachable"):
@@ -209,6 +252,20 @@ def test_mlflow_down_then_crash_mid_registration_then_retry(spark, features_lake
     assert sorted(r.info.status for r in stale) == ["FAILED", "FINISHED"]
     log = [e for e in promotion.read_log(features_lake, NAME) if e["run_key"] == key]
     assert len(log) == 1 and log[0]["version"] == retry["version"] and log[0]["champion_before"]["version"] == "1"
+
+    import mlflow
+
+    from lakeforge.training.evaluate import with_probability
+    from spark_jobs.features import FEATURE_COLUMNS
+
+    assert retry["family"] == "lightgbm"
+    with scratch_space(), train_delay_model.checksummed_local_fs(spark):
+        model = mlflow.spark.load_model(f"models:/{NAME}/{retry['version']}")
+        assert type(model.stages[-1]).__name__ == "SparkLGBMClassifierModel"
+        features = spark.read.parquet(features_lake.uri("features/flights")).select(*FEATURE_COLUMNS)
+        stats = with_probability(model.transform(features)).selectExpr("count(*) AS n", "min(p) AS lo",
+                                                                       "max(p) AS hi").first()
+    assert stats.n == features.count() and 0 < stats.lo < stats.hi < 1
 
 
 def test_the_same_run_on_a_postgres_backed_server(spark, features_lake, session_home, postgres, monkeypatch):

@@ -101,8 +101,9 @@ OPTIONS: dict[str, Option] = {
         "Last days of the training window that the hyperparameter search scores trials on.",
     ),
     "train_model_family": Option(
-        "LAKEFORGE_TRAIN_MODEL_FAMILY", "xgboost",
-        "Model family of the challenger: `xgboost` (xgboost.spark), `lr` (MLlib LogisticRegression), `gbt` (MLlib GBT).",
+        "LAKEFORGE_TRAIN_MODEL_FAMILY", "lightgbm",
+        "Model family of the challenger: `lightgbm` (LightGBM data-parallel across executors), `xgboost` "
+        "(xgboost.spark), `lr` (MLlib LogisticRegression), `gbt` (MLlib GBT).",
     ),
     "search_budget": Option(
         "LAKEFORGE_SEARCH_BUDGET", "4",
@@ -222,7 +223,7 @@ class Settings:
                 f"LAKEFORGE_HDFS_CLIENT must be auto, libhdfs or native, got {values['hdfs_client']!r}"
             )
         choices = {
-            "train_model_family": ("xgboost", "lr", "gbt"),
+            "train_model_family": ("lightgbm", "xgboost", "lr", "gbt"),
             "promotion_metric": ("roc_auc", "pr_auc", "log_loss", "brier"),
         }
         for name, allowed in choices.items():

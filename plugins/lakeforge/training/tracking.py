@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator
 from lakeforge.settings import PROJECT_ROOT, get_settings
 
 # What the logged model needs to load and score (explicit: inference costs ~25-30 s per log_model).
-MODEL_PACKAGES = ("mlflow", "pyspark", "xgboost-cpu", "pandas", "numpy", "scikit-learn", "pyarrow")
+MODEL_PACKAGES = ("mlflow", "pyspark", "xgboost-cpu", "lightgbm", "pandas", "numpy", "scikit-learn", "pyarrow")
 
 
 class MlflowUnavailable(RuntimeError):

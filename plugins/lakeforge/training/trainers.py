@@ -8,6 +8,11 @@
   = the executor slots given to the trial). Categoricals are string-indexed; the feature columns
   go to xgboost as columns (no assembled vector) and missing numerics stay NaN, which xgboost
   treats as missing.
+- ``lightgbm``: LightGBM trained across executors (``lakeforge.training.lightgbm_spark``:
+  data-parallel over LightGBM's own network in one barrier stage, ``num_workers`` = the executor
+  slots given to the trial). Categoricals are string-indexed (the index is an ordinary numeric
+  feature: measured AUC 0.690 on the year vs 0.688 as LightGBM categoricals); each worker orders
+  its rows in time before building its Dataset.
 - ``gbt``: MLlib GBTClassifier (measured slower and weaker here: kept for comparison).
 
 Every pipeline takes the raw feature columns and outputs ``probability`` (a vector), so the
@@ -21,7 +26,9 @@ from typing import Any
 
 from spark_jobs.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
-FAMILIES = ("xgboost", "lr", "gbt")
+FAMILIES = ("xgboost", "lightgbm", "lr", "gbt")
+# Rows ordered by these before a LightGBM worker builds its Dataset (cache-friendly histogram passes).
+TIME_ORDER = ["day_of_year", "sched_dep_hour", "sched_dep_minute"]
 LABEL = "label"
 LR_ONE_HOT_NUMERIC = ["sched_dep_hour", "day_of_week", "month"]
 # Calendar position is a trend to a linear model: in a time split every holdout day lies beyond the
@@ -32,6 +39,8 @@ LR_EXCLUDED = ["day_of_year", "day_of_month"]
 DEFAULTS: dict[str, dict[str, Any]] = {
     "xgboost": {"max_depth": 5, "learning_rate": 0.1, "n_estimators": 100, "min_child_weight": 20.0,
                 "reg_lambda": 1.0, "subsample": 0.8, "colsample_bytree": 0.8},
+    "lightgbm": {"num_leaves": 31, "learning_rate": 0.1, "n_estimators": 100, "min_child_samples": 20,
+                 "reg_lambda": 0.0, "subsample": 0.8, "colsample_bytree": 0.8},
     "lr": {"regParam": 0.001, "elasticNetParam": 0.0, "maxIter": 50},
     "gbt": {"maxDepth": 5, "stepSize": 0.1, "maxIter": 50, "minInstancesPerNode": 20},
 }
@@ -39,6 +48,9 @@ SPACES: dict[str, dict[str, list[Any]]] = {
     "xgboost": {"max_depth": [4, 5, 6, 8], "learning_rate": [0.05, 0.1, 0.2],
                 "n_estimators": [60, 100, 150], "min_child_weight": [1.0, 5.0, 20.0],
                 "reg_lambda": [0.5, 1.0, 5.0], "subsample": [0.7, 0.9, 1.0], "colsample_bytree": [0.6, 0.8, 1.0]},
+    "lightgbm": {"num_leaves": [15, 31, 63], "learning_rate": [0.05, 0.1, 0.2],
+                 "n_estimators": [60, 100, 150], "min_child_samples": [10, 20, 50],
+                 "reg_lambda": [0.0, 1.0, 5.0], "subsample": [0.7, 0.9, 1.0], "colsample_bytree": [0.6, 0.8, 1.0]},
     "lr": {"regParam": [0.0001, 0.001, 0.01, 0.05], "elasticNetParam": [0.0, 0.1, 0.5], "maxIter": [30, 50, 100]},
     "gbt": {"maxDepth": [4, 5, 6], "stepSize": [0.05, 0.1, 0.2], "maxIter": [30, 50],
             "minInstancesPerNode": [5, 20, 50]},
@@ -106,6 +118,17 @@ def build_pipeline(family: str, params: dict[str, Any], num_workers: int = 1, se
                                    missing=float("nan"), tree_method="hist", random_state=seed, verbose=False,
                                    disable_default_eval_metric=True, **params)
         return Pipeline(stages=[_indexers(CATEGORICAL_FEATURES), model])
+    if family == "lightgbm":
+        import json
+
+        from lakeforge.training.lightgbm_spark import SparkLGBMClassifier
+
+        lgb_params = {"seed": seed, **params}
+        if lgb_params.get("subsample", 1.0) < 1.0:
+            lgb_params.setdefault("subsample_freq", 1)  # LightGBM bags rows only with a frequency set
+        model = SparkLGBMClassifier(featuresCols=assembled, labelCol=LABEL, numWorkers=num_workers,
+                                    lgbParams=json.dumps(lgb_params), sortCols=TIME_ORDER)
+        return Pipeline(stages=[_indexers(CATEGORICAL_FEATURES), model])
     elif family == "gbt":
         from pyspark.ml.classification import GBTClassifier
 
@@ -128,6 +151,10 @@ def feature_importance(family: str, model) -> dict[str, float]:
         # The booster's features are the input columns (categoricals as their ``_idx`` column).
         gain = last.get_booster().get_score(importance_type="total_gain")
         return {k.removesuffix("_idx"): float(v) for k, v in gain.items()}
+    if family == "lightgbm":
+        booster = last.get_booster()
+        gain = booster.feature_importance(importance_type="gain")
+        return {k.removesuffix("_idx"): float(v) for k, v in zip(booster.feature_name(), gain) if v > 0}
     if family == "gbt":
         names = CATEGORICAL_FEATURES + NUMERIC_FEATURES
         return {n: float(v) for n, v in zip(names, last.featureImportances.toArray())}
