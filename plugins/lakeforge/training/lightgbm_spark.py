@@ -38,7 +38,7 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 # stage starts every task at once, so they meet within seconds; this bounds a lost worker.
 NETWORK_TIMEOUT_MIN = 2
 MODEL_COLUMN = "model"
-WORKER_SCHEMA = f"{MODEL_COLUMN} string, rank int, rows long, load_s double, train_s double"
+WORKER_SCHEMA = f"{MODEL_COLUMN} string, rank int, rows long, load_s double, train_s double, first_batch_s double"
 log = logging.getLogger(__name__)
 
 
@@ -100,7 +100,7 @@ class SparkLGBMClassifier(Estimator, _LGBMParams):
         model._set(probabilityCol=self.getOrDefault(self.probabilityCol),
                    predictionCol=self.getOrDefault(self.predictionCol), labelCol=label)
         # What each worker did (not persisted): rows, seconds to build its matrix, seconds in LightGBM.
-        model.worker_stats = sorted(({k: r[k] for k in ("rank", "rows", "load_s", "train_s")} for r in rows),
+        model.worker_stats = sorted(({k: r[k] for k in ("rank", "rows", "first_batch_s", "load_s", "train_s")} for r in rows),
                                     key=lambda w: w["rank"])
         log.info("LightGBM on %d workers: %s", workers, model.worker_stats)
         return model
@@ -126,7 +126,12 @@ def _barrier_trainer(features: list[str], label: str, workers: int, params: dict
 
         ctx = BarrierTaskContext.get()
         started = time.perf_counter()
-        batches = list(batches)
+        first = None
+        received = []
+        for b in batches:
+            first = first if first is not None else time.perf_counter() - started
+            received.append(b)
+        batches = received
         if not sum(b.num_rows for b in batches):
             raise ValueError(f"LightGBM worker {ctx.partitionId()} got no rows: fewer training rows than workers?")
         table = pa.Table.from_batches(batches)
@@ -160,9 +165,10 @@ def _barrier_trainer(features: list[str], label: str, workers: int, params: dict
                 booster.free_network()  # the network is process-global: a reused worker starts clean
         yield pa.RecordBatch.from_pydict(
             {MODEL_COLUMN: [text], "rank": [ctx.partitionId()], "rows": [len(y)],
-             "load_s": [loaded - started], "train_s": [time.perf_counter() - loaded]},
+             "load_s": [loaded - started], "train_s": [time.perf_counter() - loaded], "first_batch_s": [first]},
             schema=pa.schema([(MODEL_COLUMN, pa.string()), ("rank", pa.int32()), ("rows", pa.int64()),
-                              ("load_s", pa.float64()), ("train_s", pa.float64())]))
+                              ("load_s", pa.float64()), ("train_s", pa.float64()),
+                              ("first_batch_s", pa.float64())]))
 
     return train
 
