@@ -102,6 +102,48 @@ def test_lightgbm_trains_on_every_worker_and_scores_like_its_booster(spark, feat
     df.unpersist()
 
 
+CLUSTER_FIT = """
+import json, sys
+from lakeforge.spark import session
+from lakeforge.training.evaluate import with_probability
+from lakeforge.training.trainers import build_pipeline
+from spark_jobs.features import FEATURE_COLUMNS
+spark = session("lightgbm-on-cluster", master=sys.argv[1])
+df = spark.read.parquet(sys.argv[2]).select(*FEATURE_COLUMNS, "label")
+model = build_pipeline("lightgbm", {"n_estimators": 5, "num_leaves": 7}, num_workers=2).fit(df)
+p = with_probability(model.transform(df)).selectExpr("count(*) AS n", "min(p) AS lo", "max(p) AS hi").first()
+print("RESULT", json.dumps({"stats": model.stages[-1].worker_stats, "rows": df.count(), "scored": p.n,
+                            "p": [p.lo, p.hi], "app": spark.sparkContext.applicationId}), flush=True)
+spark.stop()
+"""
+
+
+def test_lightgbm_trains_across_the_executors_of_a_standalone_cluster(spark_cluster, features_lake, tmp_path):
+    """On a real standalone cluster (authenticated, encrypted RPC) the barrier tasks run in the
+    worker's executor JVM, not the driver: LightGBM's network forms there and the model comes back."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import jvm_scratch_in_test_tmp, stop_process_groups
+
+    env = {**os.environ, **jvm_scratch_in_test_tmp(), "LAKEFORGE_SPARK_AUTH_SECRET": spark_cluster.auth_secret}
+    proc = subprocess.Popen([sys.executable, "-c", CLUSTER_FIT, spark_cluster.master_url,
+                             features_lake.uri("features/flights")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        stop_process_groups([proc])
+    lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, out[-4000:]
+    result = json.loads(lines[-1][len("RESULT "):])
+    assert [w["rank"] for w in result["stats"]] == [0, 1]
+    assert sum(w["rows"] for w in result["stats"]) == result["rows"] == result["scored"]
+    assert 0 < result["p"][0] < result["p"][1] < 1
+    assert result["app"].startswith("app-")  # a standalone application (local mode names it local-...)
+
+
 def train_leaving_nothing_behind(spark, a, folder: Path) -> dict:
     """Train, and check the run left nothing in the temporary folders (mlflow.spark leaves its
     model copies in tempfile's folder and in MLFLOW_DFS_TMP unless the job cleans up after it)."""

@@ -26,7 +26,8 @@ import json
 import logging
 import socket
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pandas as pd  # module level: the scoring UDF's type hints are resolved against this module
 from pyspark import keyword_only
@@ -76,7 +77,7 @@ class SparkLGBMClassifier(Estimator, _LGBMParams):
         kwargs = {k: v for k, v in self._input_kwargs.items() if v is not None}
         self._set(**kwargs)
 
-    def _fit(self, dataset) -> "SparkLGBMClassifierModel":
+    def _fit(self, dataset) -> SparkLGBMClassifierModel:
         from pyspark.sql import functions as F
 
         features = self.getOrDefault(self.featuresCols)
