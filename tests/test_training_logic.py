@@ -2,6 +2,7 @@
 promotion rule and its audit log, and the training DAG's plan."""
 
 import json
+import time
 
 import pytest
 
@@ -194,3 +195,26 @@ def test_mlflow_scratch_space_is_removed_and_the_process_settings_restored(tmp_p
         raise RuntimeError("boom")  # removed on failure too
     assert list(tmp_path.iterdir()) == []
     assert tempfile.tempdir == str(tmp_path) and os.environ["MLFLOW_DFS_TMP"] == "/somewhere/else"
+
+
+def test_lightgbm_rendezvous_hands_every_worker_all_addresses_in_rank_order():
+    """The driver-side rendezvous of LightGBM-on-Spark: every worker gets the whole list in rank
+    order once all have registered; a wrong token is turned away; a retried rank replaces its
+    earlier registration."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lakeforge.training.lightgbm_spark import _exchange, _Rendezvous
+
+    rdv = _Rendezvous("127.0.0.1", 3)
+    try:
+        assert _exchange(rdv.address, "not-the-token", 0, "127.0.0.1:1") == []
+        with ThreadPoolExecutor(4) as pool:
+            stale = pool.submit(_exchange, rdv.address, rdv.token, 2, "127.0.0.1:999")  # a failed attempt
+            time.sleep(0.3)
+            futures = [pool.submit(_exchange, rdv.address, rdv.token, rank, f"127.0.0.1:{9000 + rank}")
+                       for rank in (2, 0, 1)]
+            lists = [f.result(timeout=30) for f in futures]
+        assert lists == [["127.0.0.1:9000", "127.0.0.1:9001", "127.0.0.1:9002"]] * 3
+        assert stale.result(timeout=30) == []  # its connection was closed when rank 2 registered again
+    finally:
+        rdv.close()
