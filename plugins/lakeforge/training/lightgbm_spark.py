@@ -21,7 +21,6 @@ round trip per split would cost a stage each.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import socket
@@ -30,6 +29,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd  # module level: the scoring UDF's type hints are resolved against this module
+import pyarrow as pa
 from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.param import Param, Params, TypeConverters
@@ -39,8 +39,12 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 # stage starts every task at once, so they meet within seconds; this bounds a lost worker.
 NETWORK_TIMEOUT_MIN = 2
 MODEL_COLUMN = "model"
-WORKER_SCHEMA = (f"{MODEL_COLUMN} string, rank int, rows long, load_s double, train_s double, "
-                 "first_batch_s double, stream_s double")
+# What each barrier task returns: the model text (task 0 only), then what the worker did: its rows
+# and seconds (from its start) to the first Arrow batch, to the end of its stream, to the ordered
+# matrix ready to train (``load_s``), then in LightGBM (``train_s``).
+WORKER_SCHEMA = pa.schema([(MODEL_COLUMN, pa.string()), ("rank", pa.int32()), ("rows", pa.int64()),
+                           ("first_batch_s", pa.float64()), ("stream_s", pa.float64()),
+                           ("load_s", pa.float64()), ("train_s", pa.float64())])
 log = logging.getLogger(__name__)
 
 
@@ -80,6 +84,7 @@ class SparkLGBMClassifier(Estimator, _LGBMParams):
 
     def _fit(self, dataset) -> SparkLGBMClassifierModel:
         from pyspark.sql import functions as F
+        from pyspark.sql.pandas.types import from_arrow_schema
 
         features = self.getOrDefault(self.featuresCols)
         label = self.getOrDefault(self.labelCol)
@@ -100,7 +105,7 @@ class SparkLGBMClassifier(Estimator, _LGBMParams):
         try:
             train = _barrier_trainer(features, label, workers, params, rounds, sort,
                                      rendezvous and (rendezvous.address, rendezvous.token))
-            rows = df.mapInArrow(train, WORKER_SCHEMA, barrier=True).collect()
+            rows = df.mapInArrow(train, from_arrow_schema(WORKER_SCHEMA), barrier=True).collect()
         finally:
             if rendezvous:
                 rendezvous.close()
@@ -110,8 +115,8 @@ class SparkLGBMClassifier(Estimator, _LGBMParams):
         model = SparkLGBMClassifierModel(featuresCols=features, modelString=texts[0])
         model._set(probabilityCol=self.getOrDefault(self.probabilityCol),
                    predictionCol=self.getOrDefault(self.predictionCol), labelCol=label)
-        # What each worker did (not persisted): rows, seconds to build its matrix, seconds in LightGBM.
-        model.worker_stats = sorted(({k: r[k] for k in ("rank", "rows", "first_batch_s", "stream_s", "load_s", "train_s")} for r in rows),
+        # What each worker did (not persisted): ``WORKER_SCHEMA`` less the model text.
+        model.worker_stats = sorted(({k: r[k] for k in WORKER_SCHEMA.names if k != MODEL_COLUMN} for r in rows),
                                     key=lambda w: w["rank"])
         log.info("LightGBM on %d workers: %s", workers, model.worker_stats)
         return model
@@ -197,7 +202,6 @@ def _barrier_trainer(features: list[str], label: str, workers: int, params: dict
     def train(batches: Iterator) -> Iterator:
         import lightgbm as lgb
         import numpy as np
-        import pyarrow as pa
         from pyspark import BarrierTaskContext
 
         ctx = BarrierTaskContext.get()
@@ -242,26 +246,23 @@ def _barrier_trainer(features: list[str], label: str, workers: int, params: dict
             if workers > 1:
                 booster.free_network()  # the network is process-global: a reused worker starts clean
         yield pa.RecordBatch.from_pydict(
-            {MODEL_COLUMN: [text], "rank": [ctx.partitionId()], "rows": [len(y)],
-             "load_s": [loaded - started], "train_s": [time.perf_counter() - loaded], "first_batch_s": [first], "stream_s": [streamed]},
-            schema=pa.schema([(MODEL_COLUMN, pa.string()), ("rank", pa.int32()), ("rows", pa.int64()),
-                              ("load_s", pa.float64()), ("train_s", pa.float64()),
-                              ("first_batch_s", pa.float64()), ("stream_s", pa.float64())]))
+            {MODEL_COLUMN: [text], "rank": [ctx.partitionId()], "rows": [len(y)], "first_batch_s": [first],
+             "stream_s": [streamed], "load_s": [loaded - started], "train_s": [time.perf_counter() - loaded]},
+            schema=WORKER_SCHEMA)
 
     return train
 
 
-_BOOSTERS: dict[str, Any] = {}  # model text hash -> parsed booster, per Python worker
+_BOOSTERS: dict[str, Any] = {}  # model text -> parsed booster, per Python worker
 
 
 def _booster(text: str):
     import lightgbm as lgb
 
-    key = hashlib.sha256(text.encode()).hexdigest()
-    if key not in _BOOSTERS:
+    if text not in _BOOSTERS:
         _BOOSTERS.clear()  # one model at a time per worker
-        _BOOSTERS[key] = lgb.Booster(model_str=text)
-    return _BOOSTERS[key]
+        _BOOSTERS[text] = lgb.Booster(model_str=text)
+    return _BOOSTERS[text]
 
 
 class SparkLGBMClassifierModel(Model, _LGBMParams, DefaultParamsReadable, DefaultParamsWritable):
