@@ -200,21 +200,44 @@ def test_mlflow_scratch_space_is_removed_and_the_process_settings_restored(tmp_p
 def test_lightgbm_rendezvous_hands_every_worker_all_addresses_in_rank_order():
     """The driver-side rendezvous of LightGBM-on-Spark: every worker gets the whole list in rank
     order once all have registered; a wrong token is turned away; a retried rank replaces its
-    earlier registration."""
+    earlier registration; a registration whose task died never completes a group."""
+    import socket
     from concurrent.futures import ThreadPoolExecutor
 
     from lakeforge.training.lightgbm_spark import _exchange, _Rendezvous
 
+    def registered(rdv, rank, timeout=10.0):
+        deadline = time.time() + timeout
+        while rank not in rdv._pending and time.time() < deadline:
+            time.sleep(0.01)
+        return rank in rdv._pending
+
     rdv = _Rendezvous("127.0.0.1", 3)
     try:
         assert _exchange(rdv.address, "not-the-token", 0, "127.0.0.1:1") == []
-        with ThreadPoolExecutor(4) as pool:
+        with ThreadPoolExecutor(3) as pool:
             stale = pool.submit(_exchange, rdv.address, rdv.token, 2, "127.0.0.1:999")  # a failed attempt
-            time.sleep(0.3)
-            futures = [pool.submit(_exchange, rdv.address, rdv.token, rank, f"127.0.0.1:{9000 + rank}")
-                       for rank in (2, 0, 1)]
+            assert registered(rdv, 2)
+            futures = [pool.submit(_exchange, rdv.address, rdv.token, 2, "127.0.0.1:9002")]
+            assert stale.result(timeout=30) == []  # its connection was closed when rank 2 registered again
+            futures += [pool.submit(_exchange, rdv.address, rdv.token, rank, f"127.0.0.1:{9000 + rank}")
+                        for rank in (0, 1)]
             lists = [f.result(timeout=30) for f in futures]
         assert lists == [["127.0.0.1:9000", "127.0.0.1:9001", "127.0.0.1:9002"]] * 3
-        assert stale.result(timeout=30) == []  # its connection was closed when rank 2 registered again
+
+        # A task that registered, then died (Spark killed its attempt): 0 and 1 of the retry do not
+        # complete the group with it; they wait for the retried rank 2.
+        with socket.create_connection(rdv.address) as dead:
+            dead.sendall(f"{rdv.token} 2 127.0.0.1:998\n".encode())
+            assert registered(rdv, 2)
+        with ThreadPoolExecutor(3) as pool:
+            futures = [pool.submit(_exchange, rdv.address, rdv.token, rank, f"127.0.0.1:{8000 + rank}")
+                       for rank in (0, 1)]
+            assert registered(rdv, 0) and registered(rdv, 1)
+            time.sleep(0.2)
+            assert not any(f.done() for f in futures)
+            futures.append(pool.submit(_exchange, rdv.address, rdv.token, 2, "127.0.0.1:8002"))
+            lists = [f.result(timeout=30) for f in futures]
+        assert lists == [["127.0.0.1:8000", "127.0.0.1:8001", "127.0.0.1:8002"]] * 3
     finally:
         rdv.close()
