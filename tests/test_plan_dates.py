@@ -58,3 +58,28 @@ def test_planned_input_bytes_are_counted_up_to_the_short_run_limit(lake, monkeyp
     assert planned_input_bytes(INPUTS, ["2013-02-01", "2013-02-02", "2013-02-03"], lake.root_uri) == 2 * len(big.data)
     monkeypatch.setenv("LAKEFORGE_SPARK_SHORT_RUN_MB", "0")  # short runs off: nothing to read
     assert planned_input_bytes(INPUTS, dates, lake.root_uri) is None
+
+
+def test_an_event_run_reads_each_manifest_once(lake, monkeypatch):
+    """plan_dates checks the inputs' manifests, planned_input_bytes sizes the run from the same
+    ones: a planning task reads each (a round trip per partition on HDFS) once, not twice."""
+    from lakeforge import publish
+    from lakeforge.orchestration.transform_dag import planned_input_bytes
+
+    reads = []
+    real = publish.read_manifest
+    def counted(lake, table, part):
+        reads.append((table, part))
+        return real(lake, table, part)
+
+    monkeypatch.setattr(publish, "read_manifest", counted)
+    events = {"flights": [event("2013-01-01"), event("2013-01-03")], "weather": [event("2013-01-01"), event("2013-01-03")]}
+    seen = {}
+    dates = plan_dates({}, events, INPUTS, lake.root_uri, seen=seen)
+    assert dates == ["2013-01-01", "2013-01-03"]
+    assert planned_input_bytes(INPUTS, dates, lake.root_uri, seen=seen) == 4 * len(b"a,b\n1,2\n")
+    assert sorted(reads) == sorted({(t, f"ds={d}") for t in INPUTS for d in dates}) and len(reads) == 4
+    # Without the shared map the sizing reads them again.
+    reads.clear()
+    planned_input_bytes(INPUTS, dates, lake.root_uri)
+    assert len(reads) == 4

@@ -167,12 +167,28 @@ class Lake:
             time.sleep(pause)
             pause = min(pause * 2, 0.5)
 
-    def sha256(self, rel: str) -> str:
-        digest = hashlib.sha256()
-        with self.fs.open_input_stream(self.path(rel)) as f:
-            while chunk := f.read(CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
+    def sha256(self, rel: str, size: int | None = None, timeout: float = 10.0) -> str:
+        """sha256 of a file's bytes. ``size``: its length as listed; a read that returns fewer
+        bytes is retried until it sees them all (``timeout`` s, then ``OSError``). On HDFS a file
+        just closed can be listed whole while a reader still gets a shorter file (its last block
+        committed, not yet readable: CI once hashed a just-written raw file as empty with the
+        hdfs-native client), and a manifest must never record the hash of a partial read."""
+        import time
+
+        deadline, pause = time.monotonic() + timeout, 0.01
+        while True:
+            digest, got = hashlib.sha256(), 0
+            with self.fs.open_input_stream(self.path(rel)) as f:
+                while chunk := f.read(CHUNK):
+                    digest.update(chunk)
+                    got += len(chunk)
+            if size is None or got == size:
+                return digest.hexdigest()
+            if time.monotonic() > deadline:
+                raise OSError(f"{self.uri(rel)}: read {got} of its {size} bytes for {timeout:.0f}s")
+            log.warning("%s: read %d of its %d bytes, reading again", self.uri(rel), got, size)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
     # -- structure ---------------------------------------------------------------------------
     def makedirs(self, rel: str) -> None:

@@ -111,7 +111,7 @@ def publish_staged(
             {
                 "name": stat.path,
                 "bytes": stat.size,
-                "sha256": lake.sha256(f"{staging}/{stat.path}"),
+                "sha256": lake.sha256(f"{staging}/{stat.path}", size=stat.size),
                 **file_meta.get(stat.path, {}),
             }
         )

@@ -9,8 +9,8 @@ processes all of them: one JVM per run, not per day or per stage.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Sequence
 
 from airflow.sdk import DAG, Param, task
@@ -22,18 +22,34 @@ DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 log = logging.getLogger(__name__)
 
 
+Manifests = dict[tuple[str, str], dict[str, Any] | None]  # (table, ds) -> manifest (None: absent)
+
+
+def _manifest(lake, table: str, ds: str, seen: Manifests | None) -> dict[str, Any] | None:
+    """A raw partition's manifest, read once per planning task (``seen`` keeps what was read:
+    a round trip per partition on HDFS)."""
+    from lakeforge.publish import read_manifest
+
+    if seen is None:
+        return read_manifest(lake, table, f"ds={ds}")
+    if (table, ds) not in seen:
+        seen[(table, ds)] = read_manifest(lake, table, f"ds={ds}")
+    return seen[(table, ds)]
+
+
 def plan_dates(
     params: dict[str, Any],
     triggering_events: dict[Any, list[Any]] | None,
     inputs: Sequence[str],
     lake_root: str | None = None,
+    seen: Manifests | None = None,
 ) -> list[str]:
     """Dates to process: the manual range, else the dates of the triggering asset events whose
-    raw partitions exist for every input table."""
+    raw partitions exist for every input table. ``seen``: filled with the manifests read, for
+    ``planned_input_bytes``."""
     from datetime import date
 
     from lakeforge.lake import Lake
-    from lakeforge.publish import read_manifest
 
     start, end = params.get("start"), params.get("end")
     if start or end:
@@ -51,19 +67,20 @@ def plan_dates(
         if getattr(event, "extra", None) and event.extra.get("ds")
     })
     lake = Lake(lake_root)
-    ready = [ds for ds in candidates if all(read_manifest(lake, t, f"ds={ds}") for t in inputs)]
+    ready = [ds for ds in candidates if all(_manifest(lake, t, ds, seen) for t in inputs)]
     waiting = sorted(set(candidates) - set(ready))
     if waiting:
         log.warning("waiting for all inputs (%s) of: %s", ", ".join(inputs), ", ".join(waiting))
     return ready
 
 
-def planned_input_bytes(inputs: Sequence[str], dates: Sequence[str], lake_root: str | None = None) -> int | None:
+def planned_input_bytes(inputs: Sequence[str], dates: Sequence[str], lake_root: str | None = None,
+                        seen: Manifests | None = None) -> int | None:
     """Bytes of the planned dates' raw inputs, read from their manifests, counted only as far as
     the short-run limit (``LAKEFORGE_SPARK_SHORT_RUN_MB``; past it the exact size does not matter
-    and a year of manifests is not read). None when short runs are off."""
+    and a year of manifests is not read). None when short runs are off. ``seen``: manifests
+    ``plan_dates`` already read."""
     from lakeforge.lake import Lake
-    from lakeforge.publish import read_manifest
     from lakeforge.spark import short_run_limit
 
     limit = short_run_limit()
@@ -72,7 +89,7 @@ def planned_input_bytes(inputs: Sequence[str], dates: Sequence[str], lake_root: 
     lake, total = Lake(lake_root), 0
     for ds in dates:
         for table in inputs:
-            manifest = read_manifest(lake, table, f"ds={ds}")
+            manifest = _manifest(lake, table, ds, seen)
             total += manifest["bytes"] if manifest else 0
             if total > limit:
                 return total
@@ -115,12 +132,13 @@ def build_spark_transform_dag(
             from airflow.sdk.exceptions import AirflowFailException
 
             tables = [f"raw/{t}" for t in inputs]
+            seen: Manifests = {}  # each manifest is read once by the two steps below
             try:
-                dates = plan_dates(params or {}, triggering_asset_events, tables)
+                dates = plan_dates(params or {}, triggering_asset_events, tables, seen=seen)
             except ValueError as exc:  # bad trigger parameters: retrying cannot help
                 raise AirflowFailException(str(exc)) from exc
             # How much the Spark job will read: a short run gets JVMs that warm up fast.
-            ti.xcom_push(key="input_bytes", value=planned_input_bytes(tables, dates))
+            ti.xcom_push(key="input_bytes", value=planned_input_bytes(tables, dates, seen=seen))
             return dates
 
         @task.short_circuit(task_id="anything_to_do")
