@@ -155,17 +155,23 @@ class Lake:
     def _wait_until_visible(self, rel: str, size: int, timeout: float = 10.0) -> None:
         """Read-after-write on HDFS: a close may return while the last block is only committed
         (``dfs.namenode.file.close.num-committed-allowed``), and readers then see a shorter file
-        for a moment (CI once hashed a just-written file as empty). Wait until the NameNode
-        reports the whole length, so the manifest's sizes and hashes describe the real bytes."""
+        for a moment: the listing can already report the whole length while a reader (hdfs-native
+        takes the length from the block locations) still gets less, and CI once hashed a
+        just-written file as empty that way. Wait until a reader is given the whole length."""
         import time
 
         deadline, pause = time.monotonic() + timeout, 0.01
-        while self.fs.get_file_info(self.path(rel)).size != size:
+        while (readable := self._readable_size(rel)) != size:
             if time.monotonic() > deadline:
-                raise OSError(f"{self.uri(rel)}: wrote {size} bytes, the filesystem still reports "
-                              f"{self.fs.get_file_info(self.path(rel)).size} after {timeout:.0f}s")
+                raise OSError(f"{self.uri(rel)}: wrote {size} bytes, a reader still gets {readable} "
+                              f"after {timeout:.0f}s")
             time.sleep(pause)
             pause = min(pause * 2, 0.5)
+
+    def _readable_size(self, rel: str) -> int:
+        """The length a reader opening the file now is given (no data is read)."""
+        with self.fs.open_input_file(self.path(rel)) as f:
+            return f.size()
 
     def sha256(self, rel: str, size: int | None = None, timeout: float = 10.0) -> str:
         """sha256 of a file's bytes. ``size``: its length as listed; a read that returns fewer
