@@ -35,6 +35,8 @@ from pyspark.ml import Estimator, Model
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
+from lakeforge.ports import free_port
+
 # How long a worker waits for the others to connect (LightGBM's ``time_out``, minutes). The barrier
 # stage starts every task at once, so they meet within seconds; this bounds a lost worker.
 NETWORK_TIMEOUT_MIN = 2
@@ -120,14 +122,6 @@ class SparkLGBMClassifier(Estimator, _LGBMParams):
                                     key=lambda w: w["rank"])
         log.info("LightGBM on %d workers: %s", workers, model.worker_stats)
         return model
-
-
-def _free_port(host: str) -> int:
-    # LightGBM binds the port itself: ask the OS for a free one (the gap before LightGBM binds it
-    # is the same one lightgbm.dask accepts; a lost race fails the fit, and the task is retried).
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class _Rendezvous:
@@ -253,7 +247,9 @@ def _barrier_trainer(features: list[str], label: str, workers: int, params: dict
         run = {"objective": "binary", "verbose": -1, "num_threads": 1, **params}
         if workers > 1:
             host = socket.gethostbyname(ctx.getTaskInfos()[ctx.partitionId()].address.rsplit(":", 1)[0])
-            port = _free_port(host)
+            # LightGBM binds the port itself: the gap before it does is the one lightgbm.dask
+            # accepts too (a lost race fails the fit, and Spark retries the stage).
+            port = free_port(host)
             (server, token) = rendezvous
             machines = _exchange(server, token, ctx.partitionId(), f"{host}:{port}")
             run.update(tree_learner="data", num_machines=workers, machines=",".join(machines),
