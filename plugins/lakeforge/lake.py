@@ -19,6 +19,7 @@ import logging
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -27,6 +28,7 @@ from lakeforge.settings import get_settings
 from lakeforge.uris import join_uri, normalize_root
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Reads and hashes stream in chunks this big: bounded memory for any file size.
 CHUNK = 8 * 1024 * 1024
@@ -85,6 +87,22 @@ def backend_name(fs: pafs.FileSystem) -> str:
 class FileStat:
     path: str
     size: int
+
+
+def _until_whole(attempt: Callable[[], T], whole: Callable[[T], bool], timeout: float,
+                 short: Callable[[T], str]) -> T:
+    """``attempt()`` again, backing off (10 ms doubling to 0.5 s), until ``whole(result)``; after
+    ``timeout`` s an ``OSError`` saying ``short(result)``. HDFS's read-after-write lag."""
+    import time
+
+    deadline, pause = time.monotonic() + timeout, 0.01
+    while not whole(result := attempt()):
+        if time.monotonic() > deadline:
+            raise OSError(f"{short(result)} after {timeout:.0f}s")
+        log.warning("%s: trying again", short(result))  # rare: worth seeing in a task log
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+    return result
 
 
 class Lake:
@@ -158,15 +176,8 @@ class Lake:
         for a moment: the listing can already report the whole length while a reader (hdfs-native
         takes the length from the block locations) still gets less, and CI once hashed a
         just-written file as empty that way. Wait until a reader is given the whole length."""
-        import time
-
-        deadline, pause = time.monotonic() + timeout, 0.01
-        while (readable := self._readable_size(rel)) != size:
-            if time.monotonic() > deadline:
-                raise OSError(f"{self.uri(rel)}: wrote {size} bytes, a reader still gets {readable} "
-                              f"after {timeout:.0f}s")
-            time.sleep(pause)
-            pause = min(pause * 2, 0.5)
+        _until_whole(lambda: self._readable_size(rel), lambda readable: readable == size, timeout,
+                     lambda readable: f"{self.uri(rel)}: wrote {size} bytes, a reader still gets {readable}")
 
     def _readable_size(self, rel: str) -> int:
         """The length a reader opening the file now is given (no data is read)."""
@@ -179,22 +190,18 @@ class Lake:
         just closed can be listed whole while a reader still gets a shorter file (its last block
         committed, not yet readable: CI once hashed a just-written raw file as empty with the
         hdfs-native client), and a manifest must never record the hash of a partial read."""
-        import time
 
-        deadline, pause = time.monotonic() + timeout, 0.01
-        while True:
+        def read() -> tuple[str, int]:
             digest, got = hashlib.sha256(), 0
             with self.fs.open_input_stream(self.path(rel)) as f:
                 while chunk := f.read(CHUNK):
                     digest.update(chunk)
                     got += len(chunk)
-            if size is None or got == size:
-                return digest.hexdigest()
-            if time.monotonic() > deadline:
-                raise OSError(f"{self.uri(rel)}: read {got} of its {size} bytes for {timeout:.0f}s")
-            log.warning("%s: read %d of its %d bytes, reading again", self.uri(rel), got, size)
-            time.sleep(pause)
-            pause = min(pause * 2, 0.5)
+            return digest.hexdigest(), got
+
+        digest, _ = _until_whole(read, lambda r: size is None or r[1] == size, timeout,
+                                 lambda r: f"{self.uri(rel)}: read {r[1]} of its {size} bytes")
+        return digest
 
     # -- structure ---------------------------------------------------------------------------
     def makedirs(self, rel: str) -> None:
