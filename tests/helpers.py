@@ -67,3 +67,27 @@ def redeliver_flights(lake: Lake, landing: Lake, ds: str, edit) -> None:
     rel = f"flights/{ds}.csv"
     simulator.write_atomically(landing, rel, edit(landing.read_bytes(rel).decode()).encode())
     ingest_partition(SOURCE, "flights", ds, lake=lake, landing=landing)
+
+
+class ShortReads:
+    """A lake's filesystem, except that the next ``short`` calls of ``method`` (``open_input_stream``
+    or ``open_input_file``) on a path ending in ``name`` (any path when None) give an empty file, as
+    HDFS may right after a close. Fault injection: a real HDFS does it only rarely."""
+
+    def __init__(self, fs, method: str, short: int, name: str | None = None):
+        self._fs, self.method, self.short, self.name = fs, method, short, name
+
+    def __getattr__(self, attr):
+        real = getattr(self._fs, attr)
+        if attr != self.method:
+            return real
+
+        def opened(path):
+            if self.short > 0 and (self.name is None or path.endswith(f"/{self.name}")):
+                self.short -= 1
+                import pyarrow as pa
+
+                return pa.BufferReader(b"")
+            return real(path)
+
+        return opened

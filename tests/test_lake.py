@@ -2,6 +2,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from lakeforge.lake import Lake, LakeError, backend_name, resolve
+from tests.helpers import ShortReads
 
 
 def test_resolve_local_forms(tmp_path):
@@ -73,29 +74,10 @@ def test_listing_a_directory_created_while_it_is_listed(tmp_path):
     assert lake.listdir("t/_trash") == ["ds=2013-01-01.abc"] and len(calls) == 2
 
 
-class ShortAfterClose:
-    """A real HDFS client, except that the next ``short`` opens of any file give readers an empty
-    file, as HDFS may right after a close (fault injection: a real HDFS does it only rarely)."""
-
-    def __init__(self, fs, short: int):
-        self._fs, self.short = fs, short
-
-    def __getattr__(self, attr):
-        return getattr(self._fs, attr)
-
-    def open_input_file(self, path):
-        if self.short > 0:
-            self.short -= 1
-            import pyarrow as pa
-
-            return pa.BufferReader(b"")
-        return self._fs.open_input_file(path)
-
-
 @pytest.mark.hdfs
 def test_a_write_on_hdfs_returns_once_readers_get_the_whole_file(hdfs):
     lake = Lake(f"{hdfs.uri}/visible/lake")
-    lake.fs = ShortAfterClose(lake.fs, short=2)
+    lake.fs = ShortReads(lake.fs, "open_input_file", short=2)
     lake.write_bytes("raw/t/a.csv", b"x,y\n1,2\n")
     assert lake.fs.short == 0  # it looked until a reader was given the 8 bytes
     assert lake.read_bytes("raw/t/a.csv") == b"x,y\n1,2\n"

@@ -16,6 +16,7 @@ from lakeforge.publish import (
     read_manifest,
     recover,
 )
+from tests.helpers import ShortReads
 
 T, P = "raw/t", "ds=2013-01-01"
 
@@ -36,27 +37,8 @@ def test_publish_writes_files_and_manifest(lake: Lake):
     assert lake.listdir(f"{T}/{STAGING}") == [] and lake.listdir(f"{T}/{TRASH}") == []
 
 
-class ShortReads:
-    """The lake's filesystem, except that the next ``short`` reads of a file named ``name`` return
-    nothing, as HDFS may right after a close (fault injection: a real HDFS does it only rarely)."""
-
-    def __init__(self, fs, name: str, short: int):
-        self._fs, self.name, self.short = fs, name, short
-
-    def __getattr__(self, attr):
-        return getattr(self._fs, attr)
-
-    def open_input_stream(self, path):
-        if path.endswith(f"/{self.name}") and self.short > 0:
-            self.short -= 1
-            import pyarrow as pa
-
-            return pa.BufferReader(b"")
-        return self._fs.open_input_stream(path)
-
-
 def test_a_short_read_is_never_hashed_into_a_manifest(lake: Lake):
-    lake.fs = ShortReads(lake.fs, "a.csv", short=2)
+    lake.fs = ShortReads(lake.fs, "open_input_stream", short=2, name="a.csv")
     m = _publish(lake, b"h\n1\n")
     assert lake.fs.short == 0  # both short reads happened, and the file was read again
     assert m["files"][0]["sha256"] == hashlib.sha256(b"h\n1\n").hexdigest()
