@@ -5,8 +5,9 @@ writer alone costs in it.
 twice in ONE Spark application, on two lakes built from the same raw cache: the first run pays the
 JVM's warm-up (class loading, code generation, JIT compilation), the second does not. Then, still
 warm, it reads the published ``clean/flights`` and ``features/flights`` back and writes them twice
-(median of ``--repeats``): to Spark's ``noop`` sink and as Parquet with the job's options. The
-difference is the Parquet writer's own cost (encoding, compression, file output) for those rows.
+(median of ``--repeats``): to Spark's ``noop`` sink and as Parquet the way the job writes it
+(``transform_flights.write_partitioned``). The difference is the Parquet writer's own cost
+(encoding, compression, file output) for those rows.
 
     python -m bench.warm_transform --lake-a file:///tmp/a --lake-b file:///tmp/b --start 2013-01-01 --end 2013-12-30
 
@@ -17,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
-import tempfile
 import time
 from typing import Any
 
@@ -31,23 +30,19 @@ from spark_jobs import transform_flights as tf
 
 
 def writer_cost(spark, lake: Lake, table: str, repeats: int) -> dict[str, Any]:
-    """Seconds to write ``table`` (all its published rows) to noop and to Parquet, warm."""
+    """Seconds to write ``table`` (all its published rows) to noop and as the job writes it
+    (``transform_flights.write_partitioned``, into a scratch table of the lake), warm."""
     df = spark.read.parquet(lake.uri(table))
     rows = df.count()
     times: dict[str, list[float]] = {"noop": [], "parquet": []}
-    scratch = tempfile.mkdtemp(prefix="lakeforge-warm-")
-    try:
-        for _ in range(repeats):
-            for sink in ("noop", "parquet"):
-                started = time.perf_counter()
-                if sink == "noop":
-                    df.write.format("noop").mode("overwrite").save()
-                else:
-                    df.write.mode("overwrite").option("parquet.enable.dictionary", "false").partitionBy("ds") \
-                        .parquet(f"file://{scratch}/out")
-                times[sink].append(time.perf_counter() - started)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    for _ in range(repeats):
+        started = time.perf_counter()
+        df.write.format("noop").mode("overwrite").save()
+        times["noop"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        staging = tf.write_partitioned(df, lake, f"_bench/{table}")
+        times["parquet"].append(time.perf_counter() - started)
+        lake.delete(staging)
     noop, parquet = statistics.median(times["noop"]), statistics.median(times["parquet"])
     return {"rows": rows, "columns": len(df.columns), "noop_s": round(noop, 2), "parquet_s": round(parquet, 2),
             "writer_s": round(parquet - noop, 2)}
