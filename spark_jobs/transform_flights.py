@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from typing import Any
 
-from lakeforge.lake import Lake
+from lakeforge.dates import date_range, expand_dates
+from lakeforge.lake import Lake, source_lake
 from lakeforge.publish import list_partitions, partition_name, read_manifest
 from lakeforge.quality.profile import parquet_footer_stats
 from lakeforge.reports import write_report
@@ -36,17 +37,14 @@ AUDITED_TABLES = (RAW_FLIGHTS, RAW_WEATHER, "clean/flights", "clean/weather", "f
 
 
 def parse_dates(args: argparse.Namespace) -> list[str]:
-    if args.dates:
-        dates = sorted({d.strip() for d in args.dates.split(",") if d.strip()})
-        for d in dates:
-            date.fromisoformat(d)  # a clear error for a malformed date
-        return dates
-    if not (args.start and args.end):
-        raise SystemExit("give --dates or both --start and --end")
-    start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
-    if end < start:
-        raise SystemExit(f"--end {end} is before --start {start}")
-    return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+    try:
+        if args.dates:
+            return expand_dates(args.dates)
+        if not (args.start and args.end):
+            raise SystemExit("give --dates or both --start and --end")
+        return date_range(args.start, args.end)
+    except ValueError as exc:
+        raise SystemExit(f"bad dates: {exc}") from None
 
 
 def raw_manifests(lake: Lake, table: str, dates: list[str]) -> dict[str, dict[str, Any]]:
@@ -96,15 +94,26 @@ def driver_jit(spark) -> str:
     return "C1 only" if SHORT_RUN_JIT in list(jvm_args) else "tiered"
 
 
-def history_rows(lake: Lake, table: str, dates: list[str], days: int = 7) -> dict[str, int]:
-    """Row counts of the ``days`` partitions before the run (the trailing average's history)."""
+def history_rows(lake: Lake, table: str, dates: list[str], days: int = 7, lookback: int = 35) -> dict[str, int]:
+    """Row counts of the latest ``days`` partitions before the run that passed the quality gate
+    (the trailing average's baseline), searched back ``lookback`` days: a day whose latest verdict
+    for ``table`` failed, or that was never audited, is left out, so blocked partial deliveries
+    neither lower the bar for the next day nor push the good days out of the baseline."""
+    from lakeforge.quality.evidence import QUALITY
+
     first = date.fromisoformat(dates[0])
-    rows = {}
-    for i in range(1, days + 1):
-        ds = (first - timedelta(days=i)).isoformat()
-        manifest = read_manifest(lake, table, partition_name(ds))
+    earliest = partition_name((first - timedelta(days=lookback)).isoformat())
+    audited = [p for p in list_partitions(lake, f"{QUALITY}/{table}") if earliest <= p < partition_name(dates[0])]
+    rows: dict[str, int] = {}
+    for partition in reversed(audited):
+        if len(rows) == days:
+            break
+        verdict = read_manifest(lake, f"{QUALITY}/{table}", partition)
+        if verdict is None or verdict.get("status") not in ("passed", "warned"):
+            continue
+        manifest = read_manifest(lake, table, partition)
         if manifest is not None:
-            rows[ds] = manifest.get("rows", 0)
+            rows[manifest["ds"]] = manifest.get("rows", 0)
     return rows
 
 
@@ -332,10 +341,10 @@ def run(spark, lake: Lake, dates: list[str], run_id: str | None = None,
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dates", help="comma-separated YYYY-MM-DD (e.g. the new raw partitions)")
+    parser.add_argument("--dates", help="comma-separated YYYY-MM-DD or FIRST..LAST ranges (e.g. the new raw partitions)")
     parser.add_argument("--start", help="first date of a range (inclusive)")
     parser.add_argument("--end", help="last date of a range (inclusive)")
-    parser.add_argument("--lake", help="lake root URI (default: LAKEFORGE_LAKE_ROOT)")
+    parser.add_argument("--lake", help="the source's lake URI (default: LAKEFORGE_LAKE_ROOT/nycflights)")
     parser.add_argument("--run-id", help="Airflow run id, recorded in the manifests")
     args = parser.parse_args(argv)
     dates = parse_dates(args)
@@ -347,7 +356,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # Great Expectations imports, and the run's validation definition is built, while the JVM starts.
     gate.preload(lambda: [load_suite(SOURCE_NAME, table) for table in AUDITED_TABLES])
-    lake = Lake(args.lake)
+    lake = Lake(args.lake) if args.lake else source_lake(SOURCE_NAME)
     inputs = raw_inputs(lake, dates)  # a missing raw partition fails here, before the JVM starts
     started = time.perf_counter()
     # Under spark-submit (Airflow) the JVM is up already: its submitter chose the same way.

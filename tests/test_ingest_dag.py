@@ -6,7 +6,7 @@ from datetime import date
 import pendulum
 import pytest
 
-from lakeforge.lake import Lake
+from lakeforge.lake import Lake, source_lake
 from lakeforge.pipelines.nycflights import simulator
 from lakeforge.publish import MANIFEST, list_partitions
 
@@ -30,7 +30,7 @@ def roots(tmp_path, monkeypatch):
     lake_root, landing_root = f"file://{tmp_path}/lake", f"file://{tmp_path}/landing"
     monkeypatch.setenv("LAKEFORGE_LAKE_ROOT", lake_root)
     monkeypatch.setenv("LAKEFORGE_LANDING_ROOT", landing_root)
-    return Lake(lake_root), Lake(f"{landing_root}/nycflights")
+    return source_lake("nycflights", lake_root), Lake(f"{landing_root}/nycflights")
 
 
 def run(dag, day: int):
@@ -129,9 +129,9 @@ def test_missing_delivery_times_out_with_a_clear_message(dag, roots):
 
 @pytest.mark.hdfs
 def test_dag_ingests_into_hdfs(dag, hdfs, tmp_path, monkeypatch):
-    lake = Lake(f"{hdfs.uri}/dagtest/lake")
+    lake = source_lake("nycflights", f"{hdfs.uri}/dagtest/lake")
     landing = Lake(f"file://{tmp_path}/landing/nycflights")
-    monkeypatch.setenv("LAKEFORGE_LAKE_ROOT", lake.root_uri)
+    monkeypatch.setenv("LAKEFORGE_LAKE_ROOT", f"{hdfs.uri}/dagtest/lake")
     monkeypatch.setenv("LAKEFORGE_LANDING_ROOT", f"file://{tmp_path}/landing")
     simulator.deliver(landing, date(2013, 1, 7), date(2013, 1, 7), snapshots=False)
     state, tis = run(dag, 7)

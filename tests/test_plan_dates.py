@@ -26,8 +26,22 @@ def lake(tmp_path):
 
 
 def test_manual_range_wins(lake):
+    for ds in ("2013-01-30", "2013-01-31", "2013-02-01", "2013-02-02"):
+        for table in INPUTS:
+            publish_partition(lake, table, f"ds={ds}", [PartitionFile("x.csv", b"a,b\n1,2\n")])
     got = plan_dates({"start": "2013-01-30", "end": "2013-02-02"}, {"a": [event("2013-01-01")]}, INPUTS, lake.root_uri)
     assert got == ["2013-01-30", "2013-01-31", "2013-02-01", "2013-02-02"]
+
+
+def test_a_manual_range_with_days_never_ingested_fails_before_spark_naming_them(lake):
+    """The planning task refuses the run (reason first, every missing partition named as ranges);
+    the DAG turns this ValueError into a failure without retries, before spark-submit."""
+    with pytest.raises(ValueError) as err:
+        plan_dates({"start": "2013-01-01", "end": "2013-01-05"}, None, INPUTS, lake.root_uri)
+    message = str(err.value)
+    assert message.startswith("not ingested yet, nothing to transform: ")
+    assert "raw/flights has no partition for 2013-01-04..2013-01-05" in message
+    assert "raw/weather has no partition for 2013-01-02,2013-01-04..2013-01-05" in message
 
 
 def test_events_give_the_new_dates_whose_inputs_are_all_there(lake):

@@ -6,7 +6,7 @@ from datetime import date
 import pendulum
 import pytest
 
-from lakeforge.lake import Lake
+from lakeforge.lake import Lake, source_lake
 from lakeforge.pipelines.nycflights import simulator
 from lakeforge.publish import list_partitions, read_manifest
 from tests.helpers import edit_flights_rows, ingest_days, redeliver_flights
@@ -47,10 +47,10 @@ def features_events() -> list[dict]:
 
 
 def test_bad_day_is_blocked_then_published_after_the_fix(dag, tmp_path, monkeypatch, capfd):
-    lake, landing = Lake(f"file://{tmp_path}/lake"), Lake(f"file://{tmp_path}/landing/nycflights")
+    lake, landing = source_lake("nycflights", f"file://{tmp_path}/lake"), Lake(f"file://{tmp_path}/landing/nycflights")
     ingest_days(lake, landing, DAYS)
     redeliver_flights(lake, landing, BAD, lambda text: edit_flights_rows(text, "tailnum", "NA"))
-    monkeypatch.setenv("LAKEFORGE_LAKE_ROOT", lake.root_uri)
+    monkeypatch.setenv("LAKEFORGE_LAKE_ROOT", f"file://{tmp_path}/lake")
     events_before = len(features_events())
 
     states = {}

@@ -7,7 +7,7 @@ from datetime import date
 import pendulum
 import pytest
 
-from lakeforge.lake import Lake
+from lakeforge.lake import Lake, source_lake
 from lakeforge.publish import list_partitions, read_manifest
 from lakeforge.reports import read_run_report
 from tests.helpers import ingest_days
@@ -40,9 +40,9 @@ def check_outputs(lake: Lake) -> None:
 
 
 def test_manual_range_on_local_spark(dag, tmp_path, monkeypatch):
-    lake = Lake(f"file://{tmp_path}/lake")
+    lake = source_lake("nycflights", f"file://{tmp_path}/lake")
     ingest_days(lake, Lake(f"file://{tmp_path}/landing/nycflights"), DAYS)
-    monkeypatch.setenv("LAKEFORGE_LAKE_ROOT", lake.root_uri)
+    monkeypatch.setenv("LAKEFORGE_LAKE_ROOT", f"file://{tmp_path}/lake")
     state, tis = run_range(dag, "2013-01-01", "2013-01-02")
     assert state == "success", tis
     check_outputs(lake)
@@ -62,11 +62,25 @@ def test_bad_range_is_rejected_before_spark_starts(dag):
     assert state == "failed" and tis["plan_dates"] == "failed" and tis["spark_transform"] == "upstream_failed"
 
 
+def test_a_range_never_ingested_fails_at_planning_without_retries(dag, tmp_path, monkeypatch, capfd):
+    """A manual run for days that were never ingested: the planning task fails once (no retry,
+    no Spark) with the reason first, naming the missing partitions."""
+    monkeypatch.setenv("LAKEFORGE_LAKE_ROOT", f"file://{tmp_path}/empty-lake")
+    dr = dag.test(logical_date=pendulum.now("UTC"), run_conf={"start": "2013-03-01", "end": "2013-03-31"})
+    tis = {ti.task_id: ti for ti in dr.get_task_instances()}
+    assert dr.state == "failed"
+    assert tis["plan_dates"].state == "failed" and tis["plan_dates"].try_number == 1
+    assert tis["spark_transform"].state == "upstream_failed"
+    log = "".join(capfd.readouterr())
+    assert "not ingested yet, nothing to transform: raw/flights has no partition for 2013-03-01..2013-03-31" in log
+    assert "spark-submit" not in log
+
+
 @pytest.mark.hdfs
 def test_same_job_on_standalone_cluster_and_hdfs(dag, hdfs, spark_cluster, tmp_path, monkeypatch):
-    lake = Lake(f"{hdfs.uri}/cluster-test/lake")
+    lake = source_lake("nycflights", f"{hdfs.uri}/cluster-test/lake")
     ingest_days(lake, Lake(f"file://{tmp_path}/landing/nycflights"), DAYS)
-    monkeypatch.setenv("LAKEFORGE_LAKE_ROOT", lake.root_uri)
+    monkeypatch.setenv("LAKEFORGE_LAKE_ROOT", f"{hdfs.uri}/cluster-test/lake")
     monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", spark_cluster.master_url)  # only settings change
     monkeypatch.setenv("HADOOP_CONF_DIR", str(hdfs.conf_dir))
     monkeypatch.setenv("LAKEFORGE_SPARK_AUTH_SECRET", spark_cluster.auth_secret)

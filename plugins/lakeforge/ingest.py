@@ -1,7 +1,8 @@
 """Landing -> raw: copy one day's delivery of one table into the lake, whole or not at all.
 
 For a table and a date it takes every landing file of that date, checks each (``delivery``),
-drops byte-identical duplicates, and publishes the rest as ``raw/<table>/ds=YYYY-MM-DD/`` with a
+drops byte-identical duplicates, and publishes the rest as ``raw/<table>/ds=YYYY-MM-DD/`` in the
+source's lake namespace (``<lake root>/<source>/``, ``lakeforge.lake.source_lake``) with a
 manifest (sha256, bytes, rows, source file name, ingested_at, DAG run id).
 
 - Idempotent: if the partition already holds exactly this content it is left untouched (the
@@ -25,7 +26,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from lakeforge.delivery import CsvSummary, DeliveryRejected, inspect_delivery
-from lakeforge.lake import Lake
+from lakeforge.lake import Lake, source_lake
 from lakeforge.publish import (
     PartitionFile,
     content_sha256,
@@ -121,7 +122,7 @@ def ingest_partition(
     """Ingest one table's delivery for date ``ds`` (YYYY-MM-DD). See the module docstring."""
     started = time.perf_counter()
     table = source.table(table_name)
-    lake = lake or Lake()
+    lake = lake or source_lake(source.name)
     landing = landing or landing_for(source)
     table_path = source.raw_path(table.name)
     partition = partition_name(ds)

@@ -9,6 +9,11 @@
   ``pyarrow.fs`` API, so callers never branch on the backend.
 
 ``Lake`` is a small convenience over one root URI: paths are given relative to the root.
+
+Every source owns one namespace of the lake, ``<lake root>/<source name>/`` (``source_lake``):
+its raw, clean, features, quarantine, quality evidence, run reports and registry log all live
+below it, so two sources can never write the same path (source names are unique: see
+``lakeforge.sources``).
 """
 
 from __future__ import annotations
@@ -103,6 +108,17 @@ def _until_whole(attempt: Callable[[], T], whole: Callable[[T], bool], timeout: 
         time.sleep(pause)
         pause = min(pause * 2, 0.5)
     return result
+
+
+def source_lake(source_name: str, root_uri: str | None = None) -> "Lake":
+    """The lake namespace of one source: ``<root>/<source name>/`` (root: ``LAKEFORGE_LAKE_ROOT``).
+
+    Everything a source's pipeline writes goes below it; jobs and operators build their ``Lake``
+    here, never at the bare root."""
+    from lakeforge.sources import check_source_name
+
+    check_source_name(source_name)
+    return Lake(join_uri(normalize_root(root_uri or get_settings().lake_root), source_name))
 
 
 class Lake:

@@ -149,6 +149,10 @@ OPTIONS: dict[str, Option] = {
         "LAKEFORGE_HDFS_CLIENT", "auto",
         "HDFS client for Python I/O: `auto` (libhdfs if present, else hdfs-native), `libhdfs`, `native`.",
     ),
+    "pipelines_path": Option(
+        "LAKEFORGE_PIPELINES_PATH", "",
+        "Extra folders (`:`-separated) holding pipeline packages `<name>/__init__.py`, importable as `lakeforge.pipelines.<name>` beside the built-in ones; a name in two folders is refused.",
+    ),
     "sensor_poke_seconds": Option(
         "LAKEFORGE_SENSOR_POKE_SECONDS", "300",
         "How often a delivery sensor looks for the day's drop (reschedule mode: no worker slot held).",
@@ -191,6 +195,7 @@ class Settings:
     airflow_home: Path
     dags_folder: Path
     hdfs_client: str
+    pipelines_path: str
     sensor_poke_seconds: int
     sensor_timeout_seconds: int
 

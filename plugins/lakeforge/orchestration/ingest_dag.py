@@ -1,7 +1,7 @@
 """DAG factory: landing -> raw ingestion for any declared ``Source``.
 
 Per daily table: a reschedule-mode sensor waits for the day's drop, then an ingest task publishes
-``raw/<table>/ds=<date>/`` and emits the table's asset. Per snapshot table: an ingest task that
+``<source>/raw/<table>/ds=<date>/`` (the source's lake namespace) and emits the table's asset. Per snapshot table: an ingest task that
 takes the drop if there is one that day and is skipped otherwise.
 """
 
@@ -28,13 +28,15 @@ DEFAULT_ARGS = {
 def _doc(source_name: str, dag_id: str) -> str:
     source = get_source(source_name)
     tables = "\n".join(
-        f"| `{t.name}` | {t.cadence} | `{t.glob('<ds>')}` | `raw/{t.name}/ds=<ds>/` | {t.description} |"
+        f"| `{t.name}` | {t.cadence} | `{t.glob('<ds>')}` | `{source.name}/raw/{t.name}/ds=<ds>/` | {t.description} |"
         for t in source.tables
     )
     return f"""
 ### {dag_id}: landing -> raw for `{source.name}`
 
 {source.description}
+
+Landing area: `<LAKEFORGE_LANDING_ROOT>/{source.name}/`; lake namespace: `<LAKEFORGE_LAKE_ROOT>/{source.name}/`.
 
 | table | cadence | landing file | lake partition | what |
 |---|---|---|---|---|
@@ -45,7 +47,7 @@ def _doc(source_name: str, dag_id: str) -> str:
   the partition atomically with a `_manifest.json` (sha256, bytes, rows, source file, run id).
 - Reruns are no-ops when the content is unchanged; byte-identical resends add nothing.
 - A bad file (empty, truncated, not CSV, another day's rows) goes to
-  `quarantine/raw/<table>/ds=<ds>/` with a `.reason.json`; the task fails naming the file and is
+  `{source.name}/quarantine/raw/<table>/ds=<ds>/` with a `.reason.json`; the task fails naming the file and is
   not retried. After a corrected redelivery, clear the task.
 - Param `force_republish` rewrites partitions even when unchanged (new manifest, same data).
 - Emits one asset per raw table (`{source.name}.raw.<table>`) for data-aware downstream DAGs.

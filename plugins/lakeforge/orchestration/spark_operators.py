@@ -25,16 +25,17 @@ class GatedSparkSubmitOperator(SparkSubmitOperator):
 
     template_fields = (*SparkSubmitOperator.template_fields, "input_bytes")
 
-    def __init__(self, *, job: str, input_bytes: int | str | None = None, **kwargs: Any):
+    def __init__(self, *, job: str, source_name: str, input_bytes: int | str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.job = job
+        self.source_name = source_name  # the job's reports are in the source's lake namespace
         self.input_bytes = input_bytes
 
     def _report(self, context: "Context") -> dict[str, Any] | None:
-        from lakeforge.lake import Lake
+        from lakeforge.lake import source_lake
         from lakeforge.reports import read_run_report
 
-        return read_run_report(Lake(), self.job, context["run_id"])
+        return read_run_report(source_lake(self.source_name), self.job, context["run_id"])
 
     def execute(self, context: "Context") -> None:
         from lakeforge.spark import with_jit
@@ -62,9 +63,10 @@ class GatedSparkSubmitOperator(SparkSubmitOperator):
         quality = report.get("quality", {})
         self.log.info("published %s of %s day(s); quality: %s", report.get("published_days"),
                       report.get("days"), quality.get("counts"))
-        from lakeforge.lake import Lake
+        from lakeforge.lake import source_lake
         from lakeforge.quality.evidence import summary_uri
 
-        self.log.info("quality summary: %s; reports: quality/<table>/ds=<date>/report.html", summary_uri(Lake()))
+        self.log.info("quality summary: %s; reports: quality/<table>/ds=<date>/report.html",
+                      summary_uri(source_lake(self.source_name)))
         for key, evidence in sorted(quality.get("evidence", {}).items()):
             self.log.warning("quality %s %s: %s", evidence["status"], key, evidence["uri"])

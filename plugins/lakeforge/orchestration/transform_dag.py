@@ -41,16 +41,21 @@ def plan_dates(
     params: dict[str, Any],
     triggering_events: dict[Any, list[Any]] | None,
     inputs: Sequence[str],
-    lake_root: str | None = None,
+    lake_uri: str | None = None,
     seen: Manifests | None = None,
 ) -> list[str]:
     """Dates to process: the manual range, else the dates of the triggering asset events whose
-    raw partitions exist for every input table. ``seen``: filled with the manifests read, for
-    ``planned_input_bytes``."""
+    raw partitions exist for every input table. ``lake_uri``: the source's lake. ``seen``:
+    filled with the manifests read, for ``planned_input_bytes``.
+
+    A manual range with a day whose inputs were never ingested raises ``ValueError`` naming the
+    missing partitions, before any Spark starts (retrying cannot help)."""
     from datetime import date
 
+    from lakeforge.dates import compact_dates, date_range
     from lakeforge.lake import Lake
 
+    lake = Lake(lake_uri)
     start, end = params.get("start"), params.get("end")
     if start or end:
         if not (start and end):
@@ -58,7 +63,16 @@ def plan_dates(
         first, last = date.fromisoformat(start), date.fromisoformat(end)
         if last < first:
             raise ValueError(f"end {last} is before start {first}")
-        return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+        dates = date_range(start, end)
+        missing = {t: [ds for ds in dates if not _manifest(lake, t, ds, seen)] for t in inputs}
+        missing = {t: days for t, days in missing.items() if days}
+        if missing:
+            raise ValueError(
+                "not ingested yet, nothing to transform: "
+                + "; ".join(f"{t} has no partition for {compact_dates(days)}" for t, days in missing.items())
+                + f" (in {lake.root_uri}). Ingest those days first (the ingest DAG), then trigger again."
+            )
+        return dates
 
     candidates = sorted({
         event.extra["ds"]
@@ -66,7 +80,6 @@ def plan_dates(
         for event in events
         if getattr(event, "extra", None) and event.extra.get("ds")
     })
-    lake = Lake(lake_root)
     ready = [ds for ds in candidates if all(_manifest(lake, t, ds, seen) for t in inputs)]
     waiting = sorted(set(candidates) - set(ready))
     if waiting:
@@ -74,7 +87,7 @@ def plan_dates(
     return ready
 
 
-def planned_input_bytes(inputs: Sequence[str], dates: Sequence[str], lake_root: str | None = None,
+def planned_input_bytes(inputs: Sequence[str], dates: Sequence[str], lake_uri: str | None = None,
                         seen: Manifests | None = None) -> int | None:
     """Bytes of the planned dates' raw inputs, read from their manifests, counted only as far as
     the short-run limit (``LAKEFORGE_SPARK_SHORT_RUN_MB``; past it the exact size does not matter
@@ -86,7 +99,7 @@ def planned_input_bytes(inputs: Sequence[str], dates: Sequence[str], lake_root: 
     limit = short_run_limit()
     if not limit:
         return None
-    lake, total = Lake(lake_root), 0
+    lake, total = Lake(lake_uri), 0
     for ds in dates:
         for table in inputs:
             manifest = _manifest(lake, table, ds, seen)
@@ -108,7 +121,10 @@ def build_spark_transform_dag(
 ) -> DAG:
     """``inputs``: raw table names; ``outputs``: (layer, table) the job publishes."""
     from lakeforge.orchestration.spark_operators import GatedSparkSubmitOperator
+    from lakeforge.sources import get_source
     from lakeforge.spark import spark_conf
+
+    get_source(source_name)  # a declared source whose namespace no other pipeline claims
 
     with DAG(
         dag_id=dag_id,
@@ -131,14 +147,20 @@ def build_spark_transform_dag(
         def plan(params=None, triggering_asset_events=None, ti=None) -> list[str]:
             from airflow.sdk.exceptions import AirflowFailException
 
+            from lakeforge.dates import compact_dates
+            from lakeforge.lake import source_lake
+
             tables = [f"raw/{t}" for t in inputs]
+            lake_uri = source_lake(source_name).root_uri
             seen: Manifests = {}  # each manifest is read once by the two steps below
             try:
-                dates = plan_dates(params or {}, triggering_asset_events, tables, seen=seen)
-            except ValueError as exc:  # bad trigger parameters: retrying cannot help
+                dates = plan_dates(params or {}, triggering_asset_events, tables, lake_uri, seen=seen)
+            except ValueError as exc:  # bad trigger parameters or missing inputs: retrying cannot help
                 raise AirflowFailException(str(exc)) from exc
             # How much the Spark job will read: a short run gets JVMs that warm up fast.
-            ti.xcom_push(key="input_bytes", value=planned_input_bytes(tables, dates, seen=seen))
+            ti.xcom_push(key="input_bytes", value=planned_input_bytes(tables, dates, lake_uri, seen=seen))
+            # The job's --dates: ranges, so any set of days fits a command line.
+            ti.xcom_push(key="dates_arg", value=compact_dates(dates))
             return dates
 
         @task.short_circuit(task_id="anything_to_do")
@@ -148,14 +170,15 @@ def build_spark_transform_dag(
         dates = plan()
         transform = GatedSparkSubmitOperator(
             task_id="spark_transform",
-            job=Path(application).stem,  # its run reports: _reports/<job>/
+            job=Path(application).stem,  # its run reports: <source>/_reports/<job>/
+            source_name=source_name,
             application=str(PROJECT_ROOT / application),
             conn_id="spark_default",
             name=dag_id,
             conf=spark_conf(),
             input_bytes="{{ ti.xcom_pull(task_ids='plan_dates', key='input_bytes') }}",
             application_args=[
-                "--dates", "{{ ti.xcom_pull(task_ids='plan_dates') | join(',') }}",
+                "--dates", "{{ ti.xcom_pull(task_ids='plan_dates', key='dates_arg') }}",
                 "--run-id", "{{ run_id }}",
             ],
             outlets=[lake_asset(source_name, layer, table) for layer, table in outputs],

@@ -19,7 +19,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from lakeforge.lake import Lake
+from lakeforge.lake import Lake, source_lake
 from lakeforge.publish import PartitionFile, partition_name, publish_partition, publish_partitions
 from lakeforge.quality.spec import PartitionResult, format_value
 
@@ -155,11 +155,12 @@ def format_summary(summary: dict[str, Any], start: str | None = None, end: str |
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Print the quality_summary view of the lake.")
+    parser.add_argument("--source", default="nycflights", help="the source whose lake namespace to read")
     parser.add_argument("--lake", help="lake root URI (default: LAKEFORGE_LAKE_ROOT)")
     parser.add_argument("--start")
     parser.add_argument("--end")
     args = parser.parse_args(argv)
-    print(format_summary(read_summary(Lake(args.lake)), args.start, args.end))
+    print(format_summary(read_summary(source_lake(args.source, args.lake)), args.start, args.end))
 
 
 if __name__ == "__main__":

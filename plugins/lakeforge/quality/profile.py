@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 from typing import Any, Mapping, Sequence
 
 from lakeforge.quality.spec import Check, Suite
@@ -49,10 +48,10 @@ def schema_diff(actual: Mapping[str, str] | Sequence[str], contract: Mapping[str
 
 
 def trailing_ratio(rows_by_ds: Mapping[str, int], ds: str, days: int) -> float | None:
-    """Rows of ``ds`` over the average of the previous ``days`` dates that have rows (None: no history)."""
-    day = date.fromisoformat(ds)
-    history = [rows_by_ds[d] for d in ((day - timedelta(days=i)).isoformat() for i in range(1, days + 1))
-               if d in rows_by_ds]
+    """Rows of ``ds`` over the average of the (at most) ``days`` latest earlier dates in
+    ``rows_by_ds`` (None: no history). The caller puts only days that passed the gate there, so a
+    run of blocked days does not empty the baseline: it reaches back to the last good days."""
+    history = [rows_by_ds[d] for d in sorted(d for d in rows_by_ds if d < ds)[-days:]]
     if not history or ds not in rows_by_ds:
         return None
     average = sum(history) / len(history)
@@ -73,12 +72,24 @@ def _python_metric(check: Check, ds: str, context: Mapping[str, Any]) -> Any:
 PYTHON_KINDS = ("row_count_vs_trailing", "quarantine_ratio")
 
 
+def _within(check: Check, value: Any) -> bool:
+    return value is None or ((check.min_value is None or value >= check.min_value)
+                             and (check.max_value is None or value <= check.max_value))
+
+
 def manifest_profiles(suite: Suite, manifests: Mapping[str, dict[str, Any]],
                       history_rows: Mapping[str, int]) -> dict[str, Profile]:
-    """Profiles of raw partitions from their manifests alone (header, rows, ragged rows)."""
-    rows_by_ds = {**history_rows, **{ds: m["rows"] for ds, m in manifests.items()}}
+    """Profiles of raw partitions from their manifests alone (header, rows, ragged rows).
+
+    ``history_rows``: row counts of earlier days that passed the gate. The trailing average is
+    built only from days that passed: a run's days are profiled oldest first, and a day whose
+    critical trailing check fails does not enter the average of the days after it (a partial
+    delivery must not lower the bar for the next one)."""
+    rows_by_ds = dict(history_rows)
+    trailing_critical = [c for c in suite.checks if c.kind == "row_count_vs_trailing" and c.severity == "critical"]
     profiles: dict[str, Profile] = {}
-    for ds, manifest in manifests.items():
+    for ds, manifest in sorted(manifests.items()):
+        rows_by_ds[ds] = manifest.get("rows", 0)
         rows = manifest.get("rows", 0)
         profile: Profile = {}
         for check in suite.metrics():
@@ -95,6 +106,8 @@ def manifest_profiles(suite: Suite, manifests: Mapping[str, dict[str, Any]],
                 raise ValueError(f"{suite.source}: check {check.id}: {check.kind} needs the data, "
                                  "not a manifest")
         profiles[ds] = profile
+        if not all(_within(c, profile[c.metric]) for c in trailing_critical):
+            del rows_by_ds[ds]
     return profiles
 
 

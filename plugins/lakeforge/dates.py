@@ -1,0 +1,40 @@
+"""Sets of days as compact text: how DAGs hand a run's dates to a job's command line.
+
+``2013-01-01,2013-01-05..2013-01-31``: single days and inclusive ranges, so any set of days fits
+a command line (a year of scattered single days is ~4 KB, a year of consecutive days 22 bytes;
+the kernel refuses one argument over 128 KB).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+
+def expand_dates(spec: str) -> list[str]:
+    """The days of a compact list (sorted, unique); a malformed day or range raises ValueError."""
+    days: set[str] = set()
+    for item in (i.strip() for i in spec.split(",")):
+        if not item:
+            continue
+        first, _, last = item.partition("..")
+        start, end = date.fromisoformat(first.strip()), date.fromisoformat((last or first).strip())
+        if end < start:
+            raise ValueError(f"range {item}: {end} is before {start}")
+        days.update((start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1))
+    return sorted(days)
+
+
+def compact_dates(dates: list[str]) -> str:
+    """The inverse of ``expand_dates``: runs of consecutive days as ``first..last``."""
+    runs: list[list[date]] = []
+    for d in sorted({date.fromisoformat(d) for d in dates}):
+        if runs and d - runs[-1][1] == timedelta(days=1):
+            runs[-1][1] = d
+        else:
+            runs.append([d, d])
+    return ",".join(a.isoformat() if a == b else f"{a.isoformat()}..{b.isoformat()}" for a, b in runs)
+
+
+def date_range(start: str, end: str) -> list[str]:
+    """Every day from ``start`` to ``end`` (inclusive); ValueError if ``end`` is before ``start``."""
+    return expand_dates(f"{start}..{end}")
