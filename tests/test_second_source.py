@@ -70,6 +70,12 @@ def test_the_readme_recipe_is_discovered_and_ingests_beside_nycflights(airflow_d
     assert bag.import_errors == {} and list(bag.dag_ids) == ["ingest_stations"]
 
     Lake(f"{landing_root}/stations").write_bytes("weather/2024-01-01.csv", STATIONS_CSV)
+    # The run is made from a DAG bundle of this folder, as the dag-processor serializes it.
+    local = "airflow.dag_processing.bundles.local.LocalDagBundle"
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([
+        {"name": "dags-folder", "classpath": local, "kwargs": {}},
+        {"name": "second-source-recipe", "classpath": local, "kwargs": {"path": str(dags)}},
+    ]))
     dr = bag.dags["ingest_stations"].test(logical_date=pendulum.datetime(2024, 1, 1, tz="UTC"))
     assert dr.state == "success", {ti.task_id: ti.state for ti in dr.get_task_instances()}
 
