@@ -126,3 +126,23 @@ def test_force_republishes_same_content(lake: Lake, landing: Lake):
     forced = ingest(lake, landing, "weather", "2013-01-01", run_id="b", force=True)
     assert forced.status == "published" and forced.content_sha256 == first.content_sha256
     assert json.loads(manifest_bytes(lake, "weather", "2013-01-01"))["dag_run_id"] == "b"
+
+
+def test_a_bom_delivery_is_published_without_its_bom_and_reruns_change_nothing(lake: Lake, landing: Lake):
+    """A UTF-8 byte-order mark is a harmless exporter habit: accepted, stripped (readers match
+    the header line exactly) and recorded; a rerun and a plain resend of the same rows add nothing."""
+    simulator.deliver(landing, D1, D1)
+    plain = landing.read_bytes("flights/2013-01-01.csv")
+    landing.delete("flights/2013-01-01.csv")
+    landing.write_bytes("flights/2013-01-01.csv", b"\xef\xbb\xbf" + plain)
+    r = ingest(lake, landing, "flights", "2013-01-01")
+    assert r.status == "published" and r.rows == 842
+    assert lake.read_bytes("raw/flights/ds=2013-01-01/2013-01-01.csv") == plain
+    entry = json.loads(manifest_bytes(lake, "flights", "2013-01-01"))["files"][0]
+    assert entry["bom_stripped"] is True and entry["sha256"] == hashlib.sha256(plain).hexdigest()
+    before = manifest_bytes(lake, "flights", "2013-01-01")
+    assert ingest(lake, landing, "flights", "2013-01-01").status == "unchanged"
+    landing.write_bytes("flights/2013-01-01.resend.csv", plain)
+    resend = ingest(lake, landing, "flights", "2013-01-01")
+    assert resend.status == "unchanged" and resend.duplicates_ignored == ["2013-01-01.resend.csv"]
+    assert manifest_bytes(lake, "flights", "2013-01-01") == before

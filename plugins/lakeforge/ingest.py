@@ -147,7 +147,7 @@ def ingest_partition(
             log.error("quarantined %s: %s", name, bad)
             rejected.append((bad, where))
             continue
-        accepted.append((name, data, summary))
+        accepted.append((name, summary.data, summary))  # without a BOM or trailer: what readers get
     if rejected:
         raise RejectedDelivery(table.name, ds, rejected)
 
@@ -178,7 +178,7 @@ def ingest_partition(
         PartitionFile(
             name,
             data,
-            {"rows": s.rows, "source_name": name, "ragged_rows": s.ragged_rows},
+            {"source_name": name, **s.manifest_meta},
         )
         for name, data, s in unique.values()
     ]

@@ -7,6 +7,11 @@ execution API URL matching its port, and a JWT secret generated once per AIRFLOW
 default). Anything already set in the environment wins.
 
     eval "$(python -m lakeforge.orchestration.airflow_env)"   # export into a shell
+
+To run the services themselves with this configuration, use ``lakeforge.orchestration.services``
+(``python -m lakeforge.orchestration.services start|stop|restart|status``): it starts each in its
+own session and makes a stop or restart end every process of the previous instance, including
+the LocalExecutor workers that a scheduler killed with SIGKILL leaves behind.
 """
 
 from __future__ import annotations
