@@ -20,11 +20,16 @@ Spark application (`spark_jobs/train_delay_model.py`):
 - one parent MLflow run: params, split boundaries, holdout metrics, plots, the input partitions
   (lake URI + content hash + quality status) as dataset inputs, Airflow run and git commit tags;
 - registered as `flight_delay` with alias `challenger`; it becomes `champion` only if it beats the
-  champion (or, for the first model, a constant baseline) by the configured margin on the holdout and
-  no guard fails. Every decision is tagged on the version and written to
-  `registry/flight_delay/promotion_log/` in the lake.
+  champion (or, for the first model, a constant baseline) by the configured margin and no guard
+  fails, both scored on the holdout days after the champion's last training day only (a champion
+  is never scored on days it trained on; none left: `no_decision`, the champion stays). Every
+  decision (with both training windows and the days compared) is tagged on the version and written
+  to `registry/flight_delay/promotion_log/` in nycflights' lake;
+- `publish_champion` emits the `models.flight_delay` asset event only when this run's version
+  became champion (skipped otherwise: a rejected challenger changes nothing downstream).
 
-Manual runs: set the last day, window, family and search budget in the trigger form. A retry of the
+Manual runs: set the last day, window, family and search budget in the trigger form (validation
+days must be fewer than the window's days). A retry of the
 same DAG run registers no second version (run key `<dag_id>/<run_id>`).
 """
 

@@ -6,9 +6,10 @@
 ONE Spark application per training run: read the features partitions of the split (time-based:
 rolling window, then a holdout of the newest days), fit the MLlib LogisticRegression baseline and
 search the chosen family (trials in parallel threads, nested MLflow runs), refit the best
-configuration on the whole window, score it and the current champion on the same holdout, log
-everything to one parent MLflow run, register the model as a ``challenger`` version and let the
-gate (``lakeforge.training.promotion``) decide whether it becomes ``champion``.
+configuration on the whole window, score it on the holdout, log everything to one parent MLflow
+run, register the model as a ``challenger`` version and let the gate
+(``lakeforge.training.promotion``) decide whether it becomes ``champion``: both models are scored
+on the holdout days after the champion's last training day only (none left: no decision).
 
 Idempotent per ``--run-key``: a rerun after success changes nothing; a rerun after a crash deletes
 the half-registered version first. An unreachable MLflow server fails the job before Spark starts.
@@ -26,7 +27,7 @@ import warnings
 from datetime import datetime, timezone
 from typing import Any
 
-from lakeforge.lake import Lake
+from lakeforge.lake import Lake, source_lake
 from lakeforge.settings import get_settings
 from lakeforge.training import data, promotion, registry, tracking
 from lakeforge.training.evaluate import holdout_metrics, plot_curves, plot_importance, with_probability
@@ -36,6 +37,12 @@ from lakeforge.training.trainers import FAMILIES, feature_importance
 
 log = logging.getLogger("lakeforge.train_delay_model")
 REPORTS = "_reports/train_delay_model"
+SOURCE = "nycflights"  # the source whose features this job trains on
+
+
+def job_lake(args: argparse.Namespace) -> Lake:
+    """``--lake`` (this source's lake URI) when given, else the source's namespace of the lake root."""
+    return Lake(args.lake) if args.lake else source_lake(SOURCE)
 
 
 def load_split(spark, lake: Lake, split: Split, partitions: list[dict[str, Any]]):
@@ -73,17 +80,45 @@ def checksummed_local_fs(spark):
             conf.set("fs.file.impl", before)
 
 
-def champion_metrics(name: str, holdout) -> tuple[str | None, dict[str, float] | None]:
-    """The current champion scored on this run's holdout (None if there is no champion)."""
+def score(model, df) -> dict[str, float]:
+    metrics, _ = holdout_metrics(with_probability(model.transform(df)))
+    return metrics
+
+
+def load_version(spark, name: str, version: str):
     import mlflow
 
+    with checksummed_local_fs(spark):
+        return mlflow.spark.load_model(f"models:/{name}/{version}")
+
+
+def gate(spark, name: str, model, metrics: dict[str, float], holdout, split: Split, train_rate: float):
+    """The registry gate's inputs: which holdout days the champion may be scored on (never one it
+    trained on: ``promotion.comparison_days``), and both models' metrics on exactly those days.
+
+    Returns (comparison, champion version, its window, challenger metrics, champion metrics,
+    baseline), the metrics on ``comparison.days``; the champion is not loaded when there is no
+    comparison to make."""
     current = registry.champion_version(name)
-    if current is None:
-        return None, None
-    with checksummed_local_fs(holdout.sparkSession):
-        model = mlflow.spark.load_model(f"models:/{name}/{current.version}")
-    metrics, _ = holdout_metrics(with_probability(model.transform(holdout)))
-    return str(current.version), metrics
+    champ_v = None if current is None else str(current.version)
+    window = None if current is None else registry.training_window(current)
+    comparison = promotion.comparison_days(split.holdout, champ_v, window)
+    if champ_v is not None:
+        log.info("champion v%s trained on %s; gate days %s (left out: %s)%s", champ_v,
+                 window and f"{window.train_start}..{window.train_end} ({window.source})",
+                 list(comparison.days), list(comparison.excluded),
+                 f"; {comparison.refusal}" if comparison.refusal else "")
+    if comparison.refusal:
+        return comparison, champ_v, window, metrics, None, promotion.trivial_baseline(
+            train_rate, metrics["positive_rate"])
+    if comparison.days == split.holdout:
+        days_df, challenger = holdout, metrics
+    else:  # the challenger is scored again, on the days the champion never saw
+        days_df = holdout.filter(holdout["ds"].isin(list(comparison.days)))
+        challenger = score(model, days_df)
+    champion = None if champ_v is None else score(load_version(spark, name, champ_v), days_df)
+    return comparison, champ_v, window, challenger, champion, promotion.trivial_baseline(
+        train_rate, challenger["positive_rate"])
 
 
 def log_model(model, holdout, family: str):
@@ -188,33 +223,43 @@ def run(spark, lake: Lake, args: argparse.Namespace) -> dict[str, Any]:
         info = log_model(model, holdout, family)
         timings["log_model_s"] = time.perf_counter() - t
         version = registry.register(name, info.model_uri, rid, args.run_key, {
-            "lakeforge.family": family, "lakeforge.train_window": f"{split.train[0]}..{split.train[-1]}"})
+            "lakeforge.family": family, "lakeforge.train_window": f"{split.train[0]}..{split.train[-1]}",
+            **registry.window_tags(split.boundaries())})
 
         t = time.perf_counter()
-        champ_v, champ_m = champion_metrics(name, holdout)
+        comparison, champ_v, champ_window, gate_m, champ_m, baseline = gate(
+            spark, name, model, metrics, holdout, split, train_rate)
         timings["champion_score_s"] = time.perf_counter() - t
-        baseline = promotion.trivial_baseline(train_rate, metrics["positive_rate"])
         policy = promotion.Policy.from_settings()
-        decision = promotion.decide(metrics, champ_m, baseline, policy)
+        decision = promotion.decide(gate_m, champ_m, baseline, policy, comparison)
+        challenger_window = {k: v for k, v in split.boundaries().items() if k in registry.WINDOW_KEYS}
         entry = promotion.log_entry(
             model_name=name, version=version, run_id=rid, run_key=args.run_key, decision=decision,
-            policy=policy, challenger=metrics, champion_version=champ_v, champion=champ_m, baseline=baseline,
-            holdout=(split.holdout[0], split.holdout[-1]), trigger=trigger,
-            decided_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            policy=policy, challenger=gate_m, champion_version=champ_v, champion=champ_m, baseline=baseline,
+            comparison=comparison, challenger_window=challenger_window, champion_window=champ_window,
+            trigger=trigger, decided_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         log_path = promotion.write_entry(lake, entry)
         registry.record_decision(name, version, entry)
         registry.finish_promotion(name, version, entry["decision"], champ_v)
         mlflow.set_tags({"lakeforge.decision": entry["decision"], "lakeforge.model_version": version,
-                         "lakeforge.promotion_log": lake.uri(log_path)})
+                         "lakeforge.promotion_log": lake.uri(log_path),
+                         "lakeforge.compared_on": (f"{comparison.days[0]}..{comparison.days[-1]}"
+                                                   if comparison.days else "none")})
+        mlflow.log_metric("gate_days", len(comparison.days))
         if champ_m:
             mlflow.log_metrics({f"champion_{k}": v for k, v in champ_m.items()})
+            if comparison.excluded:  # the challenger's metrics on the days the decision used
+                mlflow.log_metrics({f"gate_{k}": v for k, v in gate_m.items()})
         timings["total_in_app_s"] = time.perf_counter() - t0
         mlflow.log_metrics({f"time_{k}": v for k, v in timings.items()})
     spark.catalog.clearCache()
     return {
         "run_id": rid, "experiment_id": experiment_id, "model": name, "version": version,
         "decision": entry["decision"], "reasons": entry["reasons"], "champion_before": champ_v,
-        "metrics": metrics, "champion_metrics": champ_m, "baseline": baseline, "family": family,
+        "metrics": metrics, "gate_metrics": gate_m, "champion_metrics": champ_m,
+        "compared_days": list(comparison.days), "excluded_days": list(comparison.excluded),
+        "champion_window": None if champ_window is None else champ_window.as_dict(),
+        "baseline": baseline, "family": family,
         "trials": [{"family": tr.family, "params": tr.params, "valid": tr.metrics, "fit_s": tr.fit_s} for tr in trials],
         "split": split.boundaries(), "train_rows": n_train, "timings": timings, "promotion_log": log_path,
         "model_uri": info.model_uri,
@@ -259,7 +304,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--search-parallelism", type=int, default=s.search_parallelism)
     p.add_argument("--no-baseline", action="store_true",
                    help="leave the LogisticRegression baseline out of the search")
-    p.add_argument("--lake", help="lake root URI (default: LAKEFORGE_LAKE_ROOT)")
+    p.add_argument("--lake", help=f"this source's lake URI (default: <LAKEFORGE_LAKE_ROOT>/{SOURCE})")
     p.add_argument("--dag-id")
     p.add_argument("--dag-run-id")
     p.add_argument("--triggered-by", default="manual")
@@ -277,7 +322,7 @@ def train(spark, args: argparse.Namespace) -> dict[str, Any]:
     registry.remove_half_registered(name, args.run_key)
     tracking.fail_stale_runs(experiment_id, args.run_key)
     with tracking.scratch_space():
-        return run(spark, Lake(args.lake), args)
+        return run(spark, job_lake(args), args)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -298,7 +343,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result.setdefault("timings", {})["spark_startup_s"] = startup
         result["timings"]["total_s"] = time.perf_counter() - started
     if not result.get("reused"):
-        lake = Lake(args.lake)
+        lake = job_lake(args)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         lake.write_bytes(f"{REPORTS}/{stamp}-v{result['version']}.json", json.dumps(result, indent=2, default=str).encode())
     print("LAKEFORGE_RESULT " + json.dumps(result, default=str), flush=True)

@@ -210,11 +210,18 @@ def test_training_run_is_tracked_registered_and_champion(spark, features_lake, m
     (v,) = versions(client)
     assert v.tags[registry.STATE_TAG] == "complete" and v.tags["lakeforge.decision"] == "promoted"
     assert v.tags["lakeforge.dag_run_id"] == "manual__1" and v.tags["lakeforge.decision.champion_before"] == "none"
+    # The days the model saw, read back by the gate when it is champion (never scored on them).
+    assert {k: v.tags[f"lakeforge.{k}"] for k in registry.WINDOW_KEYS} == {
+        "train_start": "2013-01-01", "train_end": "2013-01-04", "validation_start": "2013-01-04",
+        "validation_end": "2013-01-04", "holdout_start": "2013-01-05", "holdout_end": "2013-01-06"}
+    assert v.tags["lakeforge.decision.compared_on"] == "2013-01-05..2013-01-06"
+    assert v.tags["lakeforge.decision.champion_train_end"] == "none"
     assert client.get_model_version_by_alias(NAME, "champion").version == "1"
     assert client.get_model_version_by_alias(NAME, "challenger").version == "1"
     entry = promotion.read_log(features_lake, NAME)[-1]
     assert entry["version"] == "1" and entry["decision"] == "promoted" and entry["champion_after"] == "1"
     assert entry["trigger"]["dag_run_id"] == "manual__1"
+    assert entry["compared_days"] == ["2013-01-05", "2013-01-06"] and entry["excluded_days"] == []
 
 
 def test_champion_loads_back_and_scores_a_spark_dataframe(spark, features_lake, mlflow_server, first_run):
@@ -294,6 +301,9 @@ def test_mlflow_down_then_crash_mid_registration_then_retry(spark, features_lake
     assert sorted(r.info.status for r in stale) == ["FAILED", "FINISHED"]
     log = [e for e in promotion.read_log(features_lake, NAME) if e["run_key"] == key]
     assert len(log) == 1 and log[0]["version"] == retry["version"] and log[0]["champion_before"]["version"] == "1"
+    # v1 trained on 01-01..04: the whole holdout 01-05..06 is new to it, nothing left out.
+    assert log[0]["champion_before"]["window"]["train_end"] == "2013-01-04" and log[0]["excluded_days"] == []
+    assert log[0]["compared_days"] == ["2013-01-05", "2013-01-06"]
 
     import mlflow
 

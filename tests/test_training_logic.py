@@ -52,6 +52,28 @@ def test_split_refuses_too_little_data():
         make_split(JAN, end="2013-03-01", window_days=30, holdout_days=7, validation_days=2)
 
 
+def test_validation_days_are_never_silently_cut():
+    """More validation days than the window holds used to be cut to 1 without a word: a clear
+    error now, naming both numbers (the DAG's planning task fails with it, before Spark starts)."""
+    with pytest.raises(ValueError, match=r"validation_days \(10\) must be smaller than window_days \(10\)"):
+        make_split(JAN, end="2013-01-31", window_days=10, holdout_days=7, validation_days=10)
+    with pytest.raises(ValueError, match=r"validation_days \(30\) must be smaller than window_days \(24\)"):
+        make_split(JAN, end="2013-01-31", window_days=24, holdout_days=7, validation_days=30)
+    with pytest.raises(ValueError, match="must each be >= 1"):
+        make_split(JAN, end="2013-01-31", window_days=24, holdout_days=7, validation_days=0)
+    # Days missing on one side of the validation boundary: refused, not moved.
+    no_search_days = [d for d in JAN if not "2013-01-13" <= d <= "2013-01-18"]
+    with pytest.raises(ValueError, match=r"no feature partitions in the training window 2013-01-13..2013-01-18 "
+                                         r"before the 2 validation day\(s\)"):
+        make_split(no_search_days, end="2013-01-27", window_days=8, holdout_days=7, validation_days=2)
+    no_valid_days = [d for d in JAN if d not in ("2013-01-23", "2013-01-24")]
+    with pytest.raises(ValueError, match="no feature partitions in the validation days 2013-01-23..2013-01-24"):
+        make_split(no_valid_days, end="2013-01-31", window_days=20, holdout_days=7, validation_days=2)
+    # The largest allowed: one search-train day left.
+    s = make_split(JAN, end="2013-01-31", window_days=10, holdout_days=7, validation_days=9)
+    assert s.search_train == ("2013-01-15",) and s.validation == tuple(JAN[15:24])
+
+
 # -- metrics from the histogram ------------------------------------------------------------------
 
 def test_histogram_metrics_match_sklearn():
@@ -119,24 +141,38 @@ def test_lower_is_better_metrics():
         promotion.Policy(metric="accuracy")
 
 
+def window(start, end, valid_start, holdout_start, holdout_end):
+    return {"train_start": start, "train_end": end, "validation_start": valid_start, "validation_end": end,
+            "holdout_start": holdout_start, "holdout_end": holdout_end}
+
+
 def test_promotion_log_entries_are_exact_and_answer_who_was_champion(tmp_path):
     lake = Lake(f"file://{tmp_path}/lake")
     trig = {"run_key": "k1", "dag_id": "train_delay_model", "dag_run_id": "manual__1", "triggered_by": "manual"}
     base = m(0.5)
+    h1 = tuple(JAN[24:])
     first = promotion.decide(m(0.66), None, base, POLICY)
     e1 = promotion.log_entry(model_name="flight_delay", version="1", run_id="r1", run_key="k1", decision=first,
                              policy=POLICY, challenger=m(0.66), champion_version=None, champion=None, baseline=base,
-                             holdout=("2013-01-25", "2013-01-31"), trigger=trig, decided_at="2013-02-01T04:00:00+00:00")
+                             comparison=promotion.comparison_days(h1, None, None),
+                             challenger_window=window("2013-01-01", "2013-01-24", "2013-01-21", h1[0], h1[-1]),
+                             champion_window=None, trigger=trig, decided_at="2013-02-01T04:00:00+00:00")
     promotion.write_entry(lake, e1)
-    worse = promotion.decide(m(0.65), m(0.66), base, POLICY)
+    h2 = ("2013-02-01", "2013-02-02", "2013-02-03", "2013-02-04", "2013-02-05", "2013-02-06", "2013-02-07")
+    champ_window = promotion.TrainingWindow("2013-01-01", "2013-01-24", "2013-01-21", "2013-01-24", "version tags")
+    cmp2 = promotion.comparison_days(h2, "1", champ_window)
+    worse = promotion.decide(m(0.65), m(0.66), base, POLICY, cmp2)
     e2 = promotion.log_entry(model_name="flight_delay", version="2", run_id="r2", run_key="k2", decision=worse,
                              policy=POLICY, challenger=m(0.65), champion_version="1", champion=m(0.66), baseline=base,
-                             holdout=("2013-02-01", "2013-02-07"), trigger={**trig, "run_key": "k2"},
+                             comparison=cmp2,
+                             challenger_window=window("2013-01-02", "2013-01-31", "2013-01-28", h2[0], h2[-1]),
+                             champion_window=champ_window, trigger={**trig, "run_key": "k2"},
                              decided_at="2013-02-08T04:00:00+00:00")
     promotion.write_entry(lake, e2)
     promotion.write_entry(lake, e2)  # a retried run replaces its own entry
     log = promotion.read_log(lake, "flight_delay")
     assert [json.dumps(e, sort_keys=True) for e in log] == [json.dumps(e, sort_keys=True) for e in (e1, e2)]
+    assert e1["compared_days"] == list(h1) and e1["excluded_days"] == [] and e1["champion_before"] is None
     assert e2 == {
         "model": "flight_delay", "version": "2", "run_id": "r2", "run_key": "k2",
         "decided_at": "2013-02-08T04:00:00+00:00", "decision": "rejected",
@@ -144,13 +180,70 @@ def test_promotion_log_entries_are_exact_and_answer_who_was_champion(tmp_path):
         "reference": "champion", "improvement": -0.01, "guards": {"calibration": True, "positive_rate": True},
         "policy": {"metric": "roc_auc", "margin": 0.005, "calibration_tolerance": 0.02,
                    "positive_rate_tolerance": 0.02},
-        "challenger": {"version": "2", "metrics": m(0.65)},
-        "champion_before": {"version": "1", "metrics": m(0.66)}, "baseline": base, "champion_after": "1",
-        "holdout": ["2013-02-01", "2013-02-07"], "trigger": {**trig, "run_key": "k2"},
+        "challenger": {"version": "2", "metrics": m(0.65),
+                       "window": window("2013-01-02", "2013-01-31", "2013-01-28", "2013-02-01", "2013-02-07")},
+        "champion_before": {"version": "1", "metrics": m(0.66), "window": {
+            "train_start": "2013-01-01", "train_end": "2013-01-24", "validation_start": "2013-01-21",
+            "validation_end": "2013-01-24", "source": "version tags"}},
+        "baseline": base, "champion_after": "1",
+        "holdout": ["2013-02-01", "2013-02-07"], "compared_days": list(h2), "excluded_days": [],
+        "trigger": {**trig, "run_key": "k2"},
     }
     assert promotion.champion_on(lake, "flight_delay", "2013-01-31T00:00:00+00:00") is None
     on_feb_10 = promotion.champion_on(lake, "flight_delay", "2013-02-10T00:00:00+00:00")
     assert on_feb_10["version"] == "1" and on_feb_10["reasons"] == first.reasons
+
+
+# -- the champion is never scored on days it has seen ----------------------------------------------
+
+CHAMP = promotion.TrainingWindow("2013-01-01", "2013-01-24", "2013-01-21", "2013-01-24", "version tags")
+
+
+def test_gate_days_leave_out_every_day_the_champion_trained_or_validated_on():
+    """The issue's case: v1 trained on ..01-24 (validation 01-21..24); a run from the form with the
+    default 14-day holdout ends 01-31, so 01-18..24 of its holdout are days v1 has seen."""
+    holdout = tuple(JAN[17:])  # 01-18..31
+    c = promotion.comparison_days(holdout, "1", CHAMP)
+    assert c.days == tuple(JAN[24:]) and c.excluded == tuple(JAN[17:24]) and c.refusal is None
+    assert min(c.days) > CHAMP.train_end
+    assert c.note == ("compared on 2013-01-25..2013-01-31 only (7 of the 14 holdout days): 2013-01-18..2013-01-24 "
+                      "left out, on or before champion v1's last training day 2013-01-24")
+    d = promotion.decide(m(0.66), m(0.64), m(0.5), POLICY, c)
+    assert d.outcome == "promoted" and d.reasons == [
+        "roc_auc 0.6600 vs champion 0.6400: improvement +0.0200 > margin 0.0050", c.note]
+    # Nothing to leave out: the whole holdout, no note.
+    later = promotion.comparison_days(tuple(JAN[24:]), "1", CHAMP)
+    assert later.days == tuple(JAN[24:]) and later.excluded == () and later.note is None
+    assert promotion.decide(m(0.66), m(0.64), m(0.5), POLICY, later).reasons == [
+        "roc_auc 0.6600 vs champion 0.6400: improvement +0.0200 > margin 0.0050"]
+    # No champion: the trivial baseline saw nothing; the whole holdout counts.
+    first = promotion.comparison_days(holdout, None, None)
+    assert first.days == holdout and first.excluded == () and first.refusal is None
+
+
+def test_no_day_left_or_unknown_champion_window_is_no_decision():
+    inside = promotion.comparison_days(tuple(JAN[17:24]), "1", CHAMP)  # 01-18..24: all seen by v1
+    assert inside.days == () and inside.excluded == tuple(JAN[17:24])
+    d = promotion.decide(m(0.99), None, m(0.5), POLICY, inside)
+    assert not d.promoted and d.outcome == "no_decision" and d.improvement is None and d.guards == {}
+    assert d.reasons == [
+        "no decision: every holdout day (2013-01-18..2013-01-24) is on or before champion v1's last training day "
+        "2013-01-24 (it trained on 2013-01-01..2013-01-24); a champion is never scored on days it has seen, so "
+        "nothing was compared: the challenger is not promoted and v1 stays champion (train with a holdout "
+        "reaching past 2013-01-24)"]
+    unknown = promotion.comparison_days(tuple(JAN[24:]), "3", None)
+    assert unknown.days == () and unknown.excluded == tuple(JAN[24:])
+    d = promotion.decide(m(0.99), None, m(0.5), POLICY, unknown)
+    assert d.outcome == "no_decision" and d.reasons[0].startswith(
+        "no decision: champion v3 has no recorded training window")
+    entry = promotion.log_entry(model_name="flight_delay", version="4", run_id="r4", run_key="k4", decision=d,
+                                policy=POLICY, challenger=m(0.99), champion_version="3", champion=None,
+                                baseline=m(0.5), comparison=unknown,
+                                challenger_window=window("2013-01-01", "2013-01-24", "2013-01-21", JAN[24], JAN[30]),
+                                champion_window=None, trigger={}, decided_at="2013-02-01T00:00:00+00:00")
+    assert entry["decision"] == "no_decision" and entry["improvement"] is None and entry["champion_after"] == "3"
+    assert entry["compared_days"] == [] and entry["champion_before"] == {"version": "3", "metrics": None,
+                                                                          "window": None}
 
 
 # -- search candidates and the DAG's plan --------------------------------------------------------
@@ -178,6 +271,8 @@ def test_plan_manual_scheduled_and_asset_runs():
     assert not decide_plan(PARAMS, "manual", [], None, 7)["train"]
     with pytest.raises(ValueError, match="training window"):
         decide_plan({**PARAMS, "end": "2013-01-03"}, "manual", JAN, None, 7)
+    with pytest.raises(ValueError, match=r"validation_days \(12\) must be smaller than window_days \(12\)"):
+        decide_plan({**PARAMS, "window_days": 12, "validation_days": 12}, "manual", JAN, None, 7)
 
 
 def test_mlflow_scratch_space_is_removed_and_the_process_settings_restored(tmp_path, monkeypatch):

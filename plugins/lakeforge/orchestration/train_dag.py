@@ -7,6 +7,12 @@ than the last training's holdout, an asset-triggered run only when ``min_new_day
 (``LAKEFORGE_TRAIN_MIN_NEW_DAYS``), so a daily trickle of partitions does not retrain daily. The
 training itself is ONE ``spark-submit`` of ``spark_jobs/train_delay_model.py`` whose run key is
 ``<dag_id>/<run_id>``: a retried task registers no second version.
+
+The model asset (``models.<name>``: "the champion changed", what batch scoring schedules on) is the
+outlet of ``publish_champion``, not of the training task: it reads this run key's decision from
+the registry and emits the event only when the version became champion; otherwise it is skipped,
+and a skipped task emits no asset event (a rejected challenger, or no decision, changes nothing
+downstream).
 """
 
 from __future__ import annotations
@@ -67,11 +73,11 @@ def decide_plan(
     return plan
 
 
-def last_trained_end(lake_root: str | None, model_name: str) -> str | None:
-    from lakeforge.lake import Lake
+def last_trained_end(source_name: str, model_name: str, lake_root: str | None = None) -> str | None:
+    from lakeforge.lake import source_lake
     from lakeforge.training.promotion import read_log
 
-    entries = read_log(Lake(lake_root), model_name)
+    entries = read_log(source_lake(source_name, lake_root), model_name)
     return max(e["holdout"][1] for e in entries) if entries else None
 
 
@@ -108,7 +114,8 @@ def build_train_dag(
                                   description="Most recent days, never trained on; the gate scores on them."),
             "validation_days": Param(s.validation_days, type="integer", minimum=1, maximum=60,
                                      title="Validation (days)",
-                                     description="Last days of the window on which search trials are scored."),
+                                     description="Last days of the window on which search trials are scored "
+                                                 "(fewer than the window's days)."),
             "model_family": Param(s.train_model_family, type="string", enum=["lightgbm", "xgboost", "lr", "gbt"],
                                   title="Model family",
                                   description="LightGBM across executors, xgboost.spark, MLlib LogisticRegression or GBT."),
@@ -123,14 +130,14 @@ def build_train_dag(
         def plan(params=None, dag_run=None) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException
 
-            from lakeforge.lake import Lake
+            from lakeforge.lake import source_lake
             from lakeforge.training.data import feature_partitions, usable
 
             settings = get_settings()
-            days = [p["ds"] for p in usable(feature_partitions(Lake()))]
+            days = [p["ds"] for p in usable(feature_partitions(source_lake(source_name)))]
             run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type)) if dag_run else "manual"
             try:
-                result = decide_plan(params or {}, run_type, days, last_trained_end(None, settings.model_name),
+                result = decide_plan(params or {}, run_type, days, last_trained_end(source_name, settings.model_name),
                                      settings.train_min_new_days)
             except ValueError as exc:  # a window the data cannot support: retrying cannot help
                 raise AirflowFailException(str(exc)) from exc
@@ -168,7 +175,39 @@ def build_train_dag(
                 "--search-budget", "{{ %s['search_budget'] }}" % xcom,
                 "--search-parallelism", "{{ %s['search_parallelism'] }}" % xcom,
             ],
-            outlets=[model_asset(s.model_name)],
         )
-        anything(planned) >> train
+
+        champion_asset = model_asset(s.model_name)
+
+        @task(task_id="publish_champion", outlets=[champion_asset])
+        def publish_champion(dag_run=None, outlet_events=None) -> str:
+            """The model asset's event, only when this run's version became champion."""
+            import mlflow
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from lakeforge.training import registry
+            from lakeforge.training.tracking import check_reachable, configure_client_retries
+
+            settings = get_settings()
+            configure_client_retries()
+            check_reachable(settings.mlflow_tracking_uri)
+            mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+            mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+            run_key = f"{dag_id}/{dag_run.run_id}"
+            version = registry.promoted_version(settings.model_name, run_key)
+            if version is None:
+                done = registry.complete_version(settings.model_name, run_key)
+                what = (f"v{done.version} {done.tags.get('lakeforge.decision')}" if done is not None
+                        else "no complete version")
+                champion = registry.champion_version(settings.model_name)
+                stays = f"v{champion.version}" if champion is not None else "none"
+                raise AirflowSkipException(f"{settings.model_name} run key {run_key}: {what}; champion stays "
+                                           f"{stays}: no {champion_asset.name} event")
+            outlet_events[champion_asset].extra = {
+                "model": settings.model_name, "version": version, "run_key": run_key,
+                "model_uri": f"models:/{settings.model_name}/{version}"}
+            log.info("%s v%s is champion: %s event emitted", settings.model_name, version, champion_asset.name)
+            return version
+
+        anything(planned) >> train >> publish_champion()
     return dag

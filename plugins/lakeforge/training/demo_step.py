@@ -19,24 +19,27 @@ from lakeforge.settings import get_settings
 DEMO_HOLDOUT_DAYS = 7      # a month: the last week is the holdout
 DEMO_VALIDATION_DAYS = 4   # the search scores trials on the 4 days before it
 DEMO_SEARCH_BUDGET = 2
+DEMO_SOURCE = "nycflights"  # the source train_delay_model trains on
 
 
 def run_training(start: date, end: date, family: str | None = None) -> dict[str, Any]:
     import pendulum
     from airflow.dag_processing.dagbag import DagBag
 
-    from lakeforge.lake import Lake
+    from lakeforge.lake import source_lake
     from lakeforge.training.promotion import read_log
 
     s = get_settings()
     bag = DagBag(dag_folder=str(s.dags_folder / "train_delay_model.py"))
     if bag.import_errors:
         raise SystemExit(f"DAG import errors: {bag.import_errors}")
+    window_days = max(2, (end - start).days + 1 - DEMO_HOLDOUT_DAYS)
     conf = {
         "end": end.isoformat(),
-        "window_days": max(2, (end - start).days + 1 - DEMO_HOLDOUT_DAYS),
+        "window_days": window_days,
         "holdout_days": DEMO_HOLDOUT_DAYS,
-        "validation_days": DEMO_VALIDATION_DAYS,
+        # The validation days must leave search-train days before them (a shorter demo range).
+        "validation_days": min(DEMO_VALIDATION_DAYS, window_days - 1),
         "model_family": family or s.train_model_family,
         "search_budget": DEMO_SEARCH_BUDGET,
         "search_parallelism": s.search_parallelism,
@@ -48,13 +51,16 @@ def run_training(start: date, end: date, family: str | None = None) -> dict[str,
     if str(dr.state) != "success" or states.get("train_and_register") != "success":
         raise SystemExit(f"train_delay_model failed: {states}")
 
-    lake = Lake()
+    lake = source_lake(DEMO_SOURCE)
     entry = read_log(lake, s.model_name)[-1]
     champion = _champion(s.model_name)
     print(f"\ntrain_delay_model (one Spark app, {s.spark_master}): {seconds:.1f}s in Airflow; "
           f"{conf['model_family']} search budget {conf['search_budget']}, holdout {entry['holdout'][0]}.."
           f"{entry['holdout'][1]}")
     print(f"this run: version {entry['version']} {entry['decision']}: " + "; ".join(entry["reasons"]))
+    if entry.get("excluded_days"):
+        print(f"  compared on {len(entry['compared_days'])} holdout day(s) only; left out (the champion trained "
+              f"on them): {', '.join(entry['excluded_days'])}")
     if champion is None:
         print("no champion yet (no version beat the baseline)")
     else:

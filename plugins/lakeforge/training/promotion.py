@@ -13,6 +13,13 @@ promoted only if
   ``calibration_tolerance``; ``positive_rate``: its gap between mean predicted probability and
   observed positive rate exceeds the reference's by at most ``positive_rate_tolerance``.
 
+A champion is never scored on days it has seen: ``comparison_days`` keeps only the challenger's
+holdout days AFTER the champion's last training day (its search's validation days are the last
+days of that window, so they are excluded with it). Days left out are named in the decision; if
+none is left, or the champion's training window is unknown (a version registered before windows
+were recorded, whose run has no ``train_end`` param either), there is no decision
+(``no_decision``): the challenger is not promoted and the champion stays, with the reason.
+
 Every decision is one JSON document in the lake (``promotion_log_dir``), one per training run key,
 so a retried run rewrites its own entry instead of adding a second one. ``champion_on`` answers
 "which model was champion at time X, and why" from those entries.
@@ -58,12 +65,75 @@ class Decision:
     promoted: bool
     reasons: list[str]
     reference: str            # "champion" or "baseline"
-    improvement: float        # signed: > 0 means the challenger is better on the metric
+    improvement: float | None  # signed: > 0 means the challenger is better; None: nothing was compared
     guards: dict[str, bool] = field(default_factory=dict)
+    decided: bool = True      # False: no fair comparison was possible (``no_decision``)
 
     @property
     def outcome(self) -> str:
-        return "promoted" if self.promoted else "rejected"
+        if self.promoted:
+            return "promoted"
+        return "rejected" if self.decided else "no_decision"
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    """The days a registered model has seen: its training window, whose last days were the search's
+    validation days. ``source`` says where it was read (version tags, or its run's params)."""
+    train_start: str
+    train_end: str
+    validation_start: str | None = None
+    validation_end: str | None = None
+    source: str = ""
+
+    def as_dict(self) -> dict[str, str | None]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The days the gate scores champion and challenger on: the challenger's holdout minus every
+    day on or before the champion's last training day."""
+    holdout: tuple[str, ...]     # the challenger's holdout, as split
+    days: tuple[str, ...]        # the days the decision is made on (empty: no comparison possible)
+    excluded: tuple[str, ...]    # holdout days left out (on or before the champion's last training day)
+    refusal: str | None = None   # why there is no comparison with the champion (then ``days`` is empty)
+    note: str | None = None      # what was left out and why, when some days were (a line of the reasons)
+
+
+def _span(days) -> str:
+    return f"{days[0]}..{days[-1]}" if len(days) > 1 else days[0]
+
+
+def comparison_days(holdout, champion_version: str | None, champion_window: TrainingWindow | None) -> Comparison:
+    """Which holdout days the challenger and the champion may be compared on (pure).
+
+    No champion: the whole holdout (the reference is the trivial baseline, which saw nothing).
+    Otherwise only the days after the champion's last training day; none left, or no known
+    window, is a refusal with the reason."""
+    holdout = tuple(holdout)
+    if champion_version is None:
+        return Comparison(holdout, holdout, ())
+    if champion_window is None:
+        return Comparison(holdout, (), holdout, (
+            f"no decision: champion v{champion_version} has no recorded training window (no "
+            f"window tags on the version, no train_end param on its run), so the days it "
+            f"trained on are unknown and it cannot be scored fairly on the holdout {_span(holdout)}; "
+            f"the challenger is not promoted and v{champion_version} stays champion"))
+    last = champion_window.train_end
+    days = tuple(d for d in holdout if d > last)
+    excluded = tuple(d for d in holdout if d <= last)
+    if not days:
+        return Comparison(holdout, (), excluded, (
+            f"no decision: every holdout day ({_span(holdout)}) is on or before champion v{champion_version}'s "
+            f"last training day {last} (it trained on {champion_window.train_start}..{last}); a champion is "
+            f"never scored on days it has seen, so nothing was compared: the challenger is not promoted and "
+            f"v{champion_version} stays champion (train with a holdout reaching past {last})"))
+    note = None
+    if excluded:
+        note = (f"compared on {_span(days)} only ({len(days)} of the {len(holdout)} holdout days): "
+                f"{_span(excluded)} left out, on or before champion v{champion_version}'s last training day {last}")
+    return Comparison(holdout, days, excluded, note=note)
 
 
 def trivial_baseline(train_positive_rate: float, holdout_positive_rate: float) -> dict[str, float]:
@@ -84,8 +154,14 @@ def trivial_baseline(train_positive_rate: float, holdout_positive_rate: float) -
 
 
 def decide(challenger: dict[str, float], champion: dict[str, float] | None, baseline: dict[str, float],
-           policy: Policy) -> Decision:
-    """Promote or reject, with human-readable reasons (every failed check is named)."""
+           policy: Policy, comparison: Comparison | None = None) -> Decision:
+    """Promote or reject, with human-readable reasons (every failed check is named).
+
+    ``challenger``, ``champion`` and ``baseline`` are metrics on the same days: ``comparison.days``.
+    A ``comparison`` that refuses gives ``no_decision``; one that left holdout days out says so in
+    the reasons."""
+    if comparison is not None and comparison.refusal:
+        return Decision(False, [comparison.refusal], "champion", None, {}, decided=False)
     m = policy.metric
     reference, ref = ("champion", champion) if champion is not None else ("baseline", baseline)
     sign = 1.0 if HIGHER_IS_BETTER[m] else -1.0
@@ -117,6 +193,8 @@ def decide(challenger: dict[str, float], champion: dict[str, float] | None, base
         reasons.append(f"guard positive_rate failed: mean prediction {challenger['mean_prediction']:.4f} vs "
                        f"observed {challenger['positive_rate']:.4f} (gap {gap(challenger):.4f} > {reference} "
                        f"gap {gap(ref):.4f} + tolerance {policy.positive_rate_tolerance:.4f})")
+    if comparison is not None and comparison.note:
+        reasons.append(comparison.note)
     return Decision(beats and all(guards.values()), reasons, reference, improvement, guards)
 
 
@@ -142,11 +220,18 @@ def log_entry(
     champion_version: str | None,
     champion: dict[str, float] | None,
     baseline: dict[str, float],
-    holdout: tuple[str, str],
+    comparison: Comparison,
+    challenger_window: dict[str, str],
+    champion_window: TrainingWindow | None,
     trigger: dict[str, Any],
     decided_at: str,
 ) -> dict[str, Any]:
-    """One decision, exactly as it is written to the lake (and summarized in version tags)."""
+    """One decision, exactly as it is written to the lake (and summarized in version tags).
+
+    ``challenger`` / ``champion`` / ``baseline``: metrics on ``comparison.days`` (the champion's
+    are None when it was not scored: no comparison possible). ``challenger_window``: the
+    challenger's split boundaries (train, validation, holdout)."""
+    holdout = comparison.holdout
     return {
         "model": model_name,
         "version": str(version),
@@ -156,16 +241,19 @@ def log_entry(
         "decision": decision.outcome,
         "reasons": list(decision.reasons),
         "reference": decision.reference,
-        "improvement": round(decision.improvement, 6),
+        "improvement": None if decision.improvement is None else round(decision.improvement, 6),
         "guards": dict(decision.guards),
         "policy": asdict(policy),
-        "challenger": {"version": str(version), "metrics": challenger},
-        "champion_before": None if champion_version is None else {"version": str(champion_version),
-                                                                  "metrics": champion},
+        "challenger": {"version": str(version), "metrics": challenger, "window": dict(challenger_window)},
+        "champion_before": None if champion_version is None else {
+            "version": str(champion_version), "metrics": champion,
+            "window": None if champion_window is None else champion_window.as_dict()},
         "baseline": baseline,
         "champion_after": str(version) if decision.promoted else (
             None if champion_version is None else str(champion_version)),
-        "holdout": list(holdout),
+        "holdout": [holdout[0], holdout[-1]],
+        "compared_days": list(comparison.days),
+        "excluded_days": list(comparison.excluded),
         "trigger": trigger,
     }
 

@@ -10,6 +10,10 @@ commit point. A retry of the same run key
 - finds ``pending`` versions (a run that died half-way): they are deleted before training again,
   so exactly one version per run key survives.
 
+Every version records the days its model saw (``window_tags``: ``lakeforge.train_start`` /
+``train_end`` / ``validation_start`` / ``validation_end``, and its ``holdout_start`` / ``holdout_end``):
+when it is champion, the gate reads them (``training_window``) so it is never scored on them.
+
 Aliases only (``champion``, ``challenger``); registry stages are deprecated.
 """
 
@@ -23,6 +27,8 @@ log = logging.getLogger(__name__)
 RUN_KEY_TAG = "lakeforge.run_key"
 STATE_TAG = "lakeforge.state"
 CHAMPION, CHALLENGER = "champion", "challenger"
+# The split boundaries recorded on every version (the champion's are read back by the gate).
+WINDOW_KEYS = ("train_start", "train_end", "validation_start", "validation_end", "holdout_start", "holdout_end")
 # Holdout metrics of both models written on every decided version.
 TAGGED_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "calibration_error", "positive_rate", "mean_prediction")
 
@@ -75,6 +81,41 @@ def champion_version(name: str):
         raise
 
 
+def window_tags(boundaries: dict[str, str]) -> dict[str, str]:
+    """Version tags for a split's boundaries (``Split.boundaries()``)."""
+    return {f"lakeforge.{k}": boundaries[k] for k in WINDOW_KEYS}
+
+
+def training_window(version):
+    """The days ``version``'s model trained on (its search validated on their last days), or None
+    when nothing says: its window tags; for a version registered before they existed, its run's
+    split params (logged by every training run), else its ``lakeforge.train_window`` tag."""
+    from mlflow.exceptions import MlflowException
+
+    from lakeforge.training.promotion import TrainingWindow
+
+    tags = version.tags or {}
+    if tags.get("lakeforge.train_start") and tags.get("lakeforge.train_end"):
+        return TrainingWindow(tags["lakeforge.train_start"], tags["lakeforge.train_end"],
+                              tags.get("lakeforge.validation_start"), tags.get("lakeforge.validation_end"),
+                              source="version tags")
+    params: dict[str, str] = {}
+    if version.run_id:
+        try:
+            params = client().get_run(version.run_id).data.params
+        except MlflowException as exc:
+            log.warning("run %s of %s v%s unreadable (%s): its training window is not in its params",
+                        version.run_id, version.name, version.version, exc)
+    if params.get("train_start") and params.get("train_end"):
+        return TrainingWindow(params["train_start"], params["train_end"], params.get("validation_start"),
+                              params.get("validation_end"), source=f"run {version.run_id} params")
+    legacy = tags.get("lakeforge.train_window", "")
+    if ".." in legacy:
+        start, end = legacy.split("..", 1)
+        return TrainingWindow(start, end, source="version tag lakeforge.train_window")
+    return None
+
+
 def register(name: str, model_uri: str, run_id: str, run_key: str, tags: dict[str, str]) -> str:
     """A new pending version with alias ``challenger``; returns its number."""
     from mlflow.exceptions import MlflowException
@@ -97,18 +138,35 @@ def record_decision(name: str, version: str, entry: dict[str, Any]) -> None:
     c = client()
     m = entry["policy"]["metric"]
     before = entry["champion_before"]
+    window = (before or {}).get("window") or {}
+    compared, excluded = entry["compared_days"], entry["excluded_days"]
+
+    def span(days: list[str]) -> str:
+        return f"{days[0]}..{days[-1]}" if days else "none"
+
+    def metric(metrics: dict[str, float] | None, k: str) -> str:
+        return f"{metrics[k]:.6f}" if metrics else "none"
+
     tags = {
         "lakeforge.decision": entry["decision"],
         "lakeforge.decision.reasons": " | ".join(entry["reasons"]),
         "lakeforge.decision.reference": entry["reference"],
         "lakeforge.decision.metric": m,
         "lakeforge.decision.margin": str(entry["policy"]["margin"]),
-        "lakeforge.decision.improvement": f"{entry['improvement']:.6f}",
+        "lakeforge.decision.improvement": ("none" if entry["improvement"] is None
+                                           else f"{entry['improvement']:.6f}"),
         "lakeforge.decision.guards": ",".join(f"{k}={'ok' if ok else 'failed'}" for k, ok in entry["guards"].items()),
         "lakeforge.decision.decided_at": entry["decided_at"],
         "lakeforge.decision.champion_before": before["version"] if before else "none",
-        **{f"lakeforge.challenger.{k}": f"{entry['challenger']['metrics'][k]:.6f}" for k in TAGGED_METRICS},
-        **{f"lakeforge.champion.{k}": f"{before['metrics'][k]:.6f}" if before else "none" for k in TAGGED_METRICS},
+        # The days the decision used, and the champion's window they were kept clear of.
+        "lakeforge.decision.compared_on": span(compared),
+        "lakeforge.decision.compared_days": str(len(compared)),
+        "lakeforge.decision.excluded_days": span(excluded),
+        "lakeforge.decision.champion_train_start": window.get("train_start") or ("unknown" if before else "none"),
+        "lakeforge.decision.champion_train_end": window.get("train_end") or ("unknown" if before else "none"),
+        "lakeforge.decision.champion_window_source": window.get("source") or ("unknown" if before else "none"),
+        **{f"lakeforge.challenger.{k}": metric(entry["challenger"]["metrics"], k) for k in TAGGED_METRICS},
+        **{f"lakeforge.champion.{k}": metric(before and before["metrics"], k) for k in TAGGED_METRICS},
         f"lakeforge.baseline.{m}": f"{entry['baseline'][m]:.6f}",
         "lakeforge.holdout": "..".join(entry["holdout"]),
         "lakeforge.trigger": entry["trigger"].get("triggered_by", ""),
@@ -118,6 +176,16 @@ def record_decision(name: str, version: str, entry: dict[str, Any]) -> None:
     for key, value in tags.items():
         c.set_model_version_tag(name, version, key, value)
     c.set_model_version_tag(name, version, STATE_TAG, "complete")
+
+
+def promoted_version(name: str, run_key: str) -> str | None:
+    """The version this run key made champion, or None: its complete version was decided
+    ``promoted`` AND the ``champion`` alias is on it (the alias is the commit point)."""
+    v = complete_version(name, run_key)
+    if v is None or v.tags.get("lakeforge.decision") != "promoted":
+        return None
+    current = champion_version(name)
+    return str(v.version) if current is not None and str(current.version) == str(v.version) else None
 
 
 def finish_promotion(name: str, version: str, decision: str, champion_before: str | None) -> bool:

@@ -9,6 +9,11 @@ The hyperparameter search fits trials on the search-train days and scores them o
 days (the last days of the window); the chosen configuration is refitted on the whole window and
 scored, like the champion, on the holdout. Calendar days define the boundaries; days without a
 partition (or whose quality gate failed) are simply absent.
+
+A split the data cannot support is refused with the reason (``ValueError``), never adjusted
+silently: too few training days, no holdout partition, ``validation_days`` not smaller than
+``window_days`` (no search-train day would be left), or no partition on one side of the
+validation boundary.
 """
 
 from __future__ import annotations
@@ -57,8 +62,15 @@ def make_split(
     if not have:
         raise ValueError("no feature partitions to train on")
     last = date.fromisoformat(end) if end else date.fromisoformat(have[-1])
-    if holdout_days < 1 or window_days < 1 or validation_days < 0:
-        raise ValueError("window_days and holdout_days must be >= 1, validation_days >= 0")
+    if holdout_days < 1 or window_days < 1 or validation_days < 1:
+        raise ValueError(f"window_days ({window_days}), holdout_days ({holdout_days}) and validation_days "
+                         f"({validation_days}) must each be >= 1")
+    if validation_days >= window_days:
+        raise ValueError(
+            f"validation_days ({validation_days}) must be smaller than window_days ({window_days}): the "
+            f"validation days are the last days of the training window and the search needs training "
+            f"days before them"
+        )
     holdout_first = last - timedelta(days=holdout_days - 1)
     window_first = holdout_first - timedelta(days=window_days)
     present = set(have)
@@ -71,10 +83,20 @@ def make_split(
             f"only {len(train)} feature day(s) in the training window {window_first}.."
             f"{holdout_first - timedelta(days=1)}: need at least {min_train_days}"
         )
-    # The validation days are the last calendar days of the window; keep at least one search day.
-    cut = (holdout_first - timedelta(days=validation_days)).isoformat()
-    validation = [d for d in train if d >= cut]
-    search_train = [d for d in train if d < cut]
-    if not search_train or not validation:  # too short a window to hold a validation part
-        search_train, validation = train[:-1], train[-1:]
+    # The validation days are the last calendar days of the window.
+    first_valid = holdout_first - timedelta(days=validation_days)
+    validation = [d for d in train if d >= first_valid.isoformat()]
+    search_train = [d for d in train if d < first_valid.isoformat()]
+    if not validation:
+        raise ValueError(
+            f"no feature partitions in the validation days {first_valid}..{holdout_first - timedelta(days=1)} "
+            f"(the last {validation_days} day(s) of the training window): the search has nothing to score "
+            f"its trials on; use more validation days or an end whose window has them"
+        )
+    if not search_train:
+        raise ValueError(
+            f"no feature partitions in the training window {window_first}..{first_valid - timedelta(days=1)} "
+            f"before the {validation_days} validation day(s): the search has nothing to fit its trials on; "
+            f"use fewer validation days or a longer window"
+        )
     return Split(tuple(train), tuple(search_train), tuple(validation), tuple(holdout))
