@@ -94,7 +94,7 @@ OPTIONS: dict[str, Option] = {
     ),
     "holdout_days": Option(
         "LAKEFORGE_HOLDOUT_DAYS", "14",
-        "Most recent days kept out of training; challenger and champion are scored on them.",
+        "Most recent days kept out of training; challenger and champion are scored on those the champion never trained on.",
     ),
     "validation_days": Option(
         "LAKEFORGE_VALIDATION_DAYS", "7",
