@@ -7,6 +7,12 @@ Reads the raw partitions named by their manifests, writes ``clean/flights``, ``c
 ``quarantine/flights``, ``quarantine/weather`` and ``features/flights``, each partition published
 atomically with a manifest (row counts; clean + quarantined = raw rows, checked). Only the given
 dates are replaced; a rerun produces identical rows.
+
+One run per table at a time: a run holds the writer lease of every table it writes
+(``written_tables``, ``lakeforge.publish.writing``) from before it stages anything until it has
+published. A second run (a manual one beside the scheduled one, another Airflow deployment)
+exits at once, before Spark starts, with "table X is being written by run Y since T", and
+touches nothing of the first; the leases of a run that died are taken over by the next.
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ import logging
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from datetime import date, timedelta
 from typing import Any
 
 from lakeforge.dates import date_range, expand_dates
 from lakeforge.lake import Lake, source_lake
-from lakeforge.publish import list_partitions, partition_name, read_manifest
+from lakeforge.lease import LeaseHeld
+from lakeforge.publish import list_partitions, partition_name, read_manifest, writing
 from lakeforge.quality.profile import parquet_footer_stats
 from lakeforge.reports import write_report
 from lakeforge.spark import size_file_splits
@@ -192,8 +200,12 @@ def write_partitioned(df, lake: Lake, table: str) -> str:
     no faster (59 days at 20x: 3.3 s / 13.9 MB vs 2.0 s / 10.1 MB).
     """
     staging = new_run_staging(lake, table)
-    df.write.mode("overwrite").option("parquet.enable.dictionary", "false").partitionBy("ds") \
-        .parquet(lake.uri(staging))
+    try:
+        df.write.mode("overwrite").option("parquet.enable.dictionary", "false").partitionBy("ds") \
+            .parquet(lake.uri(staging))
+    except Exception as exc:  # Spark names a task's temporary file at best
+        exc.add_note(f"while staging {table} at {lake.uri(staging)}")
+        raise
     return staging
 
 
@@ -228,8 +240,24 @@ def quarantine_ratios(raw: dict[str, int], bad: dict[str, int]) -> dict[str, flo
     return {ds: (bad[ds] / raw[ds] if raw[ds] else None) for ds in raw}
 
 
+def written_tables() -> list[str]:
+    """Every table a run writes: its leases are held for the whole run."""
+    from lakeforge.quality.evidence import QUALITY, SUMMARY_TABLE
+
+    outputs = [f"{layer}/{name}" for layer in ("clean", "quarantine") for name in ("flights", "weather", *REFERENCE_KEYS)]
+    return [*outputs, "features/flights", *(f"{QUALITY}/{table}" for table in AUDITED_TABLES), SUMMARY_TABLE]
+
+
 def run(spark, lake: Lake, dates: list[str], run_id: str | None = None,
         inputs: dict[str, dict[str, dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """``_run`` holding the writer leases of ``written_tables()`` (``LeaseHeld`` at once if another
+    run writes one of them; ``main`` takes them before Spark starts)."""
+    with writing(lake, written_tables(), run_id):
+        return _run(spark, lake, dates, run_id, inputs)
+
+
+def _run(spark, lake: Lake, dates: list[str], run_id: str | None = None,
+         inputs: dict[str, dict[str, dict[str, Any]]] | None = None) -> dict[str, Any]:
     """Write, audit, publish: every output is staged, the quality gate audits the staged
     partitions, and only the dates that pass every critical check are published (all their
     tables); the others keep their previous version. Blocked dates are listed in the result's
@@ -354,19 +382,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from lakeforge.quality.wap import QualityGateFailed
     from lakeforge.spark import session
 
-    # Great Expectations imports, and the run's validation definition is built, while the JVM starts.
-    gate.preload(lambda: [load_suite(SOURCE_NAME, table) for table in AUDITED_TABLES])
     lake = Lake(args.lake) if args.lake else source_lake(SOURCE_NAME)
-    inputs = raw_inputs(lake, dates)  # a missing raw partition fails here, before the JVM starts
-    started = time.perf_counter()
-    # Under spark-submit (Airflow) the JVM is up already: its submitter chose the same way.
-    spark = session("transform_flights", input_bytes=input_bytes(inputs))
-    startup = time.perf_counter() - started
-    try:
-        result = run(spark, lake, dates, args.run_id, inputs)
-        result["driver_jit"] = driver_jit(spark)
-    finally:
-        spark.stop()
+    with ExitStack() as leases:
+        try:  # another run writing any of the tables: exit now, before Spark or Great Expectations start
+            leases.enter_context(writing(lake, written_tables(), args.run_id))
+        except LeaseHeld as held:
+            raise SystemExit(f"{JOB}: {held}") from None
+        # Great Expectations imports, and the run's validation definition is built, while the JVM starts.
+        gate.preload(lambda: [load_suite(SOURCE_NAME, table) for table in AUDITED_TABLES])
+        inputs = raw_inputs(lake, dates)  # a missing raw partition fails here, before the JVM starts
+        started = time.perf_counter()
+        # Under spark-submit (Airflow) the JVM is up already: its submitter chose the same way.
+        spark = session("transform_flights", input_bytes=input_bytes(inputs))
+        startup = time.perf_counter() - started
+        try:
+            result = run(spark, lake, dates, args.run_id, inputs)
+            result["driver_jit"] = driver_jit(spark)
+        finally:
+            spark.stop()
     result["timings"]["spark_startup_s"] = startup
     result["timings"]["total_s"] = time.perf_counter() - started
     result["run_id"] = args.run_id

@@ -91,3 +91,56 @@ class ShortReads:
             return real(path)
 
         return opened
+
+
+class FullDisk:
+    """A lake's filesystem whose disk is full after ``free`` more bytes: a write past that fails
+    with ``ENOSPC`` ("No space left on device"), as a real full disk or an HDFS DataNode out of
+    space does. Only writes to paths containing ``under`` (any path when None) count. Fault
+    injection: everything else is the real filesystem."""
+
+    def __init__(self, fs, free: int, under: str | None = None):
+        self._fs, self.free, self.under = fs, free, under
+
+    def __getattr__(self, attr):
+        return getattr(self._fs, attr)
+
+    def open_output_stream(self, path, *args, **kwargs):
+        stream = self._fs.open_output_stream(path, *args, **kwargs)
+        return stream if self.under is not None and self.under not in path else _Budgeted(stream, self)
+
+
+class _Budgeted:
+    """An output stream that draws on its ``FullDisk``'s free bytes (file-like, for pyarrow too)."""
+
+    def __init__(self, stream, disk: FullDisk):
+        self._stream, self._disk, self.closed = stream, disk, False
+
+    def write(self, data) -> int:
+        import errno
+
+        size = len(memoryview(data).cast("B"))
+        if size > self._disk.free:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self._disk.free -= size
+        return self._stream.write(data)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._stream.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,14 +1,18 @@
+import errno
 import hashlib
 import json
+import re
 
 import pytest
 
 from lakeforge.lake import Lake
+from lakeforge.lease import LeaseError
 from lakeforge.publish import (
     MANIFEST,
     STAGING,
     TRASH,
     PartitionFile,
+    PublishError,
     list_partitions,
     new_staging,
     publish_partition,
@@ -16,7 +20,9 @@ from lakeforge.publish import (
     read_manifest,
     recover,
 )
-from tests.helpers import ShortReads
+from lakeforge.spark_publish import publish_written_partitions
+from tests.crash_child import DAYS, SCHEMA, stage_spark_output
+from tests.helpers import FullDisk, ShortReads
 
 T, P = "raw/t", "ds=2013-01-01"
 
@@ -63,14 +69,15 @@ def test_failed_write_leaves_previous_version(lake: Lake, monkeypatch):
     before = read_manifest(lake, T, P)
     real_write = Lake.write_bytes
 
-    def failing_write(self, rel, data):
+    def failing_write(self, rel, data, make_parents=True):
         if rel.endswith("b.csv"):
             raise Boom("disk full")
-        return real_write(self, rel, data)
+        return real_write(self, rel, data, make_parents)
 
     monkeypatch.setattr(Lake, "write_bytes", failing_write)
-    with pytest.raises(Boom):
+    with pytest.raises(PublishError, match=r"writing .*/b\.csv failed: Boom: disk full") as err:
         publish_partition(lake, T, P, [PartitionFile("a.csv", b"new\n"), PartitionFile("b.csv", b"x")])
+    assert isinstance(err.value.__cause__, Boom)
     monkeypatch.undo()
     assert read_manifest(lake, T, P) == before
     assert lake.read_bytes(f"{T}/{P}/a.csv") == b"old\n"
@@ -87,20 +94,32 @@ def test_failed_swap_rolls_back(lake: Lake, monkeypatch):
         return real_move(self, src, dst)
 
     monkeypatch.setattr(Lake, "move", failing_move)
-    with pytest.raises(Boom):
+    with pytest.raises(PublishError, match="moving into place .* failed: Boom: namenode went away"):
         _publish(lake, b"new\n")
     monkeypatch.undo()
     assert lake.read_bytes(f"{T}/{P}/a.csv") == b"old\n"
 
 
 def test_crash_between_renames_is_recovered(lake: Lake):
-    """A writer killed after moving the old version to trash: the next publish restores it first."""
+    """A writer killed after moving the old version to trash: the next publish restores it first
+    (readers do too: tests/test_crash_publish.py kills real writers after every step)."""
     _publish(lake, b"old\n")
     lake.move(f"{T}/{P}", f"{T}/{TRASH}/{P}.1-dead")  # what the dead writer got done
     staging = new_staging(lake, T, P)  # any next writer starts with recovery
     assert lake.read_bytes(f"{T}/{P}/a.csv") == b"old\n"
     assert lake.listdir(f"{T}/{TRASH}") == []
     lake.delete(staging)
+
+
+def test_a_half_deleted_backup_is_never_restored(lake: Lake):
+    """A backup whose manifest is gone (a local delete walks the tree; it was being deleted) is
+    garbage, never the partition."""
+    _publish(lake, b"v1\n")
+    lake.write_bytes(f"{T}/{TRASH}/{P}.1-older/a.csv", b"half")  # no manifest
+    lake.move(f"{T}/{P}", f"{T}/{TRASH}/{P}.0-whole")
+    assert read_manifest(lake, T, P)["files"][0]["sha256"] == hashlib.sha256(b"v1\n").hexdigest()
+    assert lake.read_bytes(f"{T}/{P}/a.csv") == b"v1\n"
+    assert lake.listdir(f"{T}/{TRASH}") == []
 
 
 def test_stale_staging_is_invisible_and_cleaned(lake: Lake):
@@ -147,7 +166,7 @@ def test_publish_partitions_is_publish_partition_for_many(lake: Lake, monkeypatc
 
     monkeypatch.setattr(Lake, "write_bytes", failing_write)
     new = {p: [PartitionFile("v.json", b"new")] for p in parts}
-    with pytest.raises(Boom):
+    with pytest.raises(PublishError, match="many/t/ds=2013-01-04"):
         publish_partitions(lake, "many/t", new)
     monkeypatch.undo()
     assert lake.read_bytes("many/t/ds=2013-01-04/v.json") == b"4"  # the failed one: old version, whole
@@ -156,3 +175,60 @@ def test_publish_partitions_is_publish_partition_for_many(lake: Lake, monkeypatc
         assert sorted(f.path for f in lake.files(f"many/t/{p}")) == [MANIFEST, "v.json"]
         assert lake.read_bytes(f"many/t/{p}/v.json") == b"new"
     assert lake.listdir(f"many/t/{TRASH}") == [] and lake.listdir(f"many/t/{STAGING}") == []
+
+
+def test_a_full_disk_names_the_partition_and_the_file(lake: Lake):
+    """Disk full during a publish: the error names the lake URIs of the partition and of the
+    file being written, keeps ENOSPC, and the previous version stays."""
+    _publish(lake, b"old\n")
+    real = lake.fs
+    lake.fs = FullDisk(real, free=10, under=f"/{STAGING}/")  # a.csv fits, b.csv does not
+    with pytest.raises(PublishError) as err:
+        publish_partition(lake, T, P, [PartitionFile("a.csv", b"new\n"), PartitionFile("b.csv", b"0123456789")])
+    lake.fs = real
+    message = str(err.value)
+    assert message.startswith(f"publishing {lake.uri(T, P)}: writing {lake.uri(T, STAGING)}/{P}.")
+    assert re.search(r"/b\.csv failed: OSError: \[Errno 28\] No space left on device$", message), message
+    assert err.value.errno == errno.ENOSPC and isinstance(err.value, OSError)
+    assert lake.read_bytes(f"{T}/{P}/a.csv") == b"old\n" and lake.listdir(f"{T}/{STAGING}") == []
+
+    # The manifest does not fit: named too.
+    lake.fs = FullDisk(real, free=len(b"new\n"), under=f"/{STAGING}/")
+    with pytest.raises(PublishError, match=rf"publishing {re.escape(lake.uri(T, P))}: writing .*/_manifest\.json failed"):
+        _publish(lake, b"new\n")
+    lake.fs = real
+    assert lake.read_bytes(f"{T}/{P}/a.csv") == b"old\n" and lake.listdir(f"{T}/{STAGING}") == []
+
+    # Full before anything was staged: taking the writer lease fails, naming it.
+    lake.fs = FullDisk(real, free=0)
+    with pytest.raises(LeaseError, match=rf"cannot take the writer lease {re.escape(lake.uri(T, '_leases', P))}"
+                                         r"\.json: OSError: \[Errno 28\] No space left on device"):
+        _publish(lake, b"new\n")
+    lake.fs = real
+    assert lake.read_bytes(f"{T}/{P}/a.csv") == b"old\n" and lake.listdir(f"{T}/_leases") == []
+
+
+def test_a_full_disk_during_the_spark_publish_names_the_partition(lake: Lake):
+    """The job's publish writes a manifest per day (and an empty Parquet file for a day without
+    rows): a full disk names the day it was publishing and the file; published days stay whole."""
+    table = "clean/t"
+    publish_written_partitions(lake, table, stage_spark_output(lake, table, "v1"), DAYS, SCHEMA)
+    staging = stage_spark_output(lake, table, "v2", days=DAYS[:1])  # no rows on the second day
+    real = lake.fs
+    lake.fs = FullDisk(real, free=0, under=f"{lake.path(staging)}/")  # only the empty file lands there
+    with pytest.raises(PublishError) as err:
+        publish_written_partitions(lake, table, staging, DAYS, SCHEMA)
+    lake.fs = real
+    assert str(err.value).startswith(f"publishing {lake.uri(table, 'ds=' + DAYS[1])}: writing "
+                                     f"{lake.uri(staging, 'ds=' + DAYS[1], 'part-00000-empty.parquet')} failed")
+    assert "No space left on device" in str(err.value) and err.value.errno == errno.ENOSPC
+    assert read_manifest(lake, table, f"ds={DAYS[0]}")["rows"] == 3  # published before the disk filled
+    assert read_manifest(lake, table, f"ds={DAYS[1]}")["rows"] == 2  # the previous version, whole
+
+    staging = stage_spark_output(lake, table, "v1")
+    lake.fs = FullDisk(real, free=0, under=f"/{STAGING}/ds=")  # manifests are written there
+    with pytest.raises(PublishError, match=rf"^publishing {re.escape(lake.uri(table, 'ds=' + DAYS[0]))}: writing "
+                                           rf"{re.escape(lake.uri(table, STAGING))}/ds={DAYS[0]}\.\w+/_manifest\.json failed"):
+        publish_written_partitions(lake, table, staging, DAYS, SCHEMA)
+    lake.fs = real
+    assert read_manifest(lake, table, f"ds={DAYS[0]}")["rows"] == 3

@@ -1,13 +1,14 @@
-"""The transform job end to end on a local lake: accounting, partial reruns, kill -9 mid-publish."""
+"""The transform job end to end on a local lake: accounting, partial reruns, kill -9 mid-publish,
+a second run beside a running one."""
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
 from datetime import date
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
@@ -15,7 +16,7 @@ from pyspark.sql import functions as F
 from lakeforge.ingest import ingest_partition
 from lakeforge.lake import Lake
 from lakeforge.pipelines.nycflights import SOURCE, simulator
-from lakeforge.publish import MANIFEST, list_partitions, read_manifest
+from lakeforge.publish import MANIFEST, list_partitions, partition_dir, read_manifest, writing
 from spark_jobs import transform_flights
 from tests.helpers import jvm_scratch_in_test_tmp
 
@@ -124,38 +125,64 @@ def _consistent(lake: Lake, table: str) -> None:
     for part in list_partitions(lake, table):
         manifest = read_manifest(lake, table, part)
         assert manifest is not None, f"{table}/{part} has no manifest"
-        on_disk = {f.path: f.size for f in lake.files(f"{table}/{part}") if f.path != MANIFEST}
+        on_disk = {f.path: f.size for f in lake.files(partition_dir(lake, table, part)) if f.path != MANIFEST}
         assert on_disk == {f["name"]: f["bytes"] for f in manifest["files"]}, f"{table}/{part} is torn"
 
 
-def test_kill_during_publish_leaves_partitions_whole(spark, raw_lake):
-    transform_flights.run(spark, raw_lake, DAYS)
-    clean_prints = {t: fingerprint(spark, raw_lake, t) for t in TABLES}
+ROOT = Path(__file__).resolve().parents[1]
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "spark_jobs.transform_flights", "--start", DAYS[0], "--end", DAYS[-1],
-         "--lake", raw_lake.root_uri],
+
+def test_a_run_killed_between_the_renames_of_a_day_loses_no_day(spark, raw_lake):
+    """The job killed (kill -9, its JVM too) right after moving clean/flights' published
+    2013-01-02 to the trash: readers still get every day of every table, whole and unchanged;
+    the rerun publishes the same rows and leaves nothing of the dead run. (Kills after every step
+    of the publish, on both lakes: tests/test_crash_publish.py.)"""
+    transform_flights.run(spark, raw_lake, DAYS)
+    prints = {t: fingerprint(spark, raw_lake, t) for t in TABLES}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.crash_child", "transform", raw_lake.root_uri, "trashed",
+         "clean/flights/ds=2013-01-02", "--dates", f"{DAYS[0]}..{DAYS[-1]}"],
         env={**os.environ, "LAKEFORGE_SPARK_MASTER": "local[2]", **jvm_scratch_in_test_tmp()},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=ROOT, capture_output=True, text=True, start_new_session=True, timeout=300,
     )
-    try:
-        deadline = time.monotonic() + 120
-        while not raw_lake.listdir("clean/flights/_staging") and time.monotonic() < deadline:
-            assert proc.poll() is None, "the job ended before it started writing"
-            time.sleep(0.05)
-        time.sleep(random.uniform(0, 3))  # somewhere in write / publish
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its JVM, no cleanup
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert not raw_lake.exists("clean/flights/ds=2013-01-02")  # where the run died
     for table in TABLES:
         assert list_partitions(raw_lake, table) == [f"ds={d}" for d in DAYS]
         _consistent(raw_lake, table)
-        assert fingerprint(spark, raw_lake, table) == clean_prints[table]
+        assert fingerprint(spark, raw_lake, table) == prints[table]
 
     transform_flights.run(spark, raw_lake, DAYS)  # the retry
+    for table in transform_flights.written_tables():
+        assert raw_lake.listdir(f"{table}/_staging") == [] and not raw_lake.exists(f"{table}/_trash")
+        assert raw_lake.listdir(f"{table}/_leases") == []
     for table in TABLES:
         _consistent(raw_lake, table)
-        assert fingerprint(spark, raw_lake, table) == clean_prints[table]
-        assert raw_lake.listdir(f"{table}/_trash") == []
+        assert fingerprint(spark, raw_lake, table) == prints[table]
+
+
+def test_a_second_run_fails_at_once_and_touches_nothing(raw_lake):
+    """A run of the job while another writes one of its tables exits before Spark starts, naming
+    the other run; the first run's staging and lease are untouched, and the second gives back the
+    leases it had taken."""
+    staged = "features/flights/_staging/run-first/ds=2013-01-01/part-0.parquet"
+    with writing(raw_lake, ["features/flights"], run_id="manual__first"):
+        lease = raw_lake.read_bytes("features/flights/_leases/_table.json")
+        raw_lake.write_bytes(staged, b"the first run's output")
+        started = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "spark_jobs.transform_flights", "--dates", DAYS[0], "--lake", raw_lake.root_uri,
+             "--run-id", "scheduled__second"],
+            env={**os.environ, "LAKEFORGE_SPARK_MASTER": "local[2]"}, cwd=ROOT, capture_output=True, text=True,
+            timeout=300,
+        )
+        took = time.monotonic() - started
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("transform_flights: table features/flights is being written by run manual__first since "), last
+        assert "SparkContext" not in proc.stderr and took < 60, took
+        assert raw_lake.read_bytes(staged) == b"the first run's output"
+        assert raw_lake.read_bytes("features/flights/_leases/_table.json") == lease
+        for table in transform_flights.written_tables():
+            if table != "features/flights":
+                assert raw_lake.listdir(f"{table}/_leases") == [], table

@@ -28,12 +28,14 @@ from typing import Any
 from lakeforge.delivery import CsvSummary, DeliveryRejected, inspect_delivery
 from lakeforge.lake import Lake, source_lake
 from lakeforge.publish import (
+    TRASH,
     PartitionFile,
     content_sha256,
     list_partitions,
     partition_name,
     publish_partition,
     read_manifest,
+    recover,
 )
 from lakeforge.settings import get_settings
 from lakeforge.sources import Source, Table
@@ -160,6 +162,11 @@ def ingest_partition(
             unique[summary.sha256] = (name, data, summary)
     content = content_sha256(list(unique))
 
+    # A writer of this day that died between its renames left the old copy in the trash: put it
+    # back or delete it now, since an unchanged rerun below publishes nothing (``LeaseHeld`` if
+    # another ingest of this day is running). One listing when there is nothing to do.
+    if any(n.startswith(partition + ".") for n in lake.listdir(f"{table_path}/{TRASH}")):
+        recover(lake, table_path, partition)
     current = read_manifest(lake, table_path, partition)
     same_as = None
     if current and current["content_sha256"] == content:

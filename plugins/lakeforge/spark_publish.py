@@ -4,10 +4,15 @@ A job writes its whole output once, partitioned by ``ds``, into ``<table>/_stagi
 (one Spark write, one pass). Each ``ds=...`` directory is then swapped into place with a manifest
 (``lakeforge.publish``): partitions outside the run's dates are never touched, a run killed
 midway leaves every partition either old or new, and readers never see a half-written one.
+
+The job holds the table's writer lease (``lakeforge.publish.writing``) from before it stages
+until it has published: another run's staging is never deleted while that run lives, and a
+second run of the same table fails at once instead of with a raw ``FileNotFoundException``.
 """
 
 from __future__ import annotations
 
+import posixpath
 import uuid
 from typing import Any, Iterable
 
@@ -15,17 +20,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lakeforge.lake import Lake
-from lakeforge.publish import STAGING, partition_name, publish_staged, recover
+from lakeforge.lease import held, hold
+from lakeforge.publish import (STAGING, TRASH, _after, _drop_empty_trash, _naming, partition_name, publish_staged,
+                               recover_table)
 
 
 def new_run_staging(lake: Lake, table: str) -> str:
-    """A fresh staging folder for one job's write of a table; stale ones of dead runs go first.
-
-    One transform application per table at a time is assumed (its DAG has max_active_runs=1).
-    """
-    for name in lake.listdir(f"{table}/{STAGING}"):
-        if name.startswith("run-"):
-            lake.delete(f"{table}/{STAGING}/{name}")
+    """A fresh staging folder for one job's write of a table. Under the table's lease (held by
+    this process) the staging of dead runs goes first; without it, nothing of anyone else's is
+    touched (``writing()`` cleans up when the next job leases the table)."""
+    if held(lake, table) is not None:
+        for name in lake.listdir(f"{table}/{STAGING}"):
+            if name.startswith("run-"):
+                lake.delete(f"{table}/{STAGING}/{name}")
     return f"{table}/{STAGING}/run-{uuid.uuid4().hex[:12]}"
 
 
@@ -60,23 +67,32 @@ def publish_written_partitions(
     staged for other dates (e.g. partitions a quality gate rejected) is discarded.
     ``partition_meta`` adds manifest fields per ds (e.g. its quality verdict); ``file_rows``
     (ds -> file name -> rows, from footers the job already read) saves reading them again."""
-    manifests = {}
-    for ds in dates:
-        partition = partition_name(ds)
-        recover(lake, table, partition)
-        written = f"{run_staging}/{partition}"
-        if not lake.exists(written):  # no rows that day (e.g. nothing quarantined): publish it empty
-            write_empty_parquet(lake, written, schema)
-        staged = f"{table}/{STAGING}/{partition}.{uuid.uuid4().hex[:12]}"
-        lake.move(written, staged)
-        files = [f.path for f in lake.files(staged)]
-        known = (file_rows or {}).get(ds, {})
-        file_meta = {name: {"rows": known[name] if name in known else parquet_rows(lake, f"{staged}/{name}")}
-                     for name in files}
-        manifests[ds] = publish_staged(
-            lake, table, partition, staged,
-            meta={"ds": ds, "format": "parquet", **(meta or {}), **(partition_meta or {}).get(ds, {})},
-            file_meta=file_meta,
-        )
-    lake.delete(run_staging)
-    return manifests
+    run = posixpath.basename(run_staging.rstrip("/"))
+    with hold(lake, table, run_id=(meta or {}).get("dag_run_id")) as lease:
+        if lease.depth == 1:  # not leased by the job (``writing`` recovers the table when it is)
+            recover_table(lake, table, keep=[run])
+        manifests = {}
+        for ds in dates:
+            partition = partition_name(ds)
+            written = f"{run_staging}/{partition}"
+            if not lake.exists(written):  # no rows that day (e.g. nothing quarantined): publish it empty
+                with _naming(lake, table, partition, "writing", f"{written}/part-00000-empty.parquet"):
+                    write_empty_parquet(lake, written, schema)
+            staged = f"{table}/{STAGING}/{partition}.{uuid.uuid4().hex[:12]}"
+            with _naming(lake, table, partition, "moving", written):
+                lake.move(written, staged)
+            _after("moved", table, partition)
+            with _naming(lake, table, partition, "reading", staged):
+                files = [f.path for f in lake.files(staged)]
+                known = (file_rows or {}).get(ds, {})
+                file_meta = {name: {"rows": known[name] if name in known else parquet_rows(lake, f"{staged}/{name}")}
+                             for name in files}
+            manifests[ds] = publish_staged(
+                lake, table, partition, staged,
+                meta={"ds": ds, "format": "parquet", **(meta or {}), **(partition_meta or {}).get(ds, {})},
+                file_meta=file_meta,
+            )
+        lake.delete(run_staging)
+        if manifests:
+            _drop_empty_trash(lake, table, lake.listdir(f"{table}/{TRASH}"))
+        return manifests
