@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lakeforge.lake import Lake
+from lakeforge.lake import Lake, source_lake
 from lakeforge.pipelines.nycflights import simulator
 from lakeforge.ports import free_loopback_port
 from lakeforge.publish import list_partitions
@@ -106,7 +106,7 @@ def test_the_scheduler_ingests_the_delivered_days_with_postgres_metadata(postgre
 
     # Catch-up from the DAG's start date: the delivered days succeeded, in order, into the lake.
     assert min(runs) == DAYS[0], runs
-    lake = Lake(env["LAKEFORGE_LAKE_ROOT"])
+    lake = source_lake("nycflights", env["LAKEFORGE_LAKE_ROOT"])
     for table in ("flights", "weather"):
         assert list_partitions(lake, f"raw/{table}")[:2] == [f"ds={d}" for d in DAYS]
 
