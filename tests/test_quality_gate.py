@@ -55,7 +55,9 @@ def test_schema_diff_names_added_missing_renamed_and_retyped_columns():
     assert schema_diff({"a": "int", "b": "string"}, contract) == "missing c"
     assert schema_diff({"a": "int", "b": "string", "z": "double"}, contract) == "missing c; added z; renamed? c -> z"
     assert schema_diff({"a": "string", "b": "string", "c": "double"}, contract) == "retyped a int->string"
-    assert schema_diff(["a", "c", "b"], ["a", "b", "c"]) == "column order differs"
+    # A swapped header says which columns moved (the raw gate's message).
+    assert schema_diff(["a", "c", "b"], ["a", "b", "c"]) == "b <-> c swapped (columns 2 and 3)"
+    assert schema_diff({"c": "double", "a": "int", "b": "string"}, contract) == "ok"  # typed: by name
 
 
 def test_trailing_ratio_uses_the_previous_days_only():

@@ -396,11 +396,7 @@ def _try_acquire(lake: Lake, table: str, partition: str | None, run_id: str | No
         current = _read(lake, rel)
         if current is None:  # released meanwhile
             continue
-        if not current:
-            raise LeaseHeld(table, partition, None, lake.uri(rel))
-        if is_live(current):
-            raise LeaseHeld(table, partition, current, lake.uri(rel))
-        if _take_over(lake, rel, current):
+        if _refuse_or_take_over(lake, rel, current, table, partition):
             log.warning("took over the stale lease %s of %s", lake.uri(rel), _describe(current))
     else:
         raise LeaseError(f"could not acquire {lake.uri(rel)}: it kept changing hands")
@@ -411,6 +407,16 @@ def _try_acquire(lake: Lake, table: str, partition: str | None, run_id: str | No
         lease.release()
         raise
     return lease
+
+
+def _refuse_or_take_over(lake: Lake, rel: str, record: dict, table: str, partition: str | None) -> bool:
+    """``LeaseHeld`` if the lease at ``rel`` is live (or unreadable: being written); else take the
+    dead writer's lease over. True if this call took it."""
+    if not record:
+        raise LeaseHeld(table, partition, None, lake.uri(rel))
+    if is_live(record):
+        raise LeaseHeld(table, partition, record, lake.uri(rel))
+    return _take_over(lake, rel, record)
 
 
 def _check_other_scope(lake: Lake, table: str, partition: str | None) -> None:
@@ -426,11 +432,7 @@ def _check_other_scope(lake: Lake, table: str, partition: str | None) -> None:
         record = _read(lake, rel)
         if record is None or record.get("process") == _PROCESS:
             continue
-        if not record:
-            raise LeaseHeld(table, partition, None, lake.uri(rel))
-        if is_live(record):
-            raise LeaseHeld(table, partition, record, lake.uri(rel))
-        if _take_over(lake, rel, record):
+        if _refuse_or_take_over(lake, rel, record, table, partition):
             log.warning("removed the stale lease %s of %s", lake.uri(rel), _describe(record))
             lake.delete(f"{rel}{STALE}{record['token']}")
 

@@ -28,23 +28,21 @@ Profile = dict[str, Any]  # metric name -> value, for one partition
 
 
 def schema_diff(actual: Mapping[str, str] | Sequence[str], contract: Mapping[str, str] | Sequence[str]) -> str:
-    """'ok', or what differs: missing, added (a rename shows as both) and retyped columns."""
-    parts = []
-    missing = [c for c in contract if c not in actual]
-    added = [c for c in actual if c not in contract]
-    if missing:
-        parts.append("missing " + ", ".join(missing))
-    if added:
-        parts.append("added " + ", ".join(added))
-    if len(missing) == 1 and len(added) == 1:
-        parts.append(f"renamed? {missing[0]} -> {added[0]}")
+    """'ok', or what differs: missing, added (a rename shows as both) and retyped columns, and for
+    a header (a sequence) which columns moved (``lakeforge.delivery.header_changes``)."""
+    from lakeforge.delivery import header_changes
+
     if isinstance(contract, Mapping) and isinstance(actual, Mapping):
-        retyped = [f"{c} {contract[c]}->{actual[c]}" for c in contract if c in actual and actual[c] != contract[c]]
-        if retyped:
-            parts.append("retyped " + ", ".join(retyped))
-    elif not parts and list(actual) != list(contract):
-        parts.append("column order differs")
-    return "; ".join(parts) or "ok"
+        # A typed schema is matched by name: its column order is not part of the contract.
+        in_order = [c for c in contract if c in actual] + [c for c in actual if c not in contract]
+        parts = [header_changes(in_order, list(contract))]
+        parts.append(", ".join(f"{c} {contract[c]}->{actual[c]}" for c in contract
+                               if c in actual and actual[c] != contract[c]))
+        if parts[-1]:
+            parts[-1] = "retyped " + parts[-1]
+    else:
+        parts = [header_changes(list(actual), list(contract))]
+    return "; ".join(p for p in parts if p) or "ok"
 
 
 def trailing_ratio(rows_by_ds: Mapping[str, int], ds: str, days: int) -> float | None:
