@@ -48,6 +48,8 @@ test: install hdfs-jars spark-cds
 demo: install spark-cds
 	$(PY) -m lakeforge.demo --start 2013-01-01 --end 2013-01-31
 
+# Its own Airflow DB, MLflow registry and landing in <LAKEFORGE_HOME>/demo-hdfs/ (.lakeforge/demo-hdfs/), apart from
+# `make demo`'s (an HDFS-lake model is never compared with a file-lake champion); HDFS lives for the run.
 demo-hdfs: install hdfs-jars spark-cds
 	$(PY) -m lakeforge.demo --start 2013-01-01 --end 2013-01-31 --hdfs
 

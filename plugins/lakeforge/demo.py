@@ -2,11 +2,18 @@
 model, via Airflow.
 
 Runs on embedded defaults (file lake and SQLite under ``.lakeforge/``), or with ``--hdfs`` into a
-real single-node HDFS started for the run. Each date is a real Airflow DAG run of ``ingest_flights`` (``dag.test``:
-metadata DB, task runner, sensors, assets), one after the other as catch-up would run them; then
-one ``transform_flights`` run carries the whole range through clean and features (quality-gated)
-in ONE Spark application submitted by SparkSubmitOperator; one ``train_delay_model`` run trains
-on it, logs to MLflow and registers a champion.
+real HDFS (NameNode + 2 DataNodes) started for the run. Each date is a real Airflow DAG run of
+``ingest_flights`` (``dag.test``: metadata DB, task runner, sensors, assets), one after the other
+as catch-up would run them; then one ``transform_flights`` run carries the whole range through
+clean and features (quality-gated) in ONE Spark application submitted by SparkSubmitOperator; one
+``train_delay_model`` run trains on it, logs to MLflow and registers a champion.
+
+A demo runs each DAG once, in this process: a failed task stops it at once, its error printed
+(``fail_fast``: no retries, no sensor waiting; those are for the scheduler).
+
+``--hdfs`` keeps its own state in ``<LAKEFORGE_HOME>/demo-hdfs/`` (Airflow DB, MLflow registry and
+artifacts, landing; ``hdfs_home``), apart from ``make demo``'s: an HDFS-lake model is never
+compared with a file-lake champion. Its HDFS lake lasts for the run.
 
     python -m lakeforge.demo [--start 2013-01-01] [--end 2013-01-31] [--hdfs]
 """
@@ -16,16 +23,83 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from lakeforge.orchestration import airflow_env
-from lakeforge.settings import get_settings
+from lakeforge.settings import Settings, get_settings
+
+SOURCE_NAME = "nycflights"
+HDFS_SUBHOME = "demo-hdfs"
+# The state a lakeforge home holds for a demo, by the variable that can move it elsewhere.
+HOME_STATE = ("LAKEFORGE_LANDING_ROOT", "MLFLOW_TRACKING_URI", "LAKEFORGE_MLFLOW_ARTIFACT_ROOT", "AIRFLOW_HOME",
+              "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+
+
+def hdfs_home(environ: dict[str, str] | None = None) -> tuple[Path, list[str]]:
+    """Point ``environ`` (default os.environ) at ``make demo-hdfs``'s own home,
+    ``<LAKEFORGE_HOME>/demo-hdfs``: its Airflow DB, MLflow registry and artifacts and landing are
+    derived from it, apart from ``make demo``'s. The caches (Spark class archive, local file system
+    jar) stay shared: they depend on the JDK and pyspark, not on the data. A variable of
+    ``HOME_STATE`` that holds exactly what ``make demo``'s home derives (e.g. exported by
+    ``make airflow-env``) is derived again for the sub-home; any other value set there is the
+    user's choice, used as is: returns the sub-home and those variables (shared with ``make demo``)."""
+    env = os.environ if environ is None else environ
+    parent = Settings.from_env(env)
+    home = parent.home / HDFS_SUBHOME
+    defaults = Settings.from_env({"LAKEFORGE_HOME": str(parent.home)})
+    derived = {"LAKEFORGE_LANDING_ROOT": defaults.landing_root, "MLFLOW_TRACKING_URI": defaults.mlflow_tracking_uri,
+               "LAKEFORGE_MLFLOW_ARTIFACT_ROOT": defaults.mlflow_artifact_root,
+               "AIRFLOW_HOME": str(defaults.airflow_home),
+               "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{defaults.airflow_home}/airflow.db"}
+    for key in HOME_STATE:
+        if env.get(key) == derived[key]:
+            del env[key]
+    env["LAKEFORGE_HOME"] = str(home)
+    env["LAKEFORGE_SPARK_CDS_DIR"] = parent.spark_cds_dir
+    env["LAKEFORGE_SPARK_LOCAL_FS_DIR"] = parent.spark_local_fs_dir
+    return home, [key for key in HOME_STATE if env.get(key)]
+
+
+def fail_fast_policy(task) -> None:
+    """Airflow task policy for DAGs run once with ``dag.test`` (the demo): a task that fails stops
+    the run at once, with its error, instead of retrying after ``retry_delay`` (meanwhile the run
+    loop prints "No tasks to run" every second); a sensor whose data is not there fails at its
+    first poke (the demo delivered everything before) instead of waiting up to a day for it."""
+    from airflow.sdk import BaseSensorOperator
+
+    task.retries = 0
+    if isinstance(task, BaseSensorOperator):
+        task.timeout = 0
+
+
+@contextlib.contextmanager
+def fail_fast():
+    """``fail_fast_policy`` for every DAG loaded (``DagBag``) inside the block, registered as an
+    Airflow cluster policy and removed after. Airflow must be configured (``airflow_env.apply()``)."""
+    from airflow.policies import hookimpl
+    from airflow.settings import get_policy_plugin_manager
+
+    class DemoPolicy:
+        task_policy = staticmethod(hookimpl(fail_fast_policy))
+
+    manager = get_policy_plugin_manager()
+    manager.register(DemoPolicy)
+    try:
+        yield
+    finally:
+        manager.unregister(DemoPolicy)
+
+
+def failed_tasks(dr) -> str:
+    return ", ".join(f"{ti.task_id}={ti.state}" for ti in dr.get_task_instances()
+                     if str(ti.state) not in ("success", "skipped"))
+
 
 def _migrate_airflow_db() -> float:
     started = time.perf_counter()
@@ -59,19 +133,17 @@ def run_ingest(start: date, end: date) -> dict:
     dag = bag.dags["ingest_flights"]
 
     states: Counter[str] = Counter()
-    failed: list[str] = []
     t = time.perf_counter()
     day = start
     while day <= end:
         dr = dag.test(logical_date=pendulum.datetime(day.year, day.month, day.day, tz="UTC"))
         states[str(dr.state)] += 1
-        if str(dr.state) != "success":
-            failed.append(f"{day}: " + ", ".join(
-                f"{ti.task_id}={ti.state}" for ti in dr.get_task_instances() if str(ti.state) != "success"))
         print(f"  run {day}: {dr.state}", flush=True)
+        if str(dr.state) != "success":
+            raise SystemExit(f"ingest_flights failed for {day} ({failed_tasks(dr)}): the task's error is above")
         day += timedelta(days=1)
     timings["dag_runs_s"] = time.perf_counter() - t
-    return {"timings": timings, "states": dict(states), "failed": failed}
+    return {"timings": timings, "states": dict(states)}
 
 
 def run_transform(start: date, end: date) -> dict:
@@ -79,7 +151,7 @@ def run_transform(start: date, end: date) -> dict:
     import pendulum
     from airflow.dag_processing.dagbag import DagBag
 
-    from lakeforge.lake import Lake
+    from lakeforge.lake import source_lake
     from lakeforge.reports import latest_report
 
     bag = DagBag(dag_folder=str(get_settings().dags_folder / "transform_flights.py"))
@@ -91,9 +163,8 @@ def run_transform(start: date, end: date) -> dict:
     )
     seconds = time.perf_counter() - t
     if str(dr.state) != "success":
-        raise SystemExit(f"transform_flights failed: "
-                         f"{ {ti.task_id: str(ti.state) for ti in dr.get_task_instances()} }")
-    lake = Lake()
+        raise SystemExit(f"transform_flights failed ({failed_tasks(dr)}): the task's error is above")
+    lake = source_lake(SOURCE_NAME)
     report = latest_report(lake, "transform_flights")
     rows, tm = report["rows"], report["timings"]
     print(f"\ntransform_flights (one Spark app, {get_settings().spark_master}): {seconds:.1f}s in Airflow; "
@@ -118,11 +189,11 @@ def print_quality(lake, start: date, end: date, timings: dict) -> None:
 
 
 def summarize(start: date, end: date) -> list[dict]:
-    from lakeforge.lake import Lake
+    from lakeforge.lake import source_lake
     from lakeforge.pipelines.nycflights import SOURCE
     from lakeforge.publish import list_partitions, read_manifest
 
-    lake = Lake()
+    lake = source_lake(SOURCE.name)
     rows = []
     for table in SOURCE.tables:
         path = SOURCE.raw_path(table.name)
@@ -148,9 +219,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--start", type=date.fromisoformat, default=date(2013, 1, 1))
     parser.add_argument("--end", type=date.fromisoformat, default=date(2013, 1, 31))
-    parser.add_argument("--hdfs", action="store_true", help="ingest into a real HDFS started for the run")
+    parser.add_argument("--hdfs", action="store_true",
+                        help="ingest into a real HDFS started for the run; state in <LAKEFORGE_HOME>/demo-hdfs")
     args = parser.parse_args(argv)
 
+    shared: list[str] = []
+    if args.hdfs:  # before Airflow's environment: its home and DB are derived from it
+        home, shared = hdfs_home()
     airflow_env.apply()
     import warnings
 
@@ -162,33 +237,42 @@ def main(argv: list[str] | None = None) -> None:
         if args.hdfs:
             from lakeforge.hdfs_cluster import MiniHdfs
 
-            hdfs = stack.enter_context(MiniHdfs(Path(tempfile.mkdtemp(prefix="lakeforge-hdfs-"))))
+            base = home / "hdfs"
+            shutil.rmtree(base, ignore_errors=True)  # the lake of an earlier run is not reused
+            hdfs = stack.enter_context(MiniHdfs(base))
             os.environ["LAKEFORGE_LAKE_ROOT"] = f"{hdfs.uri}/lake"
-            os.environ["HADOOP_CONF_DIR"] = str(hdfs.conf_dir)  # Spark's client: replication 2
-            print(f"HDFS up at {hdfs.uri} in {hdfs.startup_seconds:.1f}s")
+            os.environ["HADOOP_CONF_DIR"] = str(hdfs.conf_dir)  # Spark's client: HDFS is the default FS
+            print(f"HDFS up at {hdfs.uri} in {hdfs.startup_seconds:.1f}s (data and log: {base})")
         settings = get_settings()
-        print(f"lakeforge demo: {args.start}..{args.end}, lake {settings.lake_root}, "
-              f"Airflow home {settings.airflow_home}")
+        print(f"lakeforge demo: {args.start}..{args.end}, lake {settings.lake_root}")
+        print(f"  home {settings.home}: Airflow {settings.airflow_home}, MLflow {settings.mlflow_tracking_uri}, "
+              f"landing {settings.landing_root}")
+        if args.hdfs:
+            print(f"  `make demo-hdfs` keeps its own Airflow DB, MLflow registry and landing in {settings.home}, "
+                  f"apart from `make demo`'s; the HDFS lake lasts for this run")
+            if shared:  # names only: a database URL may hold a password
+                print(f"  note: {', '.join(shared)} set in your environment: that state is shared with `make demo`")
         started = time.perf_counter()
-        result = run_ingest(args.start, args.end)
-        rows = summarize(args.start, args.end)
-        ingest_total = time.perf_counter() - started
-        mb = sum(r["bytes"] for r in rows) / 1e6
-        t = result["timings"]
-        print(f"\nAirflow runs: {result['states']} in {t['dag_runs_s']:.1f}s "
-              f"({t['dag_runs_s'] / max(1, sum(result['states'].values())):.2f}s per run; "
-              f"db migrate {t['airflow_db_migrate_s']:.1f}s); ingest total {ingest_total:.1f}s; "
-              f"ingest {mb / t['dag_runs_s']:.2f} MB/s")
-        print(f"finished {datetime.now(timezone.utc):%H:%M:%S} UTC; rerun `make demo`: partitions stay unchanged")
-        for line in result["failed"]:
-            print(f"  not successful: {line}")
-        if result["failed"]:
-            raise SystemExit(1)
-        run_transform(args.start, args.end)
-        from lakeforge.training.demo_step import run_training
+        with fail_fast():
+            result = run_ingest(args.start, args.end)
+            rows = summarize(args.start, args.end)
+            ingest_total = time.perf_counter() - started
+            mb = sum(r["bytes"] for r in rows) / 1e6
+            t = result["timings"]
+            print(f"\nAirflow runs: {result['states']} in {t['dag_runs_s']:.1f}s "
+                  f"({t['dag_runs_s'] / max(1, sum(result['states'].values())):.2f}s per run; "
+                  f"db migrate {t['airflow_db_migrate_s']:.1f}s); ingest total {ingest_total:.1f}s; "
+                  f"ingest {mb / t['dag_runs_s']:.2f} MB/s")
+            run_transform(args.start, args.end)
+            from lakeforge.training.demo_step import run_training
 
-        run_training(args.start, args.end)
-        print(f"\ndemo total {time.perf_counter() - started:.1f}s")
+            run_training(args.start, args.end)
+        rerun = ("`make demo-hdfs` ingests again into a new HDFS lake" if args.hdfs
+                 else "`make demo` leaves the partitions unchanged")
+        print(f"\ndemo total {time.perf_counter() - started:.1f}s; finished {datetime.now(timezone.utc):%H:%M:%S} UTC; "
+              f"a rerun of {rerun}")
+    if args.hdfs:
+        shutil.rmtree(home / "hdfs", ignore_errors=True)  # its lake went with it; kept after a failure
 
 
 if __name__ == "__main__":

@@ -93,9 +93,10 @@ def spark_conf(input_bytes: int | None = None) -> dict[str, str]:
         "spark.executor.extraJavaOptions": JVM_OPTIONS,
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
-        # No .crc side files on local disks (a raw local file system: lakeforge.local_fs's, which
-        # sets permissions without a chmod process, when built), no _SUCCESS files: lakeforge's
-        # manifest is the commit marker and lists exactly the data files.
+        # No .crc side files on local disks (lakeforge.local_fs: a LocalFileSystem, as Hadoop's
+        # FileSystem.getLocal requires, that writes no checksums and sets permissions without a
+        # chmod process), no _SUCCESS files: lakeforge's manifest is the commit marker and lists
+        # exactly the data files.
         **file_system_conf(),
         "spark.hadoop.fs.file.impl.disable.cache": "true",
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",

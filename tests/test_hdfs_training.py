@@ -1,0 +1,49 @@
+"""Training on an HDFS lake the way `make demo-hdfs` runs it: HDFS is the default file system of
+the submitted Spark job (HADOOP_CONF_DIR), the demo's training step runs the train_delay_model DAG
+(dag.test, SparkSubmitOperator, spark_jobs/train_delay_model.py) under the demo's fail-fast
+policy, and MLflow's Spark flavor saves the model to HDFS and copies it to local disk through
+Hadoop's FileSystem.getLocal: with a raw local file system as fs.file.impl every try failed with
+a ClassCastException. Four real days, search budget 1."""
+
+import uuid
+from datetime import date, timedelta
+
+import pytest
+
+from lakeforge import demo
+from lakeforge.lake import Lake, source_lake
+from lakeforge.training import demo_step
+from spark_jobs import transform_flights
+from tests.helpers import ingest_days
+
+pytestmark = [pytest.mark.hdfs, pytest.mark.airflow]
+DAYS = [date(2013, 1, 1) + timedelta(days=i) for i in range(4)]
+
+
+def test_the_demos_training_step_on_an_hdfs_lake(hdfs, spark, airflow_db, tmp_path, monkeypatch):
+    import mlflow
+
+    root = f"{hdfs.uri}/demo-train-{uuid.uuid4().hex[:8]}/lake"
+    lake = source_lake(demo.SOURCE_NAME, root)
+    ingest_days(lake, Lake(f"file://{tmp_path}/landing/{demo.SOURCE_NAME}"), DAYS)
+    transform_flights.run(spark, lake, [d.isoformat() for d in DAYS])
+
+    # What `make demo-hdfs` sets (lakeforge.demo.main), with the test's own MLflow store.
+    monkeypatch.setenv("LAKEFORGE_LAKE_ROOT", root)
+    monkeypatch.setenv("HADOOP_CONF_DIR", str(hdfs.conf_dir))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("LAKEFORGE_MLFLOW_ARTIFACT_ROOT", f"file://{tmp_path}/mlartifacts")
+    # The demo's month, shrunk: 3 training days (the last one validates the trials), 1 holdout day.
+    monkeypatch.setattr(demo_step, "DEMO_HOLDOUT_DAYS", 1)
+    monkeypatch.setattr(demo_step, "DEMO_VALIDATION_DAYS", 1)
+    monkeypatch.setattr(demo_step, "DEMO_SEARCH_BUDGET", 1)
+    with demo.fail_fast():
+        result = demo_step.run_training(DAYS[0], DAYS[-1])
+
+    assert result["decision"]["version"] == "1" and result["decision"]["holdout"] == ["2013-01-04", "2013-01-04"]
+    assert result["conf"]["model_family"] == "lightgbm"  # the demo's default family
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    assert mlflow.MlflowClient().get_model_version("flight_delay", "1").tags["lakeforge.family"]
+    artifacts = tmp_path / "mlartifacts"
+    (model,) = [p.parent for p in artifacts.rglob("MLmodel")]
+    assert (model / "sparkml" / "stages").is_dir()
