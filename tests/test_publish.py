@@ -232,3 +232,30 @@ def test_a_full_disk_during_the_spark_publish_names_the_partition(lake: Lake):
         publish_written_partitions(lake, table, staging, DAYS, SCHEMA)
     lake.fs = real
     assert read_manifest(lake, table, f"ds={DAYS[0]}")["rows"] == 3
+
+
+def test_a_parquet_footer_that_reads_short_right_after_the_write_is_read_again(local_lake, monkeypatch):
+    """HDFS once gave a reader 0 bytes of a Parquet file Spark had just closed (its last block not
+    yet readable): the footer read backs off until the file reads whole, and names the file if it
+    never does."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lakeforge import spark_publish
+
+    local_lake.makedirs("t")
+    with local_lake.fs.open_output_stream(local_lake.path("t/part-0.parquet")) as out:
+        pq.write_table(pa.table({"x": [1, 2, 3]}), out)
+    real, calls = pq.read_metadata, []
+
+    def short_twice(f, *args, **kwargs):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise pa.ArrowInvalid("Parquet file size is 0 bytes")
+        return real(f, *args, **kwargs)
+
+    monkeypatch.setattr(spark_publish.pq, "read_metadata", short_twice)
+    assert spark_publish.parquet_rows(local_lake, "t/part-0.parquet") == 3 and len(calls) == 3
+    monkeypatch.setattr(spark_publish.pq, "read_metadata", lambda f: (_ for _ in ()).throw(pa.ArrowInvalid("bad")))
+    with pytest.raises(OSError, match=r"t/part-0.parquet: no readable Parquet footer \(bad\) after 0s"):
+        spark_publish.parquet_metadata(local_lake, "t/part-0.parquet", timeout=0.05)

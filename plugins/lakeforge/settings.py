@@ -62,7 +62,7 @@ OPTIONS: dict[str, Option] = {
     ),
     "spark_local_fs_dir": Option(
         "LAKEFORGE_SPARK_LOCAL_FS_DIR", "{home}/cache/spark-local-fs",
-        "Where the jar of lakeforge's `file://` file system for Spark lives (built by `make spark-cds`: directory permissions set in-process instead of a `chmod` process each, 4-7 s on the x20 year); `off` uses Hadoop's RawLocalFileSystem.",
+        "Where the jar of lakeforge's `file://` file system for Spark lives (built by `make spark-cds`: directory permissions set in-process instead of a `chmod` process each, 4-7 s on the x20 year); it is a Hadoop `LocalFileSystem`, so `FileSystem.getLocal` works, and writes no `.crc` files); `off` uses Hadoop's RawLocalFileSystem for a file lake, its LocalFileSystem for an HDFS lake.",
     ),
     "spark_short_run_mb": Option(
         "LAKEFORGE_SPARK_SHORT_RUN_MB", "64",

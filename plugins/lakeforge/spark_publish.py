@@ -36,10 +36,24 @@ def new_run_staging(lake: Lake, table: str) -> str:
     return f"{table}/{STAGING}/run-{uuid.uuid4().hex[:12]}"
 
 
-def parquet_metadata(lake: Lake, rel: str) -> "pq.FileMetaData":
-    """A Parquet file's footer (row counts, row groups, column statistics); the data is not read."""
-    with lake.fs.open_input_file(lake.path(rel)) as f:
-        return pq.read_metadata(f)
+def parquet_metadata(lake: Lake, rel: str, timeout: float = 10.0) -> "pq.FileMetaData":
+    """A Parquet file's footer (row counts, row groups, column statistics); the data is not read.
+
+    On HDFS a file Spark has just closed can still read short (its last block committed, not yet
+    readable: once seen as 0 bytes), so an unreadable footer is read again, backing off, for up to
+    ``timeout`` s before the error (with the file's URI) is raised."""
+    from lakeforge.lake import _until_whole
+
+    def attempt() -> tuple["pq.FileMetaData | None", str]:
+        try:
+            with lake.fs.open_input_file(lake.path(rel)) as f:
+                return pq.read_metadata(f), ""
+        except pa.ArrowInvalid as exc:
+            return None, str(exc)
+
+    metadata, _ = _until_whole(attempt, lambda r: r[0] is not None, timeout,
+                               lambda r: f"{lake.uri(rel)}: no readable Parquet footer ({r[1]})")
+    return metadata
 
 
 def parquet_rows(lake: Lake, rel: str) -> int:
