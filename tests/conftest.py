@@ -145,3 +145,18 @@ def spark_cluster(session_home):
     yield cluster
     cluster.stop()
 
+
+
+@pytest.fixture(scope="module", autouse=True)
+def mlflow_uris_stay_in_their_module():
+    """In-process code (Airflow tasks run by ``dag.test``, the demo's training step) sets MLflow's
+    process-wide tracking and registry URIs, as a task process should; a test module must not
+    inherit another module's: a process-wide registry URI wins over the one an ``MlflowClient``
+    is given (it once sent a module's registry reads to the previous module's SQLite registry)."""
+    yield
+    if "mlflow" in sys.modules:
+        from mlflow.tracking._model_registry import utils as registry_utils
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        tracking_utils._tracking_uri = None
+        registry_utils._registry_uri = None

@@ -42,8 +42,8 @@ def test_the_demos_training_step_on_an_hdfs_lake(hdfs, spark, airflow_db, tmp_pa
 
     assert result["decision"]["version"] == "1" and result["decision"]["holdout"] == ["2013-01-04", "2013-01-04"]
     assert result["conf"]["model_family"] == "lightgbm"  # the demo's default family
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
-    assert mlflow.MlflowClient().get_model_version("flight_delay", "1").tags["lakeforge.family"]
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    assert mlflow.MlflowClient(store, registry_uri=store).get_model_version("flight_delay", "1").tags["lakeforge.family"]
     artifacts = tmp_path / "mlartifacts"
     (model,) = [p.parent for p in artifacts.rglob("MLmodel")]
     assert (model / "sparkml" / "stages").is_dir()

@@ -73,7 +73,7 @@ def dag(airflow_db, lake_root):
 def client(mlflow_server):
     from mlflow import MlflowClient
 
-    return MlflowClient(mlflow_server.uri)
+    return MlflowClient(mlflow_server.uri, registry_uri=mlflow_server.uri)
 
 
 def run(dag, conf: dict):

@@ -168,7 +168,7 @@ def first_run(spark, features_lake, mlflow_server, tmp_path_factory):
 def test_training_run_is_tracked_registered_and_champion(spark, features_lake, mlflow_server, first_run):
     from mlflow import MlflowClient
 
-    client = MlflowClient(mlflow_server.uri)
+    client = MlflowClient(mlflow_server.uri, registry_uri=mlflow_server.uri)
     r = first_run
     assert r["version"] == "1" and r["decision"] == "promoted"
     assert r["reasons"][0].startswith("roc_auc ") and "vs baseline 0.5000" in r["reasons"][0]
@@ -250,7 +250,7 @@ def test_rerun_of_same_run_key_registers_nothing_new(spark, features_lake, mlflo
 
     again = train_delay_model.train(spark, args(features_lake, "train_delay_model/manual__1", family="xgboost"))
     assert again["reused"] and again["version"] == "1"
-    assert [v.version for v in versions(MlflowClient(mlflow_server.uri))] == ["1"]
+    assert [v.version for v in versions(MlflowClient(mlflow_server.uri, registry_uri=mlflow_server.uri))] == ["1"]
 
 
 def test_mlflow_down_then_crash_mid_registration_then_retry(spark, features_lake, mlflow_server, first_run,
@@ -266,7 +266,7 @@ def test_mlflow_down_then_crash_mid_registration_then_retry(spark, features_lake
         train_delay_model.train(spark, args(features_lake, key, **quick))
     assert time.perf_counter() - t < 15  # fails fast: Airflow does the retrying
     mlflow_server.start()
-    client = MlflowClient(mlflow_server.uri)
+    client = MlflowClient(mlflow_server.uri, registry_uri=mlflow_server.uri)
     assert versions(client, key) == []  # nothing was registered
 
     # The server dies again right after the version is created (while the champion is scored).
