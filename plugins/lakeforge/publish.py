@@ -433,10 +433,7 @@ def publish_partitions(
     for files in partitions.values():
         _check_names(files)
     with hold(lake, table):
-        # Leftovers of a writer that died (of any partition: the table's lease is held).
-        trash, staging = lake.listdir(f"{table}/{TRASH}"), lake.listdir(f"{table}/{STAGING}")
-        for partition in sorted({_partition_of(n) for n in trash + staging if not n.startswith("run-")}):
-            _recover(lake, table, partition, trash, staging)
+        recover_table(lake, table)  # leftovers of writers that died (the table's lease is held)
         published = set(list_partitions(lake, table))
         lake.makedirs(f"{table}/{STAGING}")
 
@@ -466,6 +463,6 @@ def publish_partitions(
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = {partition: pool.submit(one, partition) for partition in partitions}
         manifests = {partition: future.result() for partition, future in futures.items()}
-        if trash or published & set(partitions):
+        if published & set(partitions):  # replaced partitions went through the trash
             _drop_empty_trash(lake, table, lake.listdir(f"{table}/{TRASH}"))
         return manifests
