@@ -289,7 +289,7 @@ def start(
     configuration."""
     env = airflow_env() if env is None else dict(env)
     folder = folder or services_dir(env)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     stop(name, folder=folder, grace=grace)
     argv = list(argv) if argv is not None else airflow_argv(name, env)
     token = f"{name}-{uuid.uuid4().hex}"
@@ -298,9 +298,11 @@ def start(
     lock_fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with open(log_path, "ab") as out:
+        # Owner-only: a service's log and every file it creates (umask) can hold secrets.
+        with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
             proc = subprocess.Popen(argv, env={**env, TOKEN_VAR: token}, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(lock_fd,))
+                                    stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(lock_fd,),
+                                    umask=0o077)
     finally:
         os.close(lock_fd)  # the child's inherited descriptor keeps the lock
     _CHILDREN[proc.pid] = proc
