@@ -16,6 +16,10 @@ command -v mvn >/dev/null 2>&1 || missing+=(maven)
 if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
   missing+=(postgresql)
 fi
+# MIT Kerberos' GSSAPI library: hdfs-native loads it (dlopen) to authenticate to a Kerberized HDFS
+# (tests/test_hdfs_security.py); kinit/klist from krb5-user are handy for looking at tickets.
+ldconfig -p 2>/dev/null | grep -q 'libgssapi_krb5.so.2 ' || missing+=(libgssapi-krb5-2)
+command -v kinit >/dev/null 2>&1 || missing+=(krb5-user)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -7,6 +7,17 @@ started it by more than a moment; ``stop()`` also kills it by PID if it does not
 
     with MiniHdfs(tmp_dir) as hdfs:
         lake = Lake(hdfs.uri + "/lake")
+
+``secure=True`` runs it as a Kerberized cluster: Hadoop's MiniKdc in the same JVM, NameNode and
+DataNodes logged in from a keytab, block access tokens, SASL-protected RPC and data transfer
+(``protection``), HTTPS only with SPNEGO (WebHDFS included), permissions enforced. One keytab per
+client principal (``users``, plus the superuser ``hdfs``) lands in ``<base_dir>/krb`` (0700; keytabs 0600), and
+``client_env(user)`` gives the environment a process needs to authenticate as that user (no
+secret on any command line). ``permissions=True`` alone enforces owners and modes without Kerberos
+(then anyone can claim any user name: it stops accidents, not attackers).
+
+``init_lake()`` runs the stack's one-shot init script (``docker/init/lake_init.py``) as the
+superuser: the lake's directories with their owners and modes.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ import os
 import selectors
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -24,6 +36,8 @@ from lakeforge.settings import PROJECT_ROOT
 MODULE = PROJECT_ROOT / "tools" / "hdfs-mini"
 CLASSPATH_FILE = MODULE / "target" / "classpath.txt"
 MAIN_CLASS = "dev.lakeforge.hdfs.MiniHdfs"
+INIT_SCRIPT = PROJECT_ROOT / "docker" / "init" / "lake_init.py"
+SUPERUSER = "hdfs"
 
 
 class HdfsStartError(RuntimeError):
@@ -38,8 +52,13 @@ def classpath() -> str:
 
 class MiniHdfs:
     def __init__(self, base_dir: str | Path, rpc_port: int | None = None, http_port: int | None = None,
-                 heap: str = "768m"):
+                 heap: str = "768m", *, secure: bool = False, permissions: bool = False,
+                 users: tuple[str, ...] = ("lakeforge",), protection: str = "privacy"):
         self.base_dir = Path(base_dir)
+        self.secure = secure
+        self.permissions = permissions or secure
+        self.users = tuple(users)
+        self.protection = protection
         # 0: the NameNode binds a port the kernel picks and reports it (READY line). A port probed
         # free beforehand can be taken by another process before the JVM binds it.
         self.rpc_port = rpc_port or 0
@@ -47,6 +66,7 @@ class MiniHdfs:
         self.heap = heap
         self.proc: subprocess.Popen | None = None
         self.uri: str | None = None
+        self.web_url: str | None = None
         self.startup_seconds: float | None = None
 
     @property
@@ -58,6 +78,57 @@ class MiniHdfs:
         """Holds the core-site.xml clients can use (HADOOP_CONF_DIR)."""
         return self.base_dir / "conf"
 
+    # -- Kerberos (secure=True) ------------------------------------------------------------------
+    @property
+    def krb_dir(self) -> Path:
+        return self.base_dir / "krb"
+
+    @property
+    def krb5_conf(self) -> Path:
+        return self.krb_dir / "krb5.conf"
+
+    @property
+    def realm(self) -> str:
+        for line in self.krb5_conf.read_text().splitlines():
+            if line.strip().startswith("default_realm"):
+                return line.split("=", 1)[1].strip()
+        raise HdfsStartError(f"no default_realm in {self.krb5_conf}")
+
+    def keytab(self, user: str) -> Path:
+        """The keytab (0600) of ``user@REALM``: ``hdfs`` (the superuser) or one of ``users``."""
+        return self.krb_dir / f"{user}.keytab"
+
+    def principal(self, user: str) -> str:
+        return f"{user}@{self.realm}"
+
+    def client_env(self, user: str | None = None) -> dict[str, str]:
+        """Environment variables for a client process of this cluster (hdfs-native, the Hadoop
+        Java client via HADOOP_CONF_DIR). Secure: authenticated as ``user`` from its keytab (MIT
+        krb5 gets the ticket itself from ``KRB5_CLIENT_KTNAME``; the ticket stays in the process's
+        memory). Not secure: ``user`` becomes ``HADOOP_USER_NAME`` (a claim nobody checks)."""
+        env = {"HADOOP_CONF_DIR": str(self.conf_dir)}
+        if self.secure:
+            env.update(KRB5_CONFIG=str(self.krb5_conf), KRB5CCNAME="MEMORY:lakeforge")
+            if user is not None:
+                env["KRB5_CLIENT_KTNAME"] = str(self.keytab(user))
+        elif user is not None:
+            env["HADOOP_USER_NAME"] = user
+        return env
+
+    def init_lake(self, lake_path: str = "/lake", owner: str = "lakeforge", sources: list[str] | None = None,
+                  timeout: float = 60.0) -> str:
+        """Run the stack's init script against this cluster as the superuser; returns its output."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KRB5", "HADOOP_"))}
+        env.update(self.client_env(SUPERUSER if self.secure else None))
+        cmd = [sys.executable, str(INIT_SCRIPT), "--lake-root", f"{self.uri}{lake_path}", "--owner", owner,
+               "--wait", "30"]
+        for source in sources or []:
+            cmd += ["--source", source]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise HdfsStartError(f"lake init failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+        return proc.stdout
+
     def start(self, timeout: float = 180.0) -> str:
         java = shutil.which("java")
         if java is None:
@@ -67,7 +138,7 @@ class MiniHdfs:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [java, f"-Xmx{self.heap}", "-Djava.net.preferIPv4Stack=true", "-cp", classpath(), MAIN_CLASS,
-             str(self.base_dir), str(self.rpc_port), str(self.http_port)],
+             str(self.base_dir), str(self.rpc_port), str(self.http_port), *self._options()],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
         )
         log.close()
@@ -80,7 +151,9 @@ class MiniHdfs:
             if sel.select(timeout=0.5):
                 line = self.proc.stdout.readline()
                 if line.startswith(b"READY "):
-                    self.uri = line.decode().split()[1]
+                    words = line.decode().split()
+                    self.uri = words[1]
+                    self.web_url = words[2] if len(words) > 2 else None  # NameNode web UI (and WebHDFS)
                     self.rpc_port = int(self.uri.rsplit(":", 1)[1])
                     self.startup_seconds = time.perf_counter() - started
                     # Keep draining stdout: a full pipe would block the JVM (and HDFS with it).
@@ -89,6 +162,11 @@ class MiniHdfs:
         tail = self.log_path.read_text(errors="replace")[-3000:]
         self.stop()
         raise HdfsStartError(f"HDFS did not become ready in {timeout:.0f}s (last stdout {line!r}); log tail:\n{tail}")
+
+    def _options(self) -> list[str]:
+        if self.secure:
+            return ["--secure", "--users", ",".join(self.users), "--protection", self.protection]
+        return ["--permissions"] if self.permissions else []
 
     def _drain(self, stream) -> None:
         with open(self.log_path, "ab") as log:
@@ -117,8 +195,6 @@ class MiniHdfs:
 
 def main() -> None:
     """Run HDFS in the foreground until Ctrl-C: ``python -m lakeforge.hdfs_cluster [DIR]``."""
-    import sys
-
     base = Path(sys.argv[1] if len(sys.argv) > 1 else PROJECT_ROOT / ".lakeforge" / "hdfs")
     with MiniHdfs(base, rpc_port=int(os.environ.get("LAKEFORGE_HDFS_PORT", "9000"))) as hdfs:
         print(f"HDFS up at {hdfs.uri} in {hdfs.startup_seconds:.1f}s (conf: {hdfs.conf_dir}); Ctrl-C stops it")
