@@ -4,6 +4,12 @@ temporary folder, job execution off: 2 processes, ~30 s to start). Stopped by it
 Import the fixture into a test module: ``from tests.mlflow_server import mlflow_server  # noqa: F401``.
 ``stop()`` / ``start()`` take the server down and bring it back on the same port and store, which is
 how the tests simulate an outage.
+
+``MlflowServer(root, auth=True)`` runs MLflow's basic-auth app as the stack does
+(``lakeforge.mlflow_auth``): a generated admin, the accounts and grants made on first start, every
+password in a 0600 file under ``root/auth``; ``server.env(account)`` is a client's environment.
+Both fixtures start it so: ``mlflow_server`` with the training account's credentials in the
+environment, ``mlflow_auth_server`` with none (the test picks an account per call).
 """
 
 from __future__ import annotations
@@ -25,9 +31,11 @@ STARTUP_TIMEOUT_S = 120
 
 
 class MlflowServer:
-    def __init__(self, root: Path, backend_uri: str | None = None):
-        """``backend_uri``: the tracking/registry database (default SQLite in ``root``)."""
+    def __init__(self, root: Path, backend_uri: str | None = None, auth: bool = False):
+        """``backend_uri``: the tracking/registry database (default SQLite in ``root``); ``auth``:
+        MLflow's basic-auth app with lakeforge's accounts (``lakeforge.mlflow_auth``)."""
         self.root = root
+        self.auth_dir = root / "auth" if auth else None
         self.backend_uri = backend_uri or f"sqlite:///{root}/mlflow.db"
         self.port = free_loopback_port()
         self.started_once = False
@@ -38,11 +46,21 @@ class MlflowServer:
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def env(self, account: str) -> dict[str, str]:
+        """``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD`` of one account (auth servers only)."""
+        from lakeforge.mlflow_auth import credentials
+
+        return credentials(account, self.auth_dir)
+
     def start(self) -> None:
         """Start and wait until healthy. The first start moves to another free port when the probed
         one was taken before the server bound it; a restart keeps its port (clients hold the URI)."""
         for _ in range(3):
             if self._start_once():
+                if self.auth_dir is not None and not self.started_once:
+                    from lakeforge.mlflow_auth import init
+
+                    init(self.auth_dir, self.uri)
                 self.started_once = True
                 return
             self.port = free_loopback_port()
@@ -62,6 +80,9 @@ class MlflowServer:
         cmd = [str(Path(sys.executable).with_name("mlflow")), "server",
                "--artifacts-destination", str(self.root / "artifacts"),
                "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        if self.auth_dir is not None:  # as the stack's entrypoint does (it execs the server: same PID)
+            cmd = [sys.executable, "-m", "lakeforge.mlflow_auth", "serve", "--state-dir", str(self.auth_dir),
+                   "--", *cmd]
         t = time.perf_counter()
         with open(self.root / "server.log", "ab") as log:
             # Own process group: the server forks workers, stop() signals them all.
@@ -92,18 +113,35 @@ class MlflowServer:
 
 @pytest.fixture(scope="module")
 def mlflow_server():
-    """A running server; MLFLOW_TRACKING_URI points at it for the module."""
+    """A running basic-auth server, as the stack runs it; MLFLOW_TRACKING_URI and the training
+    account's credentials are in the environment for the module (the training job, and the
+    processes Airflow starts for it, run as ``training``)."""
+    yield from _serve(account="training")
+
+
+@pytest.fixture(scope="module")
+def mlflow_auth_server():
+    """A running basic-auth server with lakeforge's accounts; MLFLOW_TRACKING_URI points at it, no
+    credentials are set (a test picks its account with ``server.env(account)``)."""
+    yield from _serve(account=None)
+
+
+def _serve(account: str | None):
     # Under the test session's home (conftest), which goes when the session passes.
-    server = MlflowServer(Path(tempfile.mkdtemp(prefix="mlflow-server-", dir=os.environ["LAKEFORGE_HOME"])))
+    server = MlflowServer(Path(tempfile.mkdtemp(prefix="mlflow-server-", dir=os.environ["LAKEFORGE_HOME"])),
+                          auth=True)
     server.start()
     print(f"\nmlflow server {server.uri} up in {server.startup_seconds:.1f}s")
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = server.uri
+    env = {"MLFLOW_TRACKING_URI": server.uri, **(server.env(account) if account else {})}
+    before = {k: os.environ.get(k) for k in (*env, "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    for k in before:
+        os.environ.pop(k, None)
+    os.environ.update(env)
     try:
         yield server
     finally:
         server.stop()
-        if before is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = before
+        for k, v in before.items():
+            os.environ.pop(k, None)
+            if v is not None:
+                os.environ[k] = v

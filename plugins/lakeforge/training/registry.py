@@ -14,6 +14,9 @@ Every version records the days its model saw (``window_tags``: ``lakeforge.train
 ``train_end`` / ``validation_start`` / ``validation_end``, and its ``holdout_start`` / ``holdout_end``):
 when it is champion, the gate reads them (``training_window``) so it is never scored on them.
 
+Every version's artifact digest is recorded before its first alias (``artifact_digest``): a model
+whose artifacts changed since is refused by ``artifact_digest.load_verified_model``.
+
 Aliases only (``champion``, ``challenger``); registry stages are deprecated.
 """
 
@@ -34,8 +37,12 @@ TAGGED_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "calibration_error",
 
 
 def client():
+    """The process-wide client, as this job's MLflow account (``lakeforge.mlflow_auth``)."""
     from mlflow import MlflowClient
 
+    from lakeforge.mlflow_auth import apply_credentials
+
+    apply_credentials()
     return MlflowClient()
 
 
@@ -117,8 +124,11 @@ def training_window(version):
 
 
 def register(name: str, model_uri: str, run_id: str, run_key: str, tags: dict[str, str]) -> str:
-    """A new pending version with alias ``challenger``; returns its number."""
+    """A new pending version, its artifact digest recorded, with alias ``challenger``; returns its
+    number. A failure on the way leaves a pending version, which a retry deletes."""
     from mlflow.exceptions import MlflowException
+
+    from lakeforge.training.artifact_digest import record_digest
 
     c = client()
     try:
@@ -126,8 +136,11 @@ def register(name: str, model_uri: str, run_id: str, run_key: str, tags: dict[st
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    v = c.create_model_version(name, model_uri, run_id=run_id,
+    # A logged model's URI (models:/m-...) is accepted only with its model id (MLflow 3.17's server).
+    model_id = model_uri.split("/", 1)[1] if model_uri.startswith("models:/m-") else None
+    v = c.create_model_version(name, model_uri, run_id=run_id, model_id=model_id,
                                tags={RUN_KEY_TAG: run_key, STATE_TAG: "pending", **tags})
+    record_digest(c, name, v.version)
     c.set_registered_model_alias(name, CHALLENGER, v.version)
     return str(v.version)
 

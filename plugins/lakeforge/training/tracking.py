@@ -29,7 +29,11 @@ class MlflowUnavailable(RuntimeError):
 
 
 def configure_client_retries() -> None:
-    """Fail in seconds, not minutes, when the server is down (Airflow does the retrying)."""
+    """Fail in seconds, not minutes, when the server is down (Airflow does the retrying); and
+    authenticate as this job's MLflow account (``lakeforge.mlflow_auth``)."""
+    from lakeforge.mlflow_auth import apply_credentials
+
+    apply_credentials()  # MLFLOW_TRACKING_PASSWORD from LAKEFORGE_MLFLOW_PASSWORD_FILE (this process only)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
