@@ -13,29 +13,44 @@ DOCKER = PROJECT_ROOT / "docker"
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN|_KEY$|KEYTAB")
 INTERPOLATED = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 MOUNTED = re.compile(r"/run/secrets/([A-Za-z0-9_.-]+)")
-# Named volumes whose files are secrets: who mounts one sees them.
-SECRET_VOLUMES = {"airflow-auth"}  # the Airflow UI/API users' generated passwords
+SECRET_PATH = re.compile(r"/run/secrets/[A-Za-z0-9_./-]*[A-Za-z0-9_-]")
+# Volumes (named, or host folders) whose files are secrets: who mounts one sees them.
+SECRET_VOLUMES = {
+    "airflow-auth",  # the Airflow UI/API users' generated passwords
+    "mlflow-auth",   # MLflow's auth ini (admin password), auth database, CSRF key
+    "kdc",           # the realm's database, master key and generated master password
+    "./secrets",     # the keytabs the KDC exports (the host folder the file secrets read)
+}
 
 AIRFLOW = {"airflow_db_password", "airflow_fernet_key", "airflow_jwt_secret"}
 # Finding 4 (issue 19): which service sees which secret. A service or a secret not listed here
 # fails the test: extend it deliberately (the MLflow auth and lake-init services will add theirs).
+MLFLOW_ACCOUNTS = {"mlflow_admin_password", "mlflow_training_password", "mlflow_scoring_password",
+                   "mlflow_viewer_password"}
 ALLOWED: dict[str, set[str]] = {
     "postgres": {"postgres_password", "airflow_db_password", "mlflow_db_password"},
-    "namenode": set(),
-    "datanode-1": set(),
-    "datanode-2": set(),
+    "kdc": {"volume:kdc", "volume:./secrets"},  # the realm: every key is its own
+    "namenode": {"hdfs_keytab_namenode", "hdfs_keystore_password"},
+    "datanode-1": {"hdfs_keytab_datanode-1", "hdfs_keystore_password"},
+    "datanode-2": {"hdfs_keytab_datanode-2", "hdfs_keystore_password"},
+    "lake-init": {"hdfs_admin_keytab"},  # the HDFS superuser, for the one-shot init only
     "spark-master": {"spark_auth_secret"},
-    "spark-worker": {"spark_auth_secret"},  # runs the jobs' code: nothing of Airflow or MLflow
-    "mlflow": {"mlflow_db_password"},
+    # runs the jobs' code: the lake's keytab, nothing of Airflow or MLflow
+    "spark-worker": {"spark_auth_secret", "lakeforge_keytab"},
+    "mlflow": {"mlflow_db_password", "mlflow_admin_password", "volume:mlflow-auth"},
+    "mlflow-auth-init": MLFLOW_ACCOUNTS,  # the only holder of scoring's and viewer's passwords
     "airflow-init": {"airflow_db_password", "airflow_fernet_key"},
     "airflow-apiserver": AIRFLOW | {"volume:airflow-auth"},
-    "airflow-scheduler": AIRFLOW | {"spark_auth_secret"},  # runs the tasks, i.e. the Spark drivers
+    # runs the tasks, i.e. the Spark drivers and the training job: MLflow's training account only
+    "airflow-scheduler": AIRFLOW | {"spark_auth_secret", "lakeforge_keytab", "mlflow_training_password"},
     "airflow-dag-processor": AIRFLOW,
     "airflow-triggerer": AIRFLOW,
 }
-# Mounted secret files belong to the user the container runs as, readable by it alone.
-RUNS_AS = {"postgres": "999"}  # postgres:16-bookworm; every other image's user is given here
 LAKEFORGE_UID, HDFS_UID = "50000", "50001"
+# Mounted secret files belong to the user the container runs as, readable by it alone.
+RUNS_AS = {"postgres": "999",  # postgres:16-bookworm; every other image's user is given here
+           "namenode": HDFS_UID, "datanode-1": HDFS_UID, "datanode-2": HDFS_UID,
+           "lake-init": "0", "kdc": "0"}
 
 
 def compose() -> dict:
@@ -54,6 +69,22 @@ def _envs(spec: dict) -> dict:
 
 def _sources(spec: dict) -> list[str]:
     return [s["source"] if isinstance(s, dict) else s for s in spec.get("secrets") or []]
+
+
+def mounted(spec: dict) -> dict[str, str]:
+    """Path in the container -> secret, for every secret the service mounts."""
+    out = {}
+    for s in spec.get("secrets") or []:
+        source = s["source"] if isinstance(s, dict) else s
+        target = (s.get("target") if isinstance(s, dict) else None) or source
+        out[target if target.startswith("/") else f"/run/secrets/{target}"] = source
+    return out
+
+
+def reads_mounted(spec: dict, path: str) -> bool:
+    """``path`` is a mounted secret file, or a folder of them (``--state-dir /run/secrets/mlflow``)."""
+    paths = mounted(spec)
+    return path in paths or any(p.startswith(path.rstrip("/") + "/") for p in paths)
 
 
 def _env_file(spec: dict) -> dict[str, str]:
@@ -115,10 +146,12 @@ def test_secrets_are_files_of_the_containers_user_mode_0400_from_docker_env():
     stack = compose()
     example = env_example()
     secret_vars = {k for k in example if SECRET_NAME.search(k)}
+    from_env = {n for n, spec in stack["secrets"].items() if "environment" in spec}
     for name, spec in stack["secrets"].items():
-        # One vocabulary: secret `x` holds docker/.env's `X`, and nothing else defines it.
-        assert spec == {"environment": name.upper()}, f"secret {name}: {spec}"
-    assert {n.upper() for n in stack["secrets"]} == secret_vars, ".env.example and compose secrets differ"
+        # One vocabulary: secret `x` holds docker/.env's `X`, and nothing else defines it; or it is
+        # the file `x` the KDC exports into docker/secrets/ (keytabs: binary, not .env values).
+        assert spec in ({"environment": name.upper()}, {"file": f"./secrets/{name}"}), f"secret {name}: {spec}"
+    assert {n.upper() for n in from_env} == secret_vars, ".env.example and compose secrets differ"
     for key in secret_vars:
         assert example[key] == "", f".env.example ships a secret value: {key}"
     for name, spec in stack["services"].items():
@@ -130,8 +163,8 @@ def test_secrets_are_files_of_the_containers_user_mode_0400_from_docker_env():
         # Every /run/secrets file a service's settings or command reads is mounted there.
         texts = [str(v) for v in _envs(spec).values()] + [str(p) for p in spec.get("command") or []]
         for text in texts:
-            for used in MOUNTED.findall(text):
-                assert used in _sources(spec), f"{name} reads /run/secrets/{used} but does not mount it"
+            for used in SECRET_PATH.findall(text):
+                assert reads_mounted(spec, used), f"{name} reads {used} but does not mount it"
 
 
 def test_no_secret_in_an_environment_or_on_a_command_line():
@@ -142,6 +175,7 @@ def test_no_secret_in_an_environment_or_on_a_command_line():
                 SECRET_NAME.search(v) for v in INTERPOLATED.findall(str(value))), f"{name}.{key}: {value}"
             if SECRET_NAME.search(key):  # only where a secret is: a file's path, a command reading one
                 assert (key.endswith("_FILE") and str(value).startswith("/")) or (
+                    str(value).startswith("/run/secrets/")) or (
                     key.endswith("_CMD") and "/run/secrets/" in str(value)), f"{name}.{key}={value}"
             assert not re.search(r"://[^/@\s]+:[^/@\s]+@", str(value)), f"{name}.{key} has a password in a URI"
         for part in spec.get("command") or []:  # a command line is visible to every local user (ps)
@@ -230,6 +264,7 @@ def test_cluster_mode_is_only_settings():
 def test_images_install_the_lock_and_scripts_parse():
     dockerfile = (DOCKER / "Dockerfile").read_text()
     assert "uv pip sync" in dockerfile and "requirements.txt" in dockerfile
+    assert "libgssapi-krb5-2" in dockerfile  # MIT Kerberos, which hdfs-native dlopens
     # javac builds the local file system jar before the class archive is recorded against it.
     assert "openjdk-17-jdk-headless" in dockerfile
     assert dockerfile.index("lakeforge.local_fs") < dockerfile.index("lakeforge.spark_cds")
@@ -240,3 +275,193 @@ def test_images_install_the_lock_and_scripts_parse():
     assert f"--uid {HDFS_UID} hdfs" in hadoop
     for script in DOCKER.rglob("*.sh"):
         assert subprocess.run(["bash", "-n", str(script)]).returncode == 0, script
+
+
+# -- Kerberized HDFS: the KDC, the keytabs, lake-init (issue 19, finding 2 and 3) ------------------
+
+KDC_ENTRYPOINT = DOCKER / "kdc" / "entrypoint.sh"
+CLIENT_CONF = DOCKER / "hadoop" / "client"
+HDFS_DAEMONS = ("namenode", "datanode-1", "datanode-2")
+
+
+def _script_default(script: str, var: str) -> str:
+    match = re.search(rf'{var}="\$\{{\w+:-([^}}]*)\}}"', script)
+    assert match, f"{var} has no default in the KDC entrypoint"
+    return match.group(1)
+
+
+def keytab_owners() -> dict[str, str]:
+    """Keytab file -> the uid the KDC exports it for (docker/kdc/entrypoint.sh and its service)."""
+    script = KDC_ENTRYPOINT.read_text()
+    kdc_env = _envs(compose()["services"]["kdc"])
+    hosts = kdc_env.get("KDC_HDFS_HOSTS", _script_default(script, "HOSTS")).split()
+    owners = {f"hdfs_keytab_{h}": _script_default(script, "HDFS_UID") for h in hosts}
+    owners["hdfs_admin_keytab"] = _script_default(script, "ADMIN_UID")
+    owners["lakeforge_keytab"] = _script_default(script, "LAKEFORGE_UID")
+    for name in owners:  # the script names each of these
+        assert name in script or name.startswith("hdfs_keytab_"), name
+    assert 'export_keytab "hdfs_keytab_$host"' in script
+    return owners
+
+
+def test_keytabs_are_exported_by_the_kdc_for_their_reader_into_a_git_ignored_folder():
+    stack = compose()
+    files = {n: spec["file"] for n, spec in stack["secrets"].items() if "file" in spec}
+    owners = keytab_owners()
+    assert set(files) == set(owners), "compose's keytab secrets and the KDC's exports differ"
+    kdc = stack["services"]["kdc"]
+    export = _envs(kdc).get("KDC_EXPORT_DIR", _script_default(KDC_ENTRYPOINT.read_text(), "EXPORT"))
+    assert f"./secrets:{export}" in kdc["volumes"]
+    for name, path in files.items():
+        ignored = subprocess.run(["git", "check-ignore", "-q", f"docker/{path[2:]}"], cwd=PROJECT_ROOT)
+        assert ignored.returncode == 0, f"docker/{path[2:]} is not git-ignored"
+        # Compose bind-mounts a file secret as it is: the KDC's owner must be its reader's uid.
+        readers = {svc: RUNS_AS.get(svc, LAKEFORGE_UID) for svc, spec in stack["services"].items()
+                   if name in _sources(spec)}
+        assert readers and set(readers.values()) == {owners[name]}, (name, owners[name], readers)
+    assert 'chmod 0400 "$tmp"' in KDC_ENTRYPOINT.read_text()
+
+
+def test_kdc_keeps_keys_off_command_lines_out_of_images_and_off_the_host_ports():
+    kdc = compose()["services"]["kdc"]
+    assert not kdc.get("ports"), "the KDC publishes a port: only the compose network needs it"
+    script = KDC_ENTRYPOINT.read_text()
+    code = "\n".join(re.sub(r"\s#\s.*$", "", line) for line in script.splitlines()
+                     if not line.lstrip().startswith("#"))  # without comments
+    # No password option anywhere (kdb5_util -P, kadmin -w, addprinc -pw): random keys, stdin.
+    assert not re.search(r"\s-(P|pw|w)\s", code), "a password on a command line"
+    assert re.findall(r"addprinc (\S+)", code) == ["-randkey"]
+    assert "| kdb5_util" in code and "create -s" in code  # master password on stdin, key stashed
+    assert "kadmind" not in code  # no remote administration port
+    assert re.search(r"^\s*umask 077", script, re.M)
+    dockerfile = (DOCKER / "kdc" / "Dockerfile").read_text()
+    assert not re.search(r"kdb5_util|kadmin|ktadd|addprinc", "\n".join(
+        line for line in dockerfile.splitlines() if line.startswith("RUN"))), "a realm made at build time"
+
+
+def _dockerfile_sources(text: str) -> list[str]:
+    out = []
+    for line in text.splitlines():
+        if re.match(r"^\s*(COPY|ADD)\s", line, re.I) and "--from=" not in line:
+            out += [p for p in line.split()[1:-1] if not p.startswith("--")]
+    return out
+
+
+def test_no_secret_can_enter_an_image():
+    """Dockerfiles copy named files only, never secrets, and each build context (the repository
+    root) leaves docker/.env and docker/secrets/ out (a `<Dockerfile>.dockerignore` beside it)."""
+    dockerfiles = sorted(DOCKER.rglob("Dockerfile"))
+    assert {p.parent.name for p in dockerfiles} == {"docker", "hadoop", "kdc"}
+    for path in dockerfiles:
+        text = path.read_text()
+        for source in _dockerfile_sources(text):
+            assert source not in (".", "./", "docker", "docker/"), f"{path}: copies a whole tree: {source}"
+            assert not re.search(r"secret|keytab|\.env|password|\.jks", source, re.I), f"{path}: {source}"
+        assert not re.search(r"^\s*(ARG|ENV)\s+\S*(PASSWORD|SECRET|FERNET|TOKEN|KEYTAB)", text, re.M | re.I), path
+        ignore = [line.strip() for line in path.with_name("Dockerfile.dockerignore").read_text().splitlines()
+                  if line.strip() and not line.startswith("#")]
+        if "*" in ignore:  # an allow-list: nothing of docker/ but the named files
+            assert all(not re.match(r"!docker/?$|!docker/(secrets|\.env)", line) for line in ignore), path
+        else:
+            assert {"docker/.env", "docker/secrets"} <= set(ignore), path
+
+
+def test_hdfs_daemons_and_clients_share_one_realm_and_protection():
+    stack = compose()
+    services = stack["services"]
+    realm = _envs(services["kdc"])["KDC_REALM"]
+    hosts = _envs(services["kdc"])["KDC_HDFS_HOSTS"].split()
+    assert sorted(hosts) == sorted(HDFS_DAEMONS)
+    for name in HDFS_DAEMONS:
+        spec = services[name]
+        env = _envs(spec)
+        assert env["HDFS_KERBEROS_REALM"] == realm and env["HDFS_KDC_HOST"] == "kdc"
+        # The keytab holds hdfs/<hostname>: the container's hostname is the principal's host.
+        assert spec["hostname"] == name
+        assert mounted(spec).get(env["HDFS_KEYTAB"]) == f"hdfs_keytab_{name}"
+        assert mounted(spec).get(env["HDFS_KEYSTORE_PASSWORD_FILE"]) == "hdfs_keystore_password"
+        assert spec["depends_on"]["kdc"] == {"condition": "service_healthy"}
+    # HTTPS only (SPNEGO): the plain HTTP port is gone from the host.
+    assert services["namenode"]["ports"] == ["127.0.0.1:9871:9871"]
+    entrypoint = (DOCKER / "hadoop" / "entrypoint.sh").read_text()
+    assert 'PROTECTION="${HDFS_PROTECTION:-privacy}"' in entrypoint
+
+    core = (CLIENT_CONF / "core-site.xml").read_text()
+    props = dict(re.findall(r"<name>([^<]+)</name><value>([^<]*)</value>", core))
+    assert props["hadoop.security.authentication"] == "kerberos"
+    assert props["hadoop.rpc.protection"] == props["dfs.data.transfer.protection"] == "privacy"
+    assert props["dfs.namenode.kerberos.principal"] == f"hdfs/_HOST@{realm}"
+    assert "fs.defaultFS" not in props  # the lake's address stays LAKEFORGE_LAKE_ROOT
+    krb5 = (CLIENT_CONF / "krb5.conf").read_text()
+    assert re.search(rf"default_realm = {re.escape(realm)}\b", krb5) and "kdc = kdc" in krb5
+    spark = dict(line.split(None, 1) for line in (DOCKER / "spark" / "spark-defaults.conf").read_text().splitlines()
+                 if line.strip() and not line.startswith("#"))
+    assert spark["spark.kerberos.principal"].strip() == f"lakeforge@{realm}"
+
+    # Every HDFS client: the client configuration, and the keytab it names, mounted.
+    clients = {"lake-init": "hdfs_admin_keytab", "airflow-scheduler": "lakeforge_keytab",
+               "spark-worker": "lakeforge_keytab"}
+    for name, keytab in clients.items():
+        spec = services[name]
+        env = _envs(spec)
+        assert mounted(spec).get(env["KRB5_CLIENT_KTNAME"]) == keytab, name
+        assert env["KRB5CCNAME"].startswith("MEMORY:"), name  # the ticket never lands on disk
+        assert f"./hadoop/client:{env['HADOOP_CONF_DIR']}:ro" in spec["volumes"], name
+        assert env["KRB5_CONFIG"] == f"{env['HADOOP_CONF_DIR']}/krb5.conf", name
+    for name in ("airflow-scheduler", "spark-worker"):  # JVMs read /etc/krb5.conf
+        assert "./hadoop/client/krb5.conf:/etc/krb5.conf:ro" in services[name]["volumes"]
+    scheduler = services["airflow-scheduler"]
+    assert f"./spark:{_envs(scheduler)['SPARK_CONF_DIR']}:ro" in scheduler["volumes"]
+    assert spark["spark.kerberos.keytab"].strip() == _envs(scheduler)["KRB5_CLIENT_KTNAME"]
+
+
+def test_lake_init_runs_the_script_the_tests_run_before_every_writer():
+    from lakeforge.hdfs_cluster import INIT_SCRIPT
+
+    assert INIT_SCRIPT == DOCKER / "init" / "lake_init.py"  # tests/test_hdfs_security.py runs it
+    services = compose()["services"]
+    init = services["lake-init"]
+    script = init["command"][1]
+    assert init["command"][0] == "python" and f"./init/lake_init.py:{script}:ro" in init["volumes"]
+    assert init["command"][2:] == ["--local", "/landing", "/mlartifacts"]
+    assert {v.split(":")[1] for v in init["volumes"] if v.startswith(("landing:", "mlartifacts:"))} == {
+        "/landing", "/mlartifacts"}
+    assert init["user"] == "root" and init.get("restart") == "no"
+    assert _envs(init)["LAKEFORGE_LAKE_ROOT"].startswith("hdfs://")
+    assert set(init["depends_on"]) == set(HDFS_DAEMONS)
+    # Everything that writes the lake or the local volumes waits for it.
+    writers = [n for n in services if n.startswith("airflow-") and n != "airflow-init"] + ["spark-worker", "mlflow"]
+    for name in writers:
+        assert services[name]["depends_on"].get("lake-init") == {"condition": "service_completed_successfully"}, name
+
+
+# -- MLflow behind its basic-auth app (issue 19, finding 1) ----------------------------------------
+
+def test_mlflow_serves_behind_basic_auth_with_one_account_per_service():
+    from lakeforge.mlflow_auth import ACCOUNTS, ADMIN, PASSWORD_FILE_ENV, password_file
+
+    services = compose()["services"]
+    mlflow, init, scheduler = services["mlflow"], services["mlflow-auth-init"], services["airflow-scheduler"]
+    entrypoint = mlflow["command"][-1]
+    assert mlflow["command"][-2:] == ["sh", entrypoint]
+    assert f"./mlflow/entrypoint.sh:{entrypoint}:ro" in mlflow["volumes"]
+    assert "python -m lakeforge.mlflow_auth serve" in (DOCKER / "mlflow" / "entrypoint.sh").read_text()
+    env = _envs(mlflow)
+    assert mounted(mlflow).get(env["MLFLOW_ADMIN_PASSWORD_FILE"]) == "mlflow_admin_password"
+    assert env["MLFLOW_AUTH_STATE_DIR"].startswith("/var/lib/lakeforge/") and "mlflow-auth:/var/lib/lakeforge" in mlflow["volumes"]
+    assert "http://127.0.0.1:5000/health" in " ".join(mlflow["healthcheck"]["test"])
+
+    # The init: as the admin, each account from its own secret, once the server is healthy.
+    argv = init["command"]
+    assert argv[:4] == ["python", "-m", "lakeforge.mlflow_auth", "init"]
+    state_dir = argv[argv.index("--state-dir") + 1]
+    assert mounted(init) == {str(password_file(state_dir, a)): f"mlflow_{a}_password" for a in [ADMIN, *ACCOUNTS]}
+    assert init["depends_on"]["mlflow"] == {"condition": "service_healthy"}
+
+    # The scheduler (training's driver) acts as training, from the file of its password only.
+    env = _envs(scheduler)
+    assert env["MLFLOW_TRACKING_USERNAME"] == "training" and "MLFLOW_TRACKING_PASSWORD" not in env
+    assert mounted(scheduler).get(env[PASSWORD_FILE_ENV]) == "mlflow_training_password"
+    assert scheduler["depends_on"]["mlflow-auth-init"] == {"condition": "service_completed_successfully"}
+    holders = {n for n, spec in services.items() if {"mlflow_scoring_password", "mlflow_viewer_password"} & set(_sources(spec))}
+    assert holders == {"mlflow-auth-init"}  # no scoring job in the stack yet; viewer is for people
