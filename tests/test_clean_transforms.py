@@ -49,8 +49,25 @@ def test_cancelled_and_overnight(spark, airports):
     assert rows["EV"].cancelled and rows["EV"].dep_utc is None
     # Left before midnight, early: actual departure is still on the scheduled day.
     assert rows["B6"].dep_local == dt.datetime(2013, 1, 1, 23, 53)
-    # Unknown destination time zone (PSE is not in the airports table): no arrival times.
-    assert rows["B6"].sched_arr_utc is None
+    # PSE is not in the airports table: its zone comes from EXTRA_AIRPORT_ZONES (AST, UTC-4).
+    assert rows["B6"].sched_arr_utc == dt.datetime(2013, 1, 2, 8, 45)
+    assert rows["B6"].arr_local == dt.datetime(2013, 1, 2, 4, 25)
+
+
+def test_airports_missing_from_the_table_get_their_zones(spark, airports):
+    """BQN, PSE, SJU (America/Puerto_Rico) and STT (America/St_Thomas) are not in airports.csv;
+    an airport the table lacks and EXTRA_AIRPORT_ZONES does not know keeps null arrival times."""
+    from spark_jobs.clean import EXTRA_AIRPORT_ZONES, destination_zones
+
+    assert EXTRA_AIRPORT_ZONES == {"BQN": "America/Puerto_Rico", "PSE": "America/Puerto_Rico",
+                                   "SJU": "America/Puerto_Rico", "STT": "America/St_Thomas"}
+    zones = {r.dest: r._dest_tz for r in destination_zones(airports).collect()}
+    assert zones == {"IAH": "America/Chicago", "RDU": "America/New_York", **EXTRA_AIRPORT_ZONES}
+    to = lambda dest: GOOD.replace(",IAH,", f",{dest},")  # noqa: E731  (EWR 05:15 EST, arrives 08:19 local)
+    clean, _ = clean_flights(lines(spark, to("STT"), to("SJU"), to("XYZ")), airports)
+    got = {r.dest: (r.sched_arr_utc, r.arr_utc) for r in clean.collect()}
+    assert got["STT"] == got["SJU"] == (dt.datetime(2013, 1, 1, 12, 19), dt.datetime(2013, 1, 1, 12, 30))
+    assert got["XYZ"] == (None, None)
 
 
 def test_times_across_dst_changes_and_midnight(spark, airports):

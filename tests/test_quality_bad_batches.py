@@ -147,3 +147,16 @@ def test_evidence_for_failed_and_passed_partitions(bad_run):
     assert summary["features/flights"][day(3)]["status"] == "passed"
     # A blocked day gets no new features: nothing was even validated for it in the bad run.
     assert summary["features/flights"][day(5)]["run_id"] == "good-run"
+
+
+def test_a_day_whose_history_was_blocked_is_built_again_without_it(spark, bad_run):
+    """Day 14 passed, but its history features had read days 5..13 as this run staged them (all
+    blocked): it was held back and built again once, reading the published (good) versions. A run
+    of day 14 alone, which can only read what is published, gives the very same features."""
+    lake, _, result = bad_run
+    assert result["rebuilt"]["dates"] == [WARNED_DAY]
+    assert result["rebuilt"]["quality"]["blocked"] == {}
+    published = read_manifest(lake, "features/flights", f"ds={WARNED_DAY}")["content_sha256"]
+    alone = transform_flights.run(spark, lake, [WARNED_DAY], "day-14-alone")
+    assert alone["published"] == [WARNED_DAY] and "rebuilt" not in alone
+    assert read_manifest(lake, "features/flights", f"ds={WARNED_DAY}")["content_sha256"] == published

@@ -66,15 +66,15 @@ def test_the_spark_secret_turns_on_authentication_and_stays_out_of_conf_and_outp
 
 
 def test_short_runs_get_jvms_with_the_c1_compiler_only(monkeypatch):
-    from lakeforge.spark import SHORT_RUN_JIT, spark_conf
+    from lakeforge.spark import SHORT_RUN_CODE_CACHE, SHORT_RUN_JIT, spark_conf
 
     monkeypatch.delenv("LAKEFORGE_SPARK_SHORT_RUN_MB", raising=False)  # default: 64 MB
     keys = ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions")
     tiered = spark_conf()  # size unknown (what a DAG file passes at parse time)
     assert not any(SHORT_RUN_JIT in tiered[k] for k in keys)
     short = spark_conf(input_bytes=64 << 20)
-    for k in keys:  # the JIT is added to the JVM options, which stay
-        assert short[k] == f"{tiered[k]} {SHORT_RUN_JIT}".strip()
+    for k in keys:  # the JIT (with room for its code) is added to the JVM options, which stay
+        assert short[k] == f"{tiered[k]} {SHORT_RUN_JIT} {SHORT_RUN_CODE_CACHE}".strip()
     assert not any(SHORT_RUN_JIT in spark_conf(input_bytes=(64 << 20) + 1)[k] for k in keys)
     monkeypatch.setenv("LAKEFORGE_SPARK_SHORT_RUN_MB", "0")  # never
     assert not any(SHORT_RUN_JIT in spark_conf(input_bytes=0)[k] for k in keys)

@@ -185,7 +185,10 @@ def test_training_run_is_tracked_registered_and_champion(spark, features_lake, m
     assert len(tags["mlflow.source.git.commit"]) == 40
     statuses = [read_manifest(features_lake, "features/flights", f"ds={d}").get("quality", {}).get("status", "unknown")
                 for d in DAYS]
-    assert tags["lakeforge.quality"] == f"{statuses[0]}=6" and len(set(statuses)) == 1
+    from collections import Counter
+
+    assert tags["lakeforge.quality"] == ",".join(f"{k}={v}" for k, v in sorted(Counter(statuses).items()))
+    assert set(statuses) <= {"passed", "warned"}
     artifacts = {a.path for a in client.list_artifacts(r["run_id"])}
     assert {"features.json", "split.json", "input_partitions.json", "feature_importance.json", "plots"} <= artifacts
     assert {a.path for a in client.list_artifacts(r["run_id"], "plots")} == {

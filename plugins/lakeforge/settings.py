@@ -88,6 +88,10 @@ OPTIONS: dict[str, Option] = {
         "LAKEFORGE_MLFLOW_EXPERIMENT", "flight_delay",
         "MLflow experiment that holds the training runs.",
     ),
+    "feature_cutoff_hours": Option(
+        "LAKEFORGE_FEATURE_CUTOFF_HOURS", "2",
+        "Prediction-time contract: a flight is scored this many hours before its scheduled departure, and its features use only what is known by then (`spark_jobs.features`).",
+    ),
     "train_window_days": Option(
         "LAKEFORGE_TRAIN_WINDOW_DAYS", "90",
         "Rolling training window: days of features before the holdout.",
@@ -180,6 +184,7 @@ class Settings:
     mlflow_artifact_root: str
     model_name: str
     mlflow_experiment: str
+    feature_cutoff_hours: float
     train_window_days: int
     holdout_days: int
     validation_days: int
@@ -234,6 +239,8 @@ class Settings:
         for name, allowed in choices.items():
             if values[name] not in allowed:
                 raise ValueError(f"{OPTIONS[name].env} must be one of {', '.join(allowed)}, got {values[name]!r}")
+        if values["feature_cutoff_hours"] <= 0:  # type: ignore[operator]
+            raise ValueError(f"LAKEFORGE_FEATURE_CUTOFF_HOURS must be more than 0, got {values['feature_cutoff_hours']}")
         if values["spark_short_run_mb"] < 0:  # type: ignore[operator]
             raise ValueError(f"LAKEFORGE_SPARK_SHORT_RUN_MB must be 0 or more, got {values['spark_short_run_mb']}")
         if values["quality_local_scan_max_mb"] < 0:  # type: ignore[operator]

@@ -1,9 +1,8 @@
 """Model families as Spark ML pipelines over the features table (``spark_jobs.features``).
 
-- ``lr``: MLlib LogisticRegression, the baseline. Categoricals (and the hour, weekday and month,
-  which are not linear in the delay risk) are string-indexed and one-hot encoded, numerics imputed
-  (median) and assembled; LogisticRegression standardizes internally. The day of year / month
-  are left out: linear in time, they extrapolate past the training range.
+- ``lr``: MLlib LogisticRegression, the baseline. Categoricals (and the hour and weekday, which
+  are not linear in the delay risk) are string-indexed and one-hot encoded, numerics imputed
+  (median) and assembled; LogisticRegression standardizes internally.
 - ``xgboost``: ``xgboost.spark.SparkXGBClassifier``, trained across executors (``num_workers``
   = the executor slots given to the trial). Categoricals are string-indexed; the feature columns
   go to xgboost as columns (no assembled vector) and missing numerics stay NaN, which xgboost
@@ -28,23 +27,21 @@ from spark_jobs.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
 FAMILIES = ("xgboost", "lightgbm", "lr", "gbt")
 # Rows ordered by these before a LightGBM worker builds its Dataset (cache-friendly histogram passes).
-TIME_ORDER = ["day_of_year", "sched_dep_hour", "sched_dep_minute"]
+TIME_ORDER = ["sched_dep_hour", "sched_dep_minute"]
 LABEL = "label"
-LR_ONE_HOT_NUMERIC = ["sched_dep_hour", "day_of_week", "month"]
-# Calendar position is a trend to a linear model: in a time split every holdout day lies beyond the
-# training range and a coefficient on it extrapolates (measured: mean prediction 0.41 vs 0.28 observed).
-LR_EXCLUDED = ["day_of_year", "day_of_month"]
+# Not linear in the delay risk: one-hot for the linear baseline.
+LR_ONE_HOT_NUMERIC = ["sched_dep_hour", "day_of_week"]
+LR_EXCLUDED: list[str] = []
 
 # Search spaces: a fixed first trial (sane defaults), then random draws (seeded per run).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "xgboost": {"max_depth": 5, "learning_rate": 0.1, "n_estimators": 100, "min_child_weight": 20.0,
                 "reg_lambda": 1.0, "subsample": 0.8, "colsample_bytree": 0.8},
-    # LightGBM's own defaults where they exist (the benchmark's single-process LightGBM fits the same).
-    # Small windows favour larger minimum leaf sizes (January alone, 21k rows: min_child_samples 20 -> 0.628
-    # holdout AUC, 100 -> 0.650, 200 -> 0.664 with reg_lambda 1; on a 6k-row holdout that is near
-    # noise): the search space reaches them.
-    "lightgbm": {"num_leaves": 31, "learning_rate": 0.1, "n_estimators": 100, "min_child_samples": 20,
-                 "reg_lambda": 0.0, "subsample": 0.8, "colsample_bytree": 0.8},
+    # Tuned for the pre-departure features (bench/feature_probe: the round count chosen on October,
+    # never on the holdout): more rounds at a lower rate, large leaves (min_child_samples 200:
+    # January alone, 21k rows, went 0.628 -> 0.664 from 20 to 200), half the columns per tree.
+    "lightgbm": {"num_leaves": 63, "learning_rate": 0.05, "n_estimators": 250, "min_child_samples": 200,
+                 "reg_lambda": 5.0, "subsample": 0.8, "colsample_bytree": 0.5},
     "lr": {"regParam": 0.001, "elasticNetParam": 0.0, "maxIter": 50},
     "gbt": {"maxDepth": 5, "stepSize": 0.1, "maxIter": 50, "minInstancesPerNode": 20},
 }
@@ -52,9 +49,9 @@ SPACES: dict[str, dict[str, list[Any]]] = {
     "xgboost": {"max_depth": [4, 5, 6, 8], "learning_rate": [0.05, 0.1, 0.2],
                 "n_estimators": [60, 100, 150], "min_child_weight": [1.0, 5.0, 20.0],
                 "reg_lambda": [0.5, 1.0, 5.0], "subsample": [0.7, 0.9, 1.0], "colsample_bytree": [0.6, 0.8, 1.0]},
-    "lightgbm": {"num_leaves": [15, 31, 63], "learning_rate": [0.05, 0.1, 0.2],
-                 "n_estimators": [60, 100, 150], "min_child_samples": [20, 50, 100, 200],
-                 "reg_lambda": [0.0, 1.0, 5.0], "subsample": [0.7, 0.9, 1.0], "colsample_bytree": [0.6, 0.8, 1.0]},
+    "lightgbm": {"num_leaves": [31, 63, 127], "learning_rate": [0.03, 0.05, 0.1],
+                 "n_estimators": [150, 250, 400], "min_child_samples": [100, 200, 400],
+                 "reg_lambda": [1.0, 5.0, 10.0], "subsample": [0.7, 0.8, 1.0], "colsample_bytree": [0.3, 0.5, 0.8]},
     "lr": {"regParam": [0.0001, 0.001, 0.01, 0.05], "elasticNetParam": [0.0, 0.1, 0.5], "maxIter": [30, 50, 100]},
     "gbt": {"maxDepth": [4, 5, 6], "stepSize": [0.05, 0.1, 0.2], "maxIter": [30, 50],
             "minInstancesPerNode": [5, 20, 50]},
@@ -86,16 +83,21 @@ def _indexers(columns: list[str]):
                          handleInvalid="keep", stringOrderType="frequencyDesc")
 
 
-def build_pipeline(family: str, params: dict[str, Any], num_workers: int = 1, seed: int = 13):
-    """An unfitted Pipeline: raw feature columns in, ``probability`` out."""
+def build_pipeline(family: str, params: dict[str, Any], num_workers: int = 1, seed: int = 13,
+                   categorical: list[str] | None = None, numeric: list[str] | None = None):
+    """An unfitted Pipeline: raw feature columns in, ``probability`` out. ``categorical`` /
+    ``numeric``: a subset of the features (ablations); all of them by default."""
     from pyspark.ml import Pipeline
     from pyspark.ml.feature import Imputer, OneHotEncoder, VectorAssembler
+
+    categorical = CATEGORICAL_FEATURES if categorical is None else categorical
+    numeric_all = NUMERIC_FEATURES if numeric is None else numeric
 
     if family == "lr":
         from pyspark.ml.classification import LogisticRegression
 
-        onehot = CATEGORICAL_FEATURES + LR_ONE_HOT_NUMERIC
-        numeric = [c for c in NUMERIC_FEATURES if c not in LR_ONE_HOT_NUMERIC + LR_EXCLUDED]
+        onehot = categorical + [c for c in LR_ONE_HOT_NUMERIC if c in numeric_all]
+        numeric = [c for c in numeric_all if c not in LR_ONE_HOT_NUMERIC + LR_EXCLUDED]
         imputed = [f"{c}_imp" for c in numeric]
         stages = [
             _indexers(onehot),
@@ -107,8 +109,8 @@ def build_pipeline(family: str, params: dict[str, Any], num_workers: int = 1, se
         ]
         return Pipeline(stages=stages)
 
-    assembled = [f"{c}_idx" for c in CATEGORICAL_FEATURES] + NUMERIC_FEATURES
-    prep = [_indexers(CATEGORICAL_FEATURES),
+    assembled = [f"{c}_idx" for c in categorical] + numeric_all
+    prep = [_indexers(categorical),
             VectorAssembler(inputCols=assembled, outputCol="features", handleInvalid="keep")]
     if family == "xgboost":
         from xgboost.spark import SparkXGBClassifier
@@ -121,7 +123,7 @@ def build_pipeline(family: str, params: dict[str, Any], num_workers: int = 1, se
         model = SparkXGBClassifier(features_col=assembled, label_col=LABEL, num_workers=num_workers,
                                    missing=float("nan"), tree_method="hist", random_state=seed, verbose=False,
                                    disable_default_eval_metric=True, **params)
-        return Pipeline(stages=[_indexers(CATEGORICAL_FEATURES), model])
+        return Pipeline(stages=[_indexers(categorical), model])
     if family == "lightgbm":
         import json
 
@@ -131,17 +133,17 @@ def build_pipeline(family: str, params: dict[str, Any], num_workers: int = 1, se
         if lgb_params.get("subsample", 1.0) < 1.0:
             lgb_params.setdefault("subsample_freq", 1)  # LightGBM bags rows only with a frequency set
         model = SparkLGBMClassifier(featuresCols=assembled, labelCol=LABEL, numWorkers=num_workers,
-                                    lgbParams=json.dumps(lgb_params), sortCols=TIME_ORDER)
-        return Pipeline(stages=[_indexers(CATEGORICAL_FEATURES), model])
+                                    lgbParams=json.dumps(lgb_params), sortCols=[c for c in TIME_ORDER if c in numeric_all])
+        return Pipeline(stages=[_indexers(categorical), model])
     elif family == "gbt":
         from pyspark.ml.classification import GBTClassifier
 
         # GBT cannot take NaN: impute first (numerics only; indices are never null).
-        prep = [_indexers(CATEGORICAL_FEATURES),
-                Imputer(inputCols=NUMERIC_FEATURES, outputCols=[f"{c}_imp" for c in NUMERIC_FEATURES],
+        prep = [_indexers(categorical),
+                Imputer(inputCols=numeric_all, outputCols=[f"{c}_imp" for c in numeric_all],
                         strategy="median"),
-                VectorAssembler(inputCols=[f"{c}_idx" for c in CATEGORICAL_FEATURES]
-                                + [f"{c}_imp" for c in NUMERIC_FEATURES], outputCol="features")]
+                VectorAssembler(inputCols=[f"{c}_idx" for c in categorical]
+                                + [f"{c}_imp" for c in numeric_all], outputCol="features")]
         model = GBTClassifier(featuresCol="features", labelCol=LABEL, seed=seed, maxBins=128, **params)
     else:
         raise ValueError(f"unknown model family {family!r}")
