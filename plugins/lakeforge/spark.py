@@ -93,6 +93,11 @@ def spark_conf(input_bytes: int | None = None) -> dict[str, str]:
         "spark.sql.parquet.compression.codec": "zstd",
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",  # not legacy INT96
         "spark.ui.showConsoleProgress": "false",
+        # No delay scheduling: a task here reads a day (well under a second of work), so waiting
+        # 3 s per locality level for a preferred host never pays; and on an HDFS lake in local
+        # mode (blocks on 127.0.0.1, the executor named localhost) the features stage stalled
+        # with tasks pending and both cores idle until it was off.
+        "spark.locality.wait": "0s",
         "spark.driver.memory": s.spark_driver_memory,
         "spark.driver.extraJavaOptions": driver_java,
         "spark.executor.extraJavaOptions": JVM_OPTIONS,
