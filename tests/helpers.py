@@ -1,11 +1,28 @@
 """Small helpers shared by tests."""
 
+import contextlib
 import os
 import signal
 import subprocess
 import tempfile
 
 from lakeforge.lake import Lake
+
+
+@contextlib.contextmanager
+def environ(values: dict[str, str]):
+    """``os.environ`` updated with ``values`` for a block (a module fixture's scope), then
+    restored: variables it added are removed again."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def stop_process_groups(procs, timeout: float = 30) -> None:

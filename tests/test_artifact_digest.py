@@ -3,13 +3,13 @@ loaded: one byte changed in the artifact store, a file added or a version withou
 closed, naming the version and the files. Embedded mode (SQLite registry, file artifact store);
 the same checks through a real authenticated server are in test_mlflow_auth."""
 
-import os
 from pathlib import Path
 
 import pytest
 
 from lakeforge.training import artifact_digest, registry, tracking
 from lakeforge.training.artifact_digest import ArtifactTampered
+from tests.helpers import environ
 
 NAME = "digest_model"
 
@@ -19,18 +19,11 @@ def store(tmp_path_factory):
     """This module's own registry and artifact folder (process-wide MLflow URIs are reset after
     each module by conftest)."""
     root = tmp_path_factory.mktemp("digest")
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "LAKEFORGE_MLFLOW_ARTIFACT_ROOT",
-                                            "LAKEFORGE_MLFLOW_EXPERIMENT")}
-    os.environ.update({"MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
-                       "LAKEFORGE_MLFLOW_ARTIFACT_ROOT": f"file://{root}/mlartifacts",
-                       "LAKEFORGE_MLFLOW_EXPERIMENT": "digest"})
-    tracking.setup()
-    yield root
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with environ({"MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
+                  "LAKEFORGE_MLFLOW_ARTIFACT_ROOT": f"file://{root}/mlartifacts",
+                  "LAKEFORGE_MLFLOW_EXPERIMENT": "digest"}):
+        tracking.setup()
+        yield root
 
 
 def register_sklearn(run_key: str) -> str:

@@ -9,7 +9,6 @@ trained on. Then the job itself, against a champion registered without window ta
 they existed), with a holdout entirely inside the champion's training window.
 """
 
-import os
 
 import pendulum
 import pytest
@@ -18,7 +17,7 @@ from lakeforge.lake import Lake, source_lake
 from lakeforge.publish import read_manifest
 from lakeforge.training import promotion, registry
 from spark_jobs import train_delay_model, transform_flights
-from tests.helpers import ingest_days
+from tests.helpers import environ, ingest_days
 from tests.mlflow_server import mlflow_server  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.airflow
@@ -37,14 +36,8 @@ FORM_DEFAULTS = {
 @pytest.fixture(scope="module")
 def lake_root(tmp_path_factory):
     root = f"file://{tmp_path_factory.mktemp('gate')}/lake"
-    saved = {k: os.environ.get(k) for k in [*FORM_DEFAULTS, "LAKEFORGE_LAKE_ROOT"]}
-    os.environ.update({**FORM_DEFAULTS, "LAKEFORGE_LAKE_ROOT": root})
-    yield root
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with environ({**FORM_DEFAULTS, "LAKEFORGE_LAKE_ROOT": root}):
+        yield root
 
 
 @pytest.fixture(scope="module")
