@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lakeforge.training.evaluate import holdout_metrics, with_probability
-from lakeforge.training.trainers import DEFAULTS, build_pipeline, candidates
+from lakeforge.training.trainers import DEFAULTS, IMPUTING_FAMILIES, build_pipeline, candidates, observed_numeric
 
 
 @dataclass
@@ -37,7 +37,8 @@ def workers_per_trial(slots: int, parallelism: int) -> int:
 def fit_and_score(family: str, params: dict[str, Any], train, score, num_workers: int):
     """Fit one configuration and score it: (model, metrics, histogram, fit seconds)."""
     t = time.perf_counter()
-    model = build_pipeline(family, params, num_workers=num_workers).fit(train)
+    numeric = observed_numeric(train) if family in IMPUTING_FAMILIES else None
+    model = build_pipeline(family, params, num_workers=num_workers, numeric=numeric).fit(train)
     fit_s = time.perf_counter() - t
     metrics, hist = holdout_metrics(with_probability(model.transform(score)))
     return model, metrics, hist, fit_s

@@ -83,6 +83,20 @@ def _indexers(columns: list[str]):
                          handleInvalid="keep", stringOrderType="frequencyDesc")
 
 
+# Families whose pipeline imputes numerics (MLlib's Imputer cannot fit a column with no value).
+IMPUTING_FAMILIES = ("lr", "gbt")
+
+
+def observed_numeric(df) -> list[str]:
+    """The numeric features with at least one value in ``df``: a window too short for a feature
+    (the first days of the data have no history) leaves it all null, and an imputing family
+    leaves it out instead of failing. One aggregate over the rows."""
+    from pyspark.sql import functions as F
+
+    counts = df.agg(*[F.count(c).alias(c) for c in NUMERIC_FEATURES]).first().asDict()
+    return [c for c in NUMERIC_FEATURES if counts[c]]
+
+
 def build_pipeline(family: str, params: dict[str, Any], num_workers: int = 1, seed: int = 13,
                    categorical: list[str] | None = None, numeric: list[str] | None = None):
     """An unfitted Pipeline: raw feature columns in, ``probability`` out. ``categorical`` /
@@ -162,7 +176,7 @@ def feature_importance(family: str, model) -> dict[str, float]:
         gain = booster.feature_importance(importance_type="gain")
         return {k.removesuffix("_idx"): float(v) for k, v in zip(booster.feature_name(), gain) if v > 0}
     if family == "gbt":
-        names = CATEGORICAL_FEATURES + NUMERIC_FEATURES
+        names = [c.removesuffix("_idx").removesuffix("_imp") for c in model.stages[2].getInputCols()]
         return {n: float(v) for n, v in zip(names, last.featureImportances.toArray())}
     # lr: |coefficient| summed per source column, from the assembler's metadata.
     coefs = last.coefficients.toArray()
@@ -176,9 +190,8 @@ def feature_importance(family: str, model) -> dict[str, float]:
 
 def _lr_block_sizes(model) -> list[tuple[str, int]]:
     """(source column, width in the assembled vector) for the lr pipeline, in assembler order."""
-    indexer = model.stages[0]
-    onehot = CATEGORICAL_FEATURES + LR_ONE_HOT_NUMERIC
-    numeric = [c for c in NUMERIC_FEATURES if c not in LR_ONE_HOT_NUMERIC + LR_EXCLUDED]
+    indexer, imputer = model.stages[0], model.stages[2]  # the columns it was built on (observed_numeric)
+    onehot, numeric = indexer.getInputCols(), imputer.getInputCols()
     # One-hot with handleInvalid="keep" and dropLast=True: width = number of labels.
     widths = [len(labels) for labels in indexer.labelsArray]
     return list(zip(onehot, widths)) + [(c, 1) for c in numeric]
