@@ -137,6 +137,30 @@ OPTIONS: dict[str, Option] = {
         "LAKEFORGE_GUARD_POSITIVE_RATE_TOLERANCE", "0.02",
         "Guard: the challenger's gap between mean prediction and observed positive rate may exceed the champion's (or baseline's) by at most this.",
     ),
+    "score_threshold": Option(
+        "LAKEFORGE_SCORE_THRESHOLD", "0.5",
+        "Batch scoring: a prediction row's decision is `probability >= threshold`; a model version's `decision_threshold` tag overrides it.",
+    ),
+    "drift_bins": Option(
+        "LAKEFORGE_DRIFT_BINS", "10",
+        "Drift: numeric features are binned at this many quantiles of the champion's training window (PSI per feature).",
+    ),
+    "retrain_window_days": Option(
+        "LAKEFORGE_RETRAIN_WINDOW_DAYS", "7",
+        "Retraining policy: trailing days of evaluated outcomes whose pooled performance is compared with the champion's holdout value.",
+    ),
+    "retrain_max_drop": Option(
+        "LAKEFORGE_RETRAIN_MAX_DROP", "0.03",
+        "Retraining policy: retrain when the trailing window's promotion metric is worse than the champion's holdout value by more than this.",
+    ),
+    "retrain_drift_psi": Option(
+        "LAKEFORGE_RETRAIN_DRIFT_PSI", "0.25",
+        "Retraining policy: a day drifts when a feature's (or the prediction's) PSI against the training reference exceeds this.",
+    ),
+    "retrain_drift_days": Option(
+        "LAKEFORGE_RETRAIN_DRIFT_DAYS", "3",
+        "Retraining policy: retrain when this many consecutive scored days drift.",
+    ),
     "quality_local_scan_max_mb": Option(
         "LAKEFORGE_QUALITY_LOCAL_SCAN_MAX_MB", "1024",
         "Quality gate: a run's staged table up to this size (MB of Parquet) is profiled with Arrow in the job's driver; a bigger one by Spark (0: always Spark).",
@@ -196,6 +220,12 @@ class Settings:
     promotion_margin: float
     guard_calibration_tolerance: float
     guard_positive_rate_tolerance: float
+    score_threshold: float
+    drift_bins: int
+    retrain_window_days: int
+    retrain_max_drop: float
+    retrain_drift_psi: float
+    retrain_drift_days: int
     quality_local_scan_max_mb: int
     airflow_home: Path
     dags_folder: Path
@@ -245,7 +275,12 @@ class Settings:
             raise ValueError(f"LAKEFORGE_SPARK_SHORT_RUN_MB must be 0 or more, got {values['spark_short_run_mb']}")
         if values["quality_local_scan_max_mb"] < 0:  # type: ignore[operator]
             raise ValueError(f"LAKEFORGE_QUALITY_LOCAL_SCAN_MAX_MB must be 0 or more, got {values['quality_local_scan_max_mb']}")
-        for name in ("train_window_days", "holdout_days", "search_budget", "search_parallelism"):
+        if not 0.0 <= values["score_threshold"] <= 1.0:  # type: ignore[operator]
+            raise ValueError(f"LAKEFORGE_SCORE_THRESHOLD must be in [0, 1], got {values['score_threshold']}")
+        if values["drift_bins"] < 2:  # type: ignore[operator]
+            raise ValueError(f"LAKEFORGE_DRIFT_BINS must be at least 2, got {values['drift_bins']}")
+        for name in ("train_window_days", "holdout_days", "search_budget", "search_parallelism",
+                     "retrain_window_days", "retrain_drift_days"):
             if values[name] < 1:  # type: ignore[operator]
                 raise ValueError(f"{OPTIONS[name].env} must be at least 1, got {values[name]}")
         return cls(**values)  # type: ignore[arg-type]
