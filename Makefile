@@ -8,9 +8,12 @@ HDFS_MODULE := tools/hdfs-mini
 HDFS_CLASSPATH := $(HDFS_MODULE)/target/classpath.txt
 HDFS_SOURCES := $(HDFS_MODULE)/pom.xml $(shell find $(HDFS_MODULE)/src -type f 2>/dev/null)
 
-.PHONY: help system install spark-cds hdfs-jars test demo demo-hdfs bench audit lock settings airflow-env clean
+.PHONY: help system install spark-cds hdfs-jars test demo demo-hdfs bench audit lock settings airflow-env up down status clean
 
 help:
+	@echo "make up         start Airflow (UI, scheduler), MLflow and PostgreSQL on 127.0.0.1; prints URLs and logins"
+	@echo "make status     URLs, each service up/down, last run per DAG, newest day per layer, champion"
+	@echo "make down       stop what make up started (by PID); the data stays, make up resumes"
 	@echo "make demo       January 2013 through Airflow: ingest, transform (quality-gated), train + register in MLflow"
 	@echo "make demo-hdfs  the same into a real HDFS started for the run"
 	@echo "make test       install everything the tests need and run them (HDFS included)"
@@ -79,5 +82,17 @@ settings: install
 airflow-env: install
 	@$(PY) -m lakeforge.orchestration.airflow_env
 
+# The platform as people use it (lakeforge.stack): PostgreSQL, MLflow with logins, Airflow's api-server,
+# scheduler, dag-processor and triggerer under LAKEFORGE_HOME (default .lakeforge/), every socket on 127.0.0.1.
+up: install spark-cds
+	@$(PY) -m lakeforge.stack up
+
+status: install
+	@$(PY) -m lakeforge.stack status
+
+down: install
+	@$(PY) -m lakeforge.stack down
+
 clean:
+	-@[ -x $(PY) ] && $(PY) -m lakeforge.stack down
 	rm -rf $(VENV) $(HDFS_MODULE)/target .lakeforge

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# System prerequisites the tests need: Python 3.11, a Java 17 JDK (HDFS, Spark), Maven (Hadoop jars) and
-# PostgreSQL (the tests run an MLflow server on it).
+# System prerequisites the tests need: Python 3.11, a Java 17 JDK (HDFS, Spark), Maven (Hadoop jars),
+# PostgreSQL (make up's metadata database; the tests run their own) and Chromium (the browser test).
 # Installs what is missing from Debian's packages when run as root; otherwise says what to install.
 set -euo pipefail
 
@@ -16,6 +16,9 @@ command -v mvn >/dev/null 2>&1 || missing+=(maven)
 if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
   missing+=(postgresql)
 fi
+# Chromium for the browser test of `make up`'s stack (tests/test_stack.py): Playwright from PyPI cannot
+# download its own browsers here, it drives Debian's through executable_path.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # MIT Kerberos' GSSAPI library: hdfs-native loads it (dlopen) to authenticate to a Kerberized HDFS
 # (tests/test_hdfs_security.py). Keytabs do the rest: no kinit is needed.
 ldconfig -p 2>/dev/null | grep -q 'libgssapi_krb5.so.2 ' || missing+=(libgssapi-krb5-2)

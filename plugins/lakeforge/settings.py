@@ -155,7 +155,7 @@ OPTIONS: dict[str, Option] = {
     ),
     "retrain_drift_psi": Option(
         "LAKEFORGE_RETRAIN_DRIFT_PSI", "0.25",
-        "Retraining policy: a day drifts when a feature's (or the prediction's) PSI against the training reference exceeds this.",
+        "Retraining policy: a day drifts when a feature's (or the prediction's) PSI against the training reference exceeds its usual PSI on a training day (95th percentile of the training days' own PSI) by more than this.",
     ),
     "retrain_drift_days": Option(
         "LAKEFORGE_RETRAIN_DRIFT_DAYS", "3",

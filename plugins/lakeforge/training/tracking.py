@@ -102,7 +102,9 @@ def setup(experiment: str | None = None) -> str:
     if exp is None:
         # A server proxies artifacts (its own --artifacts-destination); locally we pin the folder.
         location = None if s.mlflow_tracking_uri.startswith("http") else f"{s.mlflow_artifact_root}/{name}"
-        exp_id = client.create_experiment(name, artifact_location=location)
+        # the model-training view, not the GenAI one MLflow 3 opens by default (STACK_NOTES)
+        exp_id = client.create_experiment(name, artifact_location=location,
+                                          tags={"mlflow.experimentKind": "custom_model_development"})
     else:
         exp_id = exp.experiment_id
     mlflow.set_experiment(experiment_id=exp_id)
