@@ -1,0 +1,203 @@
+"""DAG factory: batch scoring of new feature days with the champion model, on Spark.
+
+Scheduled on the features asset (``<source>.features.flights``): the transform's asset events name
+the days it published (``extra["dates"]``), and ``plan_scoring`` turns them into the days to score
+(or, on a manual run, the trigger form's ``start``..``end``, e.g. a rescore with another
+``model_version``). ``plan_scoring`` also resolves the model ONCE: ``models:/<name>@champion`` (or
+the form's version) becomes a version number that the job scores every row with. No champion yet:
+the run is skipped with the reason on ``plan_scoring`` (a skip, not a failure: nothing is wrong,
+there is just nothing to score with). MLflow unreachable: ``plan_scoring`` fails naming the URI and
+Airflow retries it; nothing was written.
+
+The scoring itself is ONE ``spark-submit`` of ``spark_jobs/score_flights.py`` (write-audit-publish
+like the transform: a day failing the predictions suite is not published and the task fails
+without retries, naming the check). Its outlet, ``<source>.predictions.flights``, gets one event per
+run naming the published days and the model version; a run that published nothing (every day
+already scored by that version from the same features) is skipped and emits none.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import DAG, Param, task
+
+from lakeforge.orchestration.assets import lake_asset
+from lakeforge.orchestration.spark_operators import GatedSparkSubmitOperator
+from lakeforge.settings import PROJECT_ROOT, get_settings
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+FEATURES = "features/flights"
+log = logging.getLogger(__name__)
+
+
+def event_dates(triggering_events: dict[Any, list[Any]] | None) -> list[str]:
+    """The days named by asset events: ``extra["dates"]`` (the transform's) or ``extra["ds"]``."""
+    days: set[str] = set()
+    for events in (triggering_events or {}).values():
+        for event in events:
+            extra = getattr(event, "extra", None) or {}
+            days.update(extra.get("dates") or [])
+            if extra.get("ds"):
+                days.add(extra["ds"])
+    return sorted(days)
+
+
+def plan_dates(params: dict[str, Any], triggering_events: dict[Any, list[Any]] | None,
+               lake_uri: str | None = None) -> tuple[list[str], int]:
+    """(days to score, bytes of their features). A manual range: every day in it, each of which
+    must have a published features partition (``ValueError`` naming the missing ones: retrying
+    cannot help). An asset-triggered run: the events' days that have one."""
+    from datetime import date
+
+    from lakeforge.dates import compact_dates, date_range
+    from lakeforge.lake import Lake
+    from lakeforge.publish import read_manifest
+
+    lake = Lake(lake_uri)
+    start, end = params.get("start"), params.get("end")
+    manual = bool(start or end)
+    if manual:
+        if not (start and end):
+            raise ValueError("give both start and end (YYYY-MM-DD) for a manual range")
+        if date.fromisoformat(end) < date.fromisoformat(start):
+            raise ValueError(f"end {end} is before start {start}")
+        candidates = date_range(start, end)
+    else:
+        candidates = event_dates(triggering_events)
+    manifests = {ds: read_manifest(lake, FEATURES, f"ds={ds}") for ds in candidates}
+    missing = [ds for ds, m in manifests.items() if m is None]
+    if missing and manual:
+        raise ValueError(f"no published {FEATURES} partition for {compact_dates(missing)} (in {lake.root_uri}): "
+                         f"transform those days first (transform_flights), then trigger again")
+    if missing:
+        log.warning("not published (any more): %s", compact_dates(missing))
+    days = [ds for ds, m in manifests.items() if m is not None]
+    return days, sum(manifests[ds].get("bytes", 0) for ds in days)
+
+
+def resolve_model(model_version: str | None) -> tuple[str | None, str]:
+    """(version to score with, why): the form's version if it exists, else the champion's;
+    None when there is no champion. ``MlflowUnavailable`` (retried) naming the URI when the
+    registry does not answer; ``ValueError`` for a version that does not exist."""
+    from lakeforge.scoring import NoModel, connect, no_champion_reason, resolve
+
+    name = get_settings().model_name
+    connect()
+    try:
+        version = resolve(name, model_version or None)
+    except NoModel as exc:
+        raise ValueError(str(exc)) from exc
+    if version is None:
+        return None, no_champion_reason(name)
+    how = "the trigger form's model_version" if model_version else f"models:/{name}@champion"
+    return str(version.version), f"{name} v{version.version} ({how})"
+
+
+class ScoreSparkSubmitOperator(GatedSparkSubmitOperator):
+    """The scoring job's task: a job that skipped (no champion when it started) or published
+    nothing is a skipped task (no asset event); otherwise the event names the published days and
+    the model version."""
+
+    def execute(self, context: "Context") -> None:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        super().execute(context)
+        report = self._report(context) or {}
+        if report.get("status") == "skipped":
+            raise AirflowSkipException(report.get("reason", "skipped"))
+        if not report.get("published"):
+            raise AirflowSkipException(f"nothing published: {report.get('reason', 'no day to score')}")
+        model = report.get("model") or {}
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = {
+                "dates": report["published"], "run_id": context["run_id"], "model": model.get("name"),
+                "model_version": model.get("version")}
+        self.log.info("published predictions of %s with %s v%s", ",".join(report["published"]), model.get("name"),
+                      model.get("version"))
+
+
+def build_score_dag(
+    *,
+    dag_id: str,
+    source_name: str,
+    application: str,
+    start_date: datetime,
+    doc_md: str,
+) -> DAG:
+    from lakeforge.sources import get_source
+    from lakeforge.spark import spark_conf
+
+    get_source(source_name)
+    with DAG(
+        dag_id=dag_id,
+        schedule=[lake_asset(source_name, "features", "flights")],
+        start_date=start_date,
+        catchup=False,
+        max_active_runs=1,  # one writer of the predictions table
+        default_args={"owner": "lakeforge", "retries": 2, "retry_delay": timedelta(minutes=2)},
+        tags=["lakeforge", "scoring", "spark", "mlflow", source_name],
+        doc_md=doc_md,
+        params={
+            "start": Param(None, type=["null", "string"], format="date", pattern=DATE_PATTERN,
+                           title="Start date", description="Manual scoring or rescore: first day (inclusive)."),
+            "end": Param(None, type=["null", "string"], format="date", pattern=DATE_PATTERN,
+                         title="End date", description="Manual scoring or rescore: last day (inclusive)."),
+            "model_version": Param(None, type=["null", "string"], pattern=r"^[0-9]+$", title="Model version",
+                                   description="Score with this registered version (a rescore). Empty: the champion."),
+            "force": Param(False, type="boolean", title="Score again",
+                           description="Also rescore days this version already scored from the same features."),
+        },
+    ) as dag:
+
+        @task(task_id="plan_scoring")
+        def plan(params=None, triggering_asset_events=None) -> dict[str, Any]:
+            from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+            from lakeforge.dates import compact_dates
+            from lakeforge.lake import source_lake
+
+            params = params or {}
+            try:
+                days, size = plan_dates(params, triggering_asset_events, source_lake(source_name).root_uri)
+            except ValueError as exc:  # bad trigger parameters or missing features: retrying cannot help
+                raise AirflowFailException(str(exc)) from exc
+            if not days:
+                raise AirflowSkipException("no published feature day to score in the triggering events")
+            try:
+                version, why = resolve_model(params.get("model_version"))
+            except ValueError as exc:
+                raise AirflowFailException(str(exc)) from exc
+            if version is None:
+                raise AirflowSkipException(why)
+            log.info("scoring %s with %s", compact_dates(days), why)
+            return {"dates": compact_dates(days), "days": len(days), "model_version": version,
+                    "input_bytes": size, "force": bool(params.get("force"))}
+
+        planned = plan()
+        xcom = "ti.xcom_pull(task_ids='plan_scoring')"
+        score = ScoreSparkSubmitOperator(
+            task_id="spark_score",
+            job=Path(application).stem,
+            source_name=source_name,
+            application=str(PROJECT_ROOT / application),
+            conn_id="spark_default",
+            name=dag_id,
+            conf=spark_conf(),
+            input_bytes="{{ %s['input_bytes'] }}" % xcom,
+            application_args=[
+                "--dates", "{{ %s['dates'] }}" % xcom,
+                "--model-version", "{{ %s['model_version'] }}" % xcom,
+                "--run-id", "{{ run_id }}",
+                "{{ '--force' if %s['force'] else '--no-force' }}" % xcom,
+            ],
+            outlets=[lake_asset(source_name, "predictions", "flights")],
+        )
+        planned >> score
+    return dag

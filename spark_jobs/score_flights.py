@@ -1,0 +1,408 @@
+"""Spark job: score published feature days with the champion model, in ONE Spark application.
+
+    spark-submit spark_jobs/score_flights.py --dates 2013-02-01,2013-02-02 [--run-id RUN]
+    spark-submit spark_jobs/score_flights.py --start 2013-02-01 --end 2013-02-28 [--model-version 3] [--lake URI]
+
+The model is resolved ONCE, before anything else: ``models:/<LAKEFORGE_MODEL_NAME>@champion``
+(or the version ``--model-version`` names, for a rescore) becomes one version number, and that
+version scores every row of the run. It is loaded the way training loads a champion: from a local
+copy of its artifacts whose digest matches the one recorded at registration
+(``lakeforge.training.artifact_digest``); its MLflow signature is the feature contract, checked
+against every day's feature columns and types first (fail closed: the message names the day and
+each missing or retyped column, and nothing is scored). No champion yet: nothing happens, the
+result says ``skipped`` and why (the DAG shows it on the run).
+
+Reads exactly the files of the days' published ``features/flights`` partitions (their manifests),
+scores them with the Spark model (no pandas), and writes ``predictions/flights/ds=...`` in the
+source's namespace with one row per feature row: ``flight_key``, ``probability`` (P(arrival delay
+> 15 min)), ``decision`` (probability >= the version's ``decision_threshold`` tag, else
+``LAKEFORGE_SCORE_THRESHOLD``), ``model_name``, ``model_version``, ``model_run_id``, ``scored_at``
+(one instant per run), ``scoring_run_id`` (the Airflow run id). Flights without a tail number are
+scored too (a prediction is made before departure for every scheduled flight); monitoring leaves
+them out of its evaluation, as training leaves them out of its metrics (in 2013 they are all
+cancelled: "no aircraft" is the label in disguise).
+
+Write-audit-publish as in the transform: the predictions are staged, the suite
+``pipelines/nycflights/quality/predictions_flights.json`` audits the staged days (one row per
+feature row of the day, probability in [0, 1] and never null, every row carrying the run's one
+model version) and only passing days are published, each swapped in atomically with a manifest
+that records the model (name, version, run, URI, threshold, artifact digest) and the input feature
+partition (URI, content hash, rows, quality). A rescore replaces a day whole: readers see the old
+version's partition or the new one, never both, never a mix. A day already scored by the same
+version from the same feature bytes is left as it is (``--force`` scores it again).
+
+MLflow unreachable: the job fails before Spark starts, with the tracking URI in the message, and
+writes nothing; Airflow retries the task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from contextlib import ExitStack
+from datetime import datetime, timezone
+from typing import Any
+
+from lakeforge.dates import date_range, expand_dates
+from lakeforge.lake import Lake, source_lake
+from lakeforge.lease import LeaseHeld
+from lakeforge.publish import partition_dir, partition_name, read_manifest, writing
+from lakeforge.reports import write_report
+from lakeforge.scoring import (FEATURES, PREDICTIONS, ModelRegistryError, NoModel, SignatureMismatch, connect,
+                               no_champion_reason, resolve)
+from lakeforge.settings import get_settings
+
+log = logging.getLogger("lakeforge.score_flights")
+
+JOB, SOURCE_NAME = "score_flights", "nycflights"
+
+
+def model_info(version, threshold: float, threshold_source: str) -> dict[str, Any]:
+    from lakeforge.training.artifact_digest import DIGEST_TAG
+
+    return {"name": version.name, "version": str(version.version), "run_id": version.run_id,
+            "uri": f"models:/{version.name}/{version.version}", "threshold": threshold,
+            "threshold_source": threshold_source, "artifact_sha256": (version.tags or {}).get(DIGEST_TAG)}
+
+
+def load_model(spark, version):
+    """(signature, Spark PipelineModel) of ``version``, both read from the one local copy whose
+    artifact digest was verified (``load_verified_model``: the bytes checked are the bytes loaded)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
+
+    from lakeforge.training import registry
+    from lakeforge.training.artifact_digest import load_verified_model
+    from spark_jobs.train_delay_model import checksummed_local_fs
+
+    def loader(local: str):
+        return Model.load(local).signature, mlflow.spark.load_model(local)
+
+    uri = f"models:/{version.name}/{version.version}"
+    try:
+        with checksummed_local_fs(spark):
+            return load_verified_model(uri, loader, client=registry.client())
+    except MlflowException as exc:
+        raise ModelRegistryError(f"loading {uri} from MLflow {get_settings().mlflow_tracking_uri} failed: "
+                                 f"{exc}") from exc
+
+
+# -- the lake ------------------------------------------------------------------------------------
+def job_lake(args: argparse.Namespace) -> Lake:
+    return Lake(args.lake) if args.lake else source_lake(SOURCE_NAME)
+
+
+def feature_inputs(lake: Lake, dates: list[str]) -> dict[str, dict[str, Any]]:
+    """The published features partition of each day: manifest, folder (``partition_dir``: a
+    partition being swapped by its writer is served from where it is whole) and files. A day
+    without one (never built, or blocked by the features gate) stops the run before any work."""
+    inputs, missing = {}, []
+    for ds in dates:
+        part = partition_name(ds)
+        manifest = read_manifest(lake, FEATURES, part)
+        folder = partition_dir(lake, FEATURES, part) if manifest else None
+        if manifest is None or folder is None:
+            missing.append(ds)
+            continue
+        quality = manifest.get("quality") or {}
+        inputs[ds] = {
+            "ds": ds, "uri": lake.uri(FEATURES, part), "content_sha256": manifest["content_sha256"],
+            "rows": manifest.get("rows", 0), "bytes": manifest.get("bytes", 0),
+            "quality": quality.get("status", "unknown"),
+            "files": [lake.uri(folder, f["name"]) for f in manifest["files"]],
+            "paths": [f"{folder}/{f['name']}" for f in manifest["files"]],
+        }
+    if missing:
+        from lakeforge.dates import compact_dates
+
+        raise SystemExit(f"{JOB}: no published {FEATURES} partition for {compact_dates(missing)} in "
+                         f"{lake.root_uri}: transform those days first")
+    return inputs
+
+
+def feature_types(lake: Lake, paths: list[str]) -> dict[str, str]:
+    """A day's columns and Spark types, from its Parquet footers (no Spark job); a column whose
+    type differs between the day's files shows as ``a|b`` (satisfies nothing)."""
+    import pyarrow.parquet as pq
+    from pyspark.sql.pandas.types import from_arrow_type
+
+    types: dict[str, set[str]] = {}
+    for rel in paths:
+        with lake.fs.open_input_file(lake.path(rel)) as f:
+            schema = pq.read_schema(f)
+        for field in schema:
+            try:
+                name = from_arrow_type(field.type).simpleString()
+            except TypeError:
+                name = str(field.type)
+            types.setdefault(field.name, set()).add(name)
+    return {c: "|".join(sorted(t)) for c, t in types.items()}
+
+
+def check_contract(lake: Lake, model_label: str, signature, inputs: dict[str, dict[str, Any]]) -> list[str]:
+    """The signature's input columns, after checking every day's features satisfy them
+    (``SignatureMismatch`` naming days and columns otherwise)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lakeforge.scoring import contract_problems, mismatch_message, signature_columns
+
+    expected = signature_columns(signature)
+    with ThreadPoolExecutor(max_workers=8) as pool:  # one footer per day file (a round trip on HDFS)
+        types = dict(zip(inputs, pool.map(lambda i: feature_types(lake, i["paths"]), inputs.values())))
+    problems = {ds: contract_problems(expected, t) for ds, t in types.items()}
+    problems = {ds: p for ds, p in problems.items() if p}
+    if problems:
+        raise SignatureMismatch(mismatch_message(model_label, problems))
+    missing_key = sorted(ds for ds, t in types.items() if "flight_key" not in t)
+    if missing_key:
+        raise SignatureMismatch(f"features/flights has no flight_key on {missing_key}: predictions could not "
+                                f"be joined to outcomes; nothing was scored")
+    return [name for name, _ in expected]
+
+
+def written_tables() -> list[str]:
+    """Every table a run writes (its leases are held for the whole run)."""
+    from lakeforge.quality.evidence import QUALITY, SUMMARY_TABLE
+
+    return [PREDICTIONS, f"{QUALITY}/{PREDICTIONS}", SUMMARY_TABLE]
+
+
+# -- scoring ---------------------------------------------------------------------------------------
+def predictions(spark, model, inputs: dict[str, dict[str, Any]], columns: list[str], info: dict[str, Any],
+                scored_at: datetime, run_id: str | None):
+    """The prediction rows of every day (a DataFrame; ``ds`` a string column)."""
+    from pyspark.sql import functions as F
+
+    from lakeforge.spark import size_file_splits
+    from lakeforge.training.evaluate import with_probability
+
+    # A task reads whole day files: the scoring stages are narrow, so a day is written as one file.
+    size_file_splits(spark, [i["bytes"] for i in inputs.values()])
+    files = [f for i in inputs.values() for f in i["files"]]
+    path = F.col("_metadata.file_path")
+    features = spark.read.parquet(*files).select(
+        "flight_key", *[c for c in columns if c != "flight_key"],
+        F.regexp_extract(path, r"/ds=(\d{4}-\d{2}-\d{2})[^/]*/[^/]+$", 1).alias("ds"))
+    scored = with_probability(model.transform(features))
+    probability = scored["p"].cast("double")
+    return scored.select(
+        "flight_key",
+        probability.alias("probability"),
+        (probability >= F.lit(info["threshold"])).alias("decision"),
+        F.lit(info["name"]).alias("model_name"),
+        F.lit(info["version"]).alias("model_version"),
+        F.lit(info["run_id"]).cast("string").alias("model_run_id"),
+        F.lit(scored_at).cast("timestamp").alias("scored_at"),
+        F.lit(run_id).cast("string").alias("scoring_run_id"),
+        "ds",
+    )
+
+
+def arrow_schema(df):
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(df.drop("ds").schema, timezone="UTC")
+
+
+def stage(df, lake: Lake) -> str:
+    from lakeforge.spark_publish import new_run_staging
+
+    staging = new_run_staging(lake, PREDICTIONS)
+    try:
+        df.write.mode("overwrite").partitionBy("ds").parquet(lake.uri(staging))
+    except Exception as exc:
+        exc.add_note(f"while staging {PREDICTIONS} at {lake.uri(staging)}")
+        raise
+    return staging
+
+
+def score(spark, args: argparse.Namespace, version=None) -> dict[str, Any]:
+    """Entry for an existing session (``main`` and the tests): connect to MLflow, resolve the
+    model once (unless ``main`` did: ``version``), then score under the writer leases."""
+    dates = parse_dates(args)
+    name = get_settings().model_name
+    if version is None:
+        connect()
+        version = resolve(name, args.model_version)
+    if version is None:
+        return skipped(name, dates, args.run_id)
+    lake = job_lake(args)
+    with writing(lake, written_tables(), args.run_id):
+        return run(spark, lake, dates, version, args.run_id, force=args.force)
+
+
+def skipped(name: str, dates: list[str], run_id: str | None) -> dict[str, Any]:
+    reason = no_champion_reason(name)
+    log.warning(reason)
+    return {"status": "skipped", "reason": reason, "dates": [dates[0], dates[-1]], "days": len(dates),
+            "published": [], "published_days": 0, "run_id": run_id, "quality": {"blocked": {}}}
+
+
+def run(spark, lake: Lake, dates: list[str], version, run_id: str | None = None,
+        force: bool = False) -> dict[str, Any]:
+    """Score ``dates`` with ``version`` (a registry version object): check, score, stage, audit,
+    publish. Hold the leases of ``written_tables()`` around it (``score`` does)."""
+    from lakeforge.quality.profile import parquet_footer_stats
+    from lakeforge.scoring import ScoringGate, already_scored, decision_threshold
+    from lakeforge.spark_publish import publish_written_partitions
+    from lakeforge.training.tracking import scratch_space
+
+    s = get_settings()
+    timings: dict[str, float] = {}
+    t0 = t = time.perf_counter()
+    threshold, threshold_source = decision_threshold(version.tags, s.score_threshold)
+    info = model_info(version, threshold, threshold_source)
+    inputs = feature_inputs(lake, dates)
+    empty = [ds for ds, i in inputs.items() if not i["rows"]]
+    unchanged = [] if force else [
+        ds for ds, i in inputs.items()
+        if already_scored(read_manifest(lake, PREDICTIONS, partition_name(ds)), info["version"], i["content_sha256"])]
+    todo = {ds: i for ds, i in inputs.items() if ds not in empty and ds not in unchanged}
+    result: dict[str, Any] = {
+        "status": "scored", "dates": [dates[0], dates[-1]], "days": len(dates), "run_id": run_id, "model": info,
+        "unchanged": unchanged, "empty": empty, "published": [], "published_days": 0,
+        "rows": {"features": 0, "predictions": 0}, "timings": timings, "quality": {"blocked": {}},
+    }
+    if empty:
+        log.warning("no feature rows on %s: nothing to score there", ", ".join(empty))
+    if unchanged:
+        log.info("already scored by %s v%s from the same features: %s", info["name"], info["version"],
+                 ", ".join(unchanged))
+    if not todo:
+        result.update(status="unchanged", reason=f"every day is already scored by {info['name']} v{info['version']}"
+                      f" from the same features (or has none)")
+        return result
+    days = sorted(todo)
+    label = f"{info['name']} v{info['version']}"
+    timings["prepare_s"] = time.perf_counter() - t
+
+    with scratch_space(prefix="lakeforge-score-"):  # mlflow.spark's model copies go with it
+        t = time.perf_counter()
+        signature, model = load_model(spark, version)
+        timings["load_model_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        columns = check_contract(lake, label, signature, todo)
+        timings["contract_s"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        scored_at = datetime.now(timezone.utc)
+        df = predictions(spark, model, todo, columns, info, scored_at, run_id)
+        staging = stage(df, lake)
+        footers = parquet_footer_stats(lake, staging, days)
+        timings["score_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    gate = ScoringGate(lake, SOURCE_NAME, run_id, info["version"])
+    gate.audit_staged(spark, [(PREDICTIONS, staging, days, {"upstream_rows": {ds: todo[ds]["rows"] for ds in days}})],
+                      footers={PREDICTIONS: footers})
+    publishable = gate.passing(days)
+    gate.write_evidence()
+    timings["quality_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    verdicts = gate.partition_meta(PREDICTIONS)
+    source_keys = ("uri", "content_sha256", "rows", "quality")
+    manifests = publish_written_partitions(
+        lake, PREDICTIONS, staging, publishable, arrow_schema(df),
+        meta={"job": JOB, "dag_run_id": run_id, "model": info,
+              "scored_at": scored_at.isoformat(timespec="seconds")},
+        partition_meta={ds: {**verdicts.get(ds, {}), "inputs": {FEATURES: {k: todo[ds][k] for k in source_keys}}}
+                        for ds in days},
+        file_rows={ds: stats.files for ds, stats in footers.items()},
+    )
+    timings["publish_s"] = time.perf_counter() - t
+    timings["total_in_app_s"] = time.perf_counter() - t0
+    result.update(
+        published=sorted(manifests), published_days=len(manifests), quality=gate.summary(),
+        rows={"features": sum(todo[ds]["rows"] for ds in days),
+              "predictions": sum(m["rows"] for m in manifests.values())},
+        scored_at=scored_at.isoformat(timespec="seconds"),
+    )
+    log.info("%s: published %d of %d day(s), %d predictions (threshold %.3f from %s)", label, len(manifests),
+             len(days), result["rows"]["predictions"], threshold, threshold_source)
+    return result
+
+
+# -- command line -------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dates", help="comma-separated YYYY-MM-DD or FIRST..LAST ranges (e.g. the new feature days)")
+    p.add_argument("--start", help="first date of a range (inclusive)")
+    p.add_argument("--end", help="last date of a range (inclusive)")
+    p.add_argument("--model-version", help="score with this registered version (a rescore); default: the champion")
+    p.add_argument("--lake", help=f"the source's lake URI (default: <LAKEFORGE_LAKE_ROOT>/{SOURCE_NAME})")
+    p.add_argument("--run-id", help="Airflow run id: each row's scoring_run_id, recorded in the manifests")
+    p.add_argument("--force", action=argparse.BooleanOptionalAction, default=False,
+                   help="score days already scored by the same version from the same features again")
+    args = p.parse_args(argv)
+    if args.model_version is not None and not str(args.model_version).strip():
+        args.model_version = None  # an empty template value: the champion
+    return args
+
+
+def parse_dates(args: argparse.Namespace) -> list[str]:
+    try:
+        if args.dates:
+            dates = expand_dates(args.dates)
+        elif args.start and args.end:
+            dates = date_range(args.start, args.end)
+        else:
+            raise SystemExit("give --dates or both --start and --end")
+    except ValueError as exc:
+        raise SystemExit(f"bad dates: {exc}") from None
+    if not dates:
+        raise SystemExit("no dates to score")
+    return dates
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    dates = parse_dates(args)
+    started = time.perf_counter()
+    name = get_settings().model_name
+    lake = job_lake(args)
+    connect()  # MLflow down: fail here, before the JVM starts, nothing written
+    version = resolve(name, args.model_version)  # the one resolution of this run
+    if version is None:
+        result = skipped(name, dates, args.run_id)
+    else:
+        from lakeforge.quality import gate
+        from lakeforge.quality.spec import load_suite
+        from lakeforge.quality.wap import QualityGateFailed
+        from lakeforge.spark import session
+
+        with ExitStack() as leases:
+            try:  # another run writing predictions: exit now, before Spark starts
+                leases.enter_context(writing(lake, written_tables(), args.run_id))
+            except LeaseHeld as held:
+                raise SystemExit(f"{JOB}: {held}") from None
+            gate.preload(lambda: [load_suite(SOURCE_NAME, PREDICTIONS)])
+            inputs = feature_inputs(lake, dates)  # a missing day fails here, before the JVM starts
+            t = time.perf_counter()
+            spark = session(JOB, input_bytes=sum(i["bytes"] for i in inputs.values()))
+            startup = time.perf_counter() - t
+            try:
+                result = run(spark, lake, dates, version, args.run_id, force=args.force)
+            finally:
+                spark.stop()
+        result["timings"]["spark_startup_s"] = startup
+        result["timings"]["total_s"] = time.perf_counter() - started
+    write_report(lake, JOB, result)
+    print("LAKEFORGE_RESULT " + json.dumps(result, default=str), flush=True)
+    if result["quality"].get("blocked"):
+        print(QualityGateFailed.from_summary(result["quality"]), file=sys.stderr, flush=True)
+        raise SystemExit(3)
+    return result
+
+
+
+
+__all__ = ["NoModel", "SignatureMismatch", "ModelRegistryError", "main", "score", "run"]
+
+if __name__ == "__main__":
+    main()
