@@ -1,0 +1,490 @@
+"""Drift: each scored day's features and predictions against the model version's training reference.
+
+Reference profile (once per model version, ``build_profile``; stored as the JSON artifact
+``monitoring/reference_profile.json`` of the version's training run by ``ensure_reference_profile``,
+read back by every later run: the training data is never read again):
+
+- numeric feature: bin edges at the ``LAKEFORGE_DRIFT_BINS`` quantiles of the training window
+  (``approxQuantile``, all features in one pass; repeated edges merged, so a feature with a point
+  mass at 0 keeps it as one bin), bins right-closed ``(e[i-1], e[i]]``, plus a ``null`` bucket
+  (a feed that stops, e.g. the weather, shows up as drift of its features' null share);
+- categorical feature: the share of each category with at least ``MIN_CATEGORY_SHARE`` of the
+  rows, the rarer ones together in ``__other__``, ``__null__``; values never seen in training
+  fall in ``__unseen__`` (reference share 0). Rare categories are pooled because PSI's sampling
+  noise grows with the number of buckets (about (buckets - 1) / rows): a day's ~900 flights over
+  ~100 destinations would look drifted by chance alone;
+- the prediction: the same quantile bins over the model's probabilities on its holdout days
+  (out-of-sample, like the days it scores; the training window when the version has no holdout tags).
+
+Per day (``drift_days``): every feature's and the prediction's bucket counts in ONE Spark
+aggregation over the day's partitions (one row per (day, feature, bucket) comes back), then PSI on
+the driver: sum((a - e) * ln(a / e)) over buckets, shares floored at ``EPSILON`` so an empty bucket
+(an unseen category) counts instead of dividing by zero. Rows: flights with a tail number, as in
+training.
+
+A day is not a window: a feature with one value per day (the weekday, the NYC-wide history rates)
+or tied within a day (the weather) is far from the window's distribution on EVERY day, the training
+days included (``day_of_week`` alone: PSI ~7). So the profile also keeps each feature's usual PSI,
+the 95th percentile of the training days' own PSI against the window, and a feature drifts when its
+PSI exceeds that by more than ``LAKEFORGE_RETRAIN_DRIFT_PSI`` (``excess``). Both numbers are in the
+report.
+
+Evidence per day: ``monitoring/drift/ds=.../report.json`` and ``report.html`` (a plain table of the
+features sorted by PSI with their flags, and the buckets of the top ones; no script, no external
+asset). Evidently was considered and not used: see ``EVIDENTLY`` below.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import math
+from collections import defaultdict
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any, Sequence
+
+from lakeforge.lake import Lake
+from lakeforge.monitoring import store
+from lakeforge.publish import PartitionFile
+from lakeforge.settings import get_settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+log = logging.getLogger(__name__)
+
+EVIDENTLY = (
+    "Evidently (0.7.x, not installed) computes its drift tests on row-level pandas frames of the reference "
+    "and the current data: lakeforge would have to collect samples of both to the driver and would get a second, "
+    "sample-based set of numbers beside the exact Spark aggregates the policy uses; its install brings a web "
+    "server stack (litestar, uvicorn, watchdog), nltk, statsmodels, plotly<6 and usage telemetry that is on by "
+    "default, and each HTML report embeds plotly (megabytes per day). The PSI here is a few lines over the Spark "
+    "aggregates and the report a plain table."
+)
+PROFILE_FORMAT = 1
+EPSILON = 1e-4
+MIN_CATEGORY_SHARE = 0.005
+PREDICTION = "__prediction__"
+NULL, OTHER, UNSEEN = "__null__", "__other__", "__unseen__"
+REPORT_JSON, REPORT_HTML = "report.json", "report.html"
+REL_ERROR = 1e-3
+
+
+def _default_features() -> tuple[list[str], list[str]]:
+    from spark_jobs.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+
+    return list(NUMERIC_FEATURES), list(CATEGORICAL_FEATURES)
+
+
+def _edges(values: Sequence[float]) -> list[float]:
+    return sorted({float(v) for v in values if v is not None and not math.isnan(v)})
+
+
+def _numeric_bucket(x: "Column", edges: Sequence[float]) -> "Column":
+    """"null", or how many edges lie below x (bins (e[i-1], e[i]]) — a JVM expression, no UDF."""
+    from pyspark.sql import functions as F
+
+    x = x.cast("double")
+    inner = (F.size(F.filter(F.array(*[F.lit(e) for e in edges]), lambda e: e < x)).cast("string")
+             if edges else F.lit("0"))
+    return F.when(x.isNull() | F.isnan(x), F.lit("null")).otherwise(inner)
+
+
+def _categorical_bucket(c: "Column", kept: Sequence[str], other: Sequence[str]) -> "Column":
+    from pyspark.sql import functions as F
+
+    c = c.cast("string")
+    expr = F.when(c.isNull(), F.lit(NULL))
+    if kept:
+        expr = expr.when(c.isin(list(kept)), c)
+    if other:
+        expr = expr.when(c.isin(list(other)), F.lit(OTHER))
+    return expr.otherwise(F.lit(UNSEEN))
+
+
+def _long(df: "DataFrame", buckets: dict[str, "Column"], ds: "Column") -> "DataFrame":
+    """(ds, f, b): one row per (row, feature): the rows' buckets, for one grouped count."""
+    from pyspark.sql import functions as F
+
+    cells = F.array(*[F.struct(F.lit(name).alias("f"), expr.alias("b")) for name, expr in buckets.items()])
+    return df.select(ds.alias("ds"), F.explode(cells).alias("x")).select("ds", "x.f", "x.b")
+
+
+def _counts(long: "DataFrame") -> dict[str, dict[str, dict[str, int]]]:
+    """{ds: {feature: {bucket: rows}}} (a small collect: at most features x buckets rows per day)."""
+    out: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
+    for r in long.groupBy("ds", "f", "b").count().collect():
+        out[r["ds"]][r["f"]][r["b"]] = r["count"]
+    return out
+
+
+def _shares(counts: dict[str, int]) -> dict[str, float]:
+    n = sum(counts.values())
+    return {b: c / n for b, c in counts.items()} if n else {}
+
+
+def _with_tail(features: "DataFrame") -> "DataFrame":
+    """Flights with a tail number (a frame without the column, like training's, is already cut)."""
+    from pyspark.sql import functions as F
+
+    return features.where(F.col("tailnum").isNotNull()) if "tailnum" in features.columns else features
+
+
+def _probability(scored: "DataFrame") -> "Column":
+    """The predicted probability: a double (predictions table), or MLlib's vector (a model's output)."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DoubleType
+
+    if isinstance(scored.schema["probability"].dataType, DoubleType):
+        return F.col("probability")
+    return vector_to_array(F.col("probability"))[1]
+
+
+# -- reference profile ---------------------------------------------------------------------------
+def build_profile(features: "DataFrame", predictions: "DataFrame | None" = None,
+                  numeric: Sequence[str] | None = None, categorical: Sequence[str] | None = None,
+                  bins: int | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The reference profile of a training window's feature rows (tail-less flights left out) and,
+    if given, of predictions (a ``probability`` column, double or MLlib vector). Two Spark jobs
+    over the features: the quantiles (all columns at once), the bucket counts per day; two over
+    the predictions."""
+    from pyspark.sql import functions as F
+
+    if numeric is None or categorical is None:
+        default_numeric, default_categorical = _default_features()
+        numeric = default_numeric if numeric is None else numeric
+        categorical = default_categorical if categorical is None else categorical
+    bins = bins or get_settings().drift_bins
+    probs = [i / bins for i in range(1, bins)]
+    day = F.col("ds").cast("string") if "ds" in features.columns else F.lit("all")
+    rows = _with_tail(features).select(day.alias("ds"), *[F.col(c).cast("double").alias(c) for c in numeric],
+                                       *categorical).cache()
+    try:
+        edges = dict(zip(numeric, map(_edges, rows.approxQuantile(list(numeric), probs, REL_ERROR)))) if numeric else {}
+        # Categories raw here (their buckets depend on the window's shares), mapped on the driver.
+        buckets = {c: _numeric_bucket(F.col(c), edges[c]) for c in numeric}
+        buckets.update({c: F.coalesce(F.col(c).cast("string"), F.lit(NULL)) for c in categorical})
+        by_day = _counts(_long(rows, buckets, F.col("ds")))
+    finally:
+        rows.unpersist()
+    n = sum(sum(c.get(next(iter(buckets)), {}).values()) for c in by_day.values())
+    if not n:
+        raise ValueError("cannot build a reference profile from no rows")
+    cat_spec = {}
+    for c in categorical:
+        totals: dict[str, int] = defaultdict(int)
+        for counts in by_day.values():
+            for v, k in counts.get(c, {}).items():
+                totals[v] += k
+        seen = sorted((v for v in totals if v != NULL), key=lambda v: (-totals[v], v))
+        kept = [v for v in seen if totals[v] / n >= MIN_CATEGORY_SHARE]
+        cat_spec[c] = {"categories": kept, "other": seen[len(kept):]}
+        for counts in by_day.values():  # rare ones pooled, as _categorical_bucket does on scored days
+            raw = counts.get(c, {})
+            pooled = {v: k for v, k in raw.items() if v in kept or v == NULL}
+            if len(pooled) < len(raw):
+                pooled[OTHER] = sum(k for v, k in raw.items() if v not in pooled)
+            counts[c] = pooled
+    profile: dict[str, Any] = {
+        "format": PROFILE_FORMAT, "bins": bins, "rows": n, "days": len(by_day), "created_at": store.now_iso(),
+        **(meta or {}),
+        "numeric": {c: {"edges": edges[c], **_reference(by_day, c)} for c in numeric},
+        "categorical": {c: {**cat_spec[c], **_reference(by_day, c)} for c in categorical},
+        "prediction": None,
+    }
+    if predictions is not None:
+        pday = F.col("ds").cast("string") if "ds" in predictions.columns else F.lit("all")
+        p = predictions.select(pday.alias("ds"), _probability(predictions).alias("p")).cache()
+        try:
+            p_edges = _edges(p.approxQuantile("p", probs, REL_ERROR))
+            pc = _counts(_long(p, {PREDICTION: _numeric_bucket(F.col("p"), p_edges)}, F.col("ds")))
+        finally:
+            p.unpersist()
+        ref = _reference(pc, PREDICTION)
+        profile["prediction"] = {"edges": p_edges, **ref, "rows": sum(c.get(PREDICTION, {}).get(b, 0)
+                                                                      for c in pc.values() for b in ref["shares"])}
+    return profile
+
+
+def _reference(by_day: dict[str, dict[str, dict[str, int]]], feature: str) -> dict[str, Any]:
+    """A feature's shares over the whole window, and how far its single days already were from them:
+    the 95th percentile of the reference days' own PSI against the window (``usual_psi``). A day is
+    judged by its PSI above that: a feature with one value per day (the weekday, NYC-wide history
+    rates) or strongly tied within a day (the weather) differs from the window on every day, the
+    training days included, and is not drift for it."""
+    total: dict[str, int] = defaultdict(int)
+    for counts in by_day.values():
+        for b, c in counts.get(feature, {}).items():
+            total[b] += c
+    shares = _shares(total)
+    daily = sorted(psi(shares, _shares(c[feature])) for c in by_day.values() if c.get(feature))
+    usual = daily[max(0, math.ceil(0.95 * len(daily)) - 1)] if daily else 0.0
+    return {"shares": shares, "usual_psi": usual}
+
+
+def _days(start: str, end: str) -> list[str]:
+    d0, d1 = date.fromisoformat(start), date.fromisoformat(end)
+    return [(d0 + timedelta(days=i)).isoformat() for i in range((d1 - d0).days + 1)]
+
+
+def read_features(spark, lake: Lake, days: Sequence[str]) -> "DataFrame":
+    """The published, usable features partitions of ``days`` (with ``ds``), read by Spark."""
+    from pyspark.sql import functions as F
+
+    from lakeforge.training import data
+
+    wanted = set(days)
+    uris = [p["uri"] for p in data.usable(data.feature_partitions(lake)) if p["ds"] in wanted]
+    if not uris:
+        raise ValueError(f"no usable features partition in {days[0]}..{days[-1]} of {lake.uri(store.FEATURES)}")
+    return (spark.read.option("basePath", lake.uri(store.FEATURES)).parquet(*uris)
+            .withColumn("ds", F.col("ds").cast("string")))
+
+
+def load_reference_profile(client, model_name: str, version: str) -> dict[str, Any] | None:
+    """The stored profile of a version (None if it has none yet)."""
+    import json
+
+    from mlflow.exceptions import MlflowException
+
+    run_id = store.version_run_id(client, model_name, version)
+    try:
+        names = {a.path for a in client.list_artifacts(run_id, "monitoring")}
+    except MlflowException:
+        return None
+    if store.PROFILE_ARTIFACT not in names:
+        return None
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(client.download_artifacts(run_id, store.PROFILE_ARTIFACT, tmp)) as f:
+            profile = json.load(f)
+    return profile if profile.get("format") == PROFILE_FORMAT else None
+
+
+def ensure_reference_profile(spark, lake: Lake, model_name: str, version: str, model=None,
+                             numeric: Sequence[str] | None = None, categorical: Sequence[str] | None = None) -> dict[str, Any]:
+    """The version's reference profile: read from its run, or computed once from its training
+    window (and its predictions on its holdout days) and logged there. ``model``: the loaded Spark
+    model if the caller has it (else it is loaded, digest-verified). Logging needs write access to
+    the training experiment (the ``training`` account); reading needs only READ. ``numeric`` /
+    ``categorical``: the features profiled (default: ``spark_jobs.features``')."""
+    from lakeforge.training import registry
+
+    client = store.mlflow_client()
+    found = load_reference_profile(client, model_name, version)
+    if found is not None:
+        return found
+    mv = client.get_model_version(model_name, str(version))
+    window = registry.training_window(mv)
+    if window is None:
+        raise ValueError(f"{model_name} v{version}: no training window recorded, no reference profile possible")
+    features = read_features(spark, lake, _days(window.train_start, window.train_end))
+    tags = mv.tags or {}
+    ref_days = (_days(tags["lakeforge.holdout_start"], tags["lakeforge.holdout_end"])
+                if tags.get("lakeforge.holdout_start") and tags.get("lakeforge.holdout_end")
+                else _days(window.train_start, window.train_end))
+    if model is None:
+        import mlflow
+
+        from lakeforge.training.artifact_digest import load_verified_model
+        from lakeforge.training.tracking import scratch_space
+
+        with scratch_space():
+            model = load_verified_model(f"models:/{model_name}/{version}", loader=mlflow.spark.load_model, client=client)
+    scored = model.transform(_with_tail(read_features(spark, lake, ref_days)))
+    profile = build_profile(features, scored, numeric, categorical, meta={
+        "model_name": model_name, "model_version": str(version), "run_id": mv.run_id,
+        "window": {"train_start": window.train_start, "train_end": window.train_end},
+        "prediction_days": [ref_days[0], ref_days[-1]]})
+    try:
+        client.log_dict(mv.run_id, profile, store.PROFILE_ARTIFACT)
+        log.info("reference profile of %s v%s logged to run %s", model_name, version, mv.run_id)
+    except Exception as exc:  # an account that may only read the training experiment (scoring)
+        if not store.forbidden(exc):
+            raise
+        log.warning("reference profile of %s v%s computed but not stored (this account cannot write run %s: "
+                    "the training job stores it); it is computed again next time", model_name, version, mv.run_id)
+    return profile
+
+
+# -- per day ---------------------------------------------------------------------------------------
+def psi(expected: dict[str, float], actual: dict[str, float], eps: float = EPSILON) -> float:
+    """Population stability index over the union of buckets (shares floored at ``eps``)."""
+    total = 0.0
+    for b in set(expected) | set(actual):
+        e, a = max(expected.get(b, 0.0), eps), max(actual.get(b, 0.0), eps)
+        total += (a - e) * math.log(a / e)
+    return total
+
+
+def _bucket_labels(edges: Sequence[float]) -> dict[str, str]:
+    bounds = ["-inf", *[f"{e:.4g}" for e in edges], "inf"]
+    labels = {str(i): f"({bounds[i]}, {bounds[i + 1]}{')' if i == len(edges) else ']'}" for i in range(len(edges) + 1)}
+    return {**labels, "null": "null"}
+
+
+def _entry(name: str, kind: str, ref: dict[str, Any], counts: dict[str, int], threshold: float) -> dict[str, Any]:
+    actual = _shares(counts)
+    expected = ref["shares"]
+    value = psi(expected, actual) if actual else None
+    usual = ref.get("usual_psi", 0.0)
+    excess = None if value is None else value - usual
+    labels = _bucket_labels(ref["edges"]) if kind != "categorical" else {}
+    buckets = [{"bucket": b, "label": labels.get(b, b), "expected": expected.get(b, 0.0), "actual": actual.get(b, 0.0)}
+               for b in sorted(set(expected) | set(actual), key=lambda b: (b == "null", int(b) if b.isdigit() else 0, b))]
+    entry = {"feature": name, "kind": kind, "psi": value, "usual_psi": usual, "excess": excess,
+             "rows": sum(counts.values()), "drift": excess is not None and excess > threshold, "buckets": buckets,
+             "null_share": actual.get("null" if kind != "categorical" else NULL, 0.0),
+             "reference_null_share": expected.get("null" if kind != "categorical" else NULL, 0.0)}
+    if kind == "categorical":
+        entry["unseen_share"] = actual.get(UNSEEN, 0.0)
+    return entry
+
+
+def drift_days(features: "DataFrame", predictions: "DataFrame | None", profile: dict[str, Any],
+               days: Sequence[str] | None = None, threshold: float | None = None) -> dict[str, dict[str, Any]]:
+    """The drift report of each day of ``features`` (or of ``days``) against ``profile``: one
+    Spark aggregation over the days' feature rows and the version's predictions of them."""
+    from pyspark.sql import functions as F
+
+    threshold = get_settings().retrain_drift_psi if threshold is None else threshold
+    rows = _with_tail(features).withColumn("ds", F.col("ds").cast("string"))
+    if days is not None:
+        rows = rows.where(F.col("ds").isin(list(days)))
+    buckets = {c: _numeric_bucket(F.col(c), spec["edges"]) for c, spec in profile["numeric"].items()}
+    buckets.update({c: _categorical_bucket(F.col(c), spec["categories"], spec["other"])
+                    for c, spec in profile["categorical"].items()})
+    long = _long(rows, buckets, F.col("ds"))
+    if predictions is not None and profile.get("prediction"):
+        preds = predictions.withColumn("ds", F.col("ds").cast("string"))
+        if profile.get("model_version") is not None:
+            preds = preds.where(F.col("model_version").cast("string") == str(profile["model_version"]))
+        preds = preds.join(rows.select("flight_key", "ds"), ["flight_key", "ds"], "left_semi")
+        long = long.unionByName(_long(preds, {PREDICTION: _numeric_bucket(_probability(preds),
+                                                                         profile["prediction"]["edges"])}, F.col("ds")))
+    counts = _counts(long)
+    reports = {}
+    for ds in sorted(counts if days is None else [d for d in days if d in counts]):
+        c = counts[ds]
+        entries = [_entry(f, "numeric", spec, c.get(f, {}), threshold) for f, spec in profile["numeric"].items()]
+        entries += [_entry(f, "categorical", spec, c.get(f, {}), threshold) for f, spec in profile["categorical"].items()]
+        entries.sort(key=lambda e: (-(e["excess"] if e["excess"] is not None else -math.inf), e["feature"]))
+        pred = (_entry(PREDICTION, "prediction", profile["prediction"], c[PREDICTION], threshold)
+                if PREDICTION in c and profile.get("prediction") else None)
+        judged = [e for e in entries + ([pred] if pred else []) if e["psi"] is not None]
+        reports[ds] = {
+            "ds": ds, "model_name": profile.get("model_name"), "model_version": profile.get("model_version"),
+            "reference": {k: profile.get(k) for k in ("run_id", "window", "prediction_days", "rows", "days", "bins",
+                                                      "created_at")},
+            "threshold": threshold, "epsilon": EPSILON, "rows": max((e["rows"] for e in entries), default=0),
+            "max_psi": max((e["psi"] for e in judged), default=None),
+            "max_excess": max((e["excess"] for e in judged), default=None), "prediction": pred, "features": entries,
+            "drifting": [e["feature"] for e in entries if e["drift"]] + ([PREDICTION] if pred and pred["drift"] else []),
+            "computed_at": store.now_iso(),
+        }
+        reports[ds]["drift"] = bool(reports[ds]["drifting"])
+    return reports
+
+
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """What the policy and the summary table need of a day's report (no buckets)."""
+    pred = report.get("prediction") or {}
+    return {"ds": report["ds"], "model_version": report.get("model_version"), "max_psi": report["max_psi"],
+            "max_excess": report["max_excess"], "prediction_excess": pred.get("excess"), "drift": report["drift"],
+            "drifting": report["drifting"], "top": [(e["feature"], e["excess"]) for e in report["features"][:5]]}
+
+
+# -- evidence ----------------------------------------------------------------------------------------
+def write_reports(lake: Lake, reports: dict[str, dict[str, Any]], meta: dict[str, Any] | None = None) -> dict[str, str]:
+    """``monitoring/drift/ds=.../{report.json,report.html}``, each day published whole; returns
+    the HTML report's lake URI per day."""
+    store.publish_days(lake, store.DRIFT, {
+        ds: [PartitionFile(REPORT_JSON, store.json_bytes(r)), PartitionFile(REPORT_HTML, render_html(r).encode())]
+        for ds, r in reports.items()}, meta)
+    return {ds: lake.uri(store.DRIFT, f"ds={ds}", REPORT_HTML) for ds in reports}
+
+
+def read_report(lake: Lake, ds: str) -> dict[str, Any] | None:
+    import json
+
+    data = store.read_day_file(lake, store.DRIFT, ds, REPORT_JSON)
+    return None if data is None else json.loads(data)
+
+
+def log_drift(reports: dict[str, dict[str, Any]], lake: Lake | None = None) -> dict[str, str]:
+    """Per day on the version's monitoring run: the largest PSI, the prediction's, how many
+    features drift; the newest report's URI as a tag. Returns the run id per version."""
+    if not reports:
+        return {}
+    client = store.mlflow_client()
+    exp_id = store.monitoring_experiment(client)
+    runs: dict[str, str] = {}
+    by_version: dict[tuple[str, str], dict] = defaultdict(dict)
+    for ds, r in reports.items():
+        by_version[(r["model_name"], r["model_version"])][ds] = {
+            "drift_max_psi": r["max_psi"], "drift_max_excess_psi": r["max_excess"],
+            "drift_prediction_psi": (r.get("prediction") or {}).get("psi"),
+            "drift_features": float(len(r["drifting"]))}
+    for (name, version), by_day in by_version.items():
+        runs[version] = run_id = store.monitoring_run(client, exp_id, name, version)
+        store.log_day_metrics(client, run_id, by_day)
+        if lake is not None:
+            newest = max(by_day)
+            client.set_tag(run_id, "lakeforge.monitoring.drift_report", lake.uri(store.DRIFT, f"ds={newest}", REPORT_HTML))
+    return runs
+
+
+def _fmt(v: float | None, digits: int = 3) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def render_html(report: dict[str, Any], top: int = 8) -> str:
+    """A self-contained page: verdict, the features sorted by PSI with flags, the buckets of the top ones."""
+    esc = html.escape
+    entries = ([report["prediction"]] if report.get("prediction") else []) + report["features"]
+    rows = "\n".join(
+        f"<tr class='{'drift' if e['drift'] else ''}'><td>{esc(e['feature'])}</td><td>{esc(e['kind'])}</td>"
+        f"<td class='n'>{_fmt(e['psi'])}</td><td class='n'>{_fmt(e['usual_psi'])}</td>"
+        f"<td class='n'>{_fmt(e['excess'])}</td><td>{'DRIFT' if e['drift'] else ''}</td>"
+        f"<td class='n'>{_fmt(e['null_share'])} / {_fmt(e['reference_null_share'])}</td>"
+        f"<td class='n'>{_fmt(e.get('unseen_share'))}</td><td class='n'>{e['rows']}</td></tr>" for e in entries)
+
+    def bars(e: dict[str, Any]) -> str:
+        lines = "".join(
+            f"<tr><td>{esc(str(b['label']))}</td><td class='n'>{b['expected']:.3f}</td><td class='n'>{b['actual']:.3f}</td>"
+            f"<td><div class='bar ref' style='width:{200 * b['expected']:.0f}px'></div>"
+            f"<div class='bar cur' style='width:{200 * b['actual']:.0f}px'></div></td></tr>" for b in e["buckets"])
+        return (f"<h3>{esc(e['feature'])} (PSI {_fmt(e['psi'])})</h3><table><tr><th>bucket</th><th>reference</th>"
+                f"<th>this day</th><th></th></tr>{lines}</table>")
+
+    detail = "\n".join(bars(e) for e in sorted(entries, key=lambda e: -(e["excess"] or 0.0))[:top])
+    ref = report.get("reference") or {}
+    window = ref.get("window") or {}
+    verdict = (f"<p class='verdict drift'>Drift: {len(report['drifting'])} more than {report['threshold']} above "
+               f"their usual PSI: {esc(', '.join(report['drifting']))}</p>" if report["drift"]
+               else f"<p class='verdict'>No drift: every PSI at most {report['threshold']} above its usual value.</p>")
+    span = f"the training window {window['train_start']}..{window['train_end']}" if window else "the reference"
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Drift {esc(report['ds'])}</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}} td.n{{text-align:right}}
+tr.drift td{{background:#fde2e1}} .verdict.drift{{color:#b00}} .bar{{height:6px;margin:1px 0}}
+.bar.ref{{background:#999}} .bar.cur{{background:#1f77b4}}</style></head><body>
+<h1>Drift on {esc(report['ds'])}: {esc(str(report.get('model_name')))} v{esc(str(report.get('model_version')))}</h1>
+{verdict}
+<p>{report['rows']} flights (with a tail number) against {esc(span)} ({ref.get('rows')} rows over {ref.get('days')} days,
+run {esc(str(ref.get('run_id')))}); prediction reference: days {esc(str(ref.get('prediction_days')))}.
+PSI = sum((a - e) ln(a / e)) over the buckets, shares floored at {report['epsilon']}; numeric features in
+{ref.get('bins')} quantile bins of the reference, categorical ones by category (rare ones pooled, unseen ones
+in their own bucket). "Usual": the 95th percentile of the training days' own PSI against the whole window
+(a feature with one value per day, like the weekday, is far from the window on every day); a feature is
+flagged when its PSI exceeds that by more than {report['threshold']}.</p>
+<table><tr><th>feature</th><th>kind</th><th>PSI</th><th>usual PSI of a training day</th><th>PSI above usual</th><th>flag</th><th>null share (day / ref)</th><th>unseen share</th><th>rows</th></tr>
+{rows}
+</table>
+<h2>Buckets of the top {top}</h2>
+{detail}
+</body></html>
+"""

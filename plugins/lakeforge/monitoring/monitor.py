@@ -1,0 +1,94 @@
+"""One call per scoring run: evaluate and check drift for its days, then the retraining decision.
+
+    result = monitor_days(spark, lake, ["2013-02-01"])          # in the scoring job's Spark app
+    decision = retraining_decision(lake, "flight_delay", "3")   # no Spark: reads the small tables
+
+Days whose predictions or features are not published are left out (named in the result). The
+reference profile of each version that scored the days is read from its run, or built once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from lakeforge.lake import Lake
+from lakeforge.monitoring import drift, evaluate, store
+from lakeforge.monitoring.policy import RetrainDecision, RetrainPolicy, decide
+from lakeforge.publish import partition_dir, partition_name
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+log = logging.getLogger(__name__)
+
+
+def read_days(spark, lake: Lake, table: str, days: Sequence[str]) -> tuple["DataFrame | None", list[str]]:
+    """A published table's partitions of ``days`` (``ds`` as a string) and the days found."""
+    from pyspark.sql import functions as F
+
+    found = {ds: partition_dir(lake, table, partition_name(ds)) for ds in days}
+    found = {ds: folder for ds, folder in found.items() if folder is not None}
+    if not found:
+        return None, []
+    placed = [ds for ds, folder in found.items() if folder == f"{table}/{partition_name(ds)}"]
+    frames = []
+    if placed:  # one read, as training reads its window
+        frames.append(spark.read.option("basePath", lake.uri(table))
+                      .parquet(*[lake.uri(found[ds]) for ds in sorted(placed)])
+                      .withColumn("ds", F.col("ds").cast("string")))
+    # A day served from its backup in _trash (a writer between its renames) has no ds=... in its path.
+    frames += [spark.read.parquet(lake.uri(found[ds])).withColumn("ds", F.lit(ds)) for ds in sorted(set(found) - set(placed))]
+    df = frames[0]
+    for f in frames[1:]:
+        df = df.unionByName(f)
+    return df, sorted(found)
+
+
+def monitor_days(spark, lake: Lake, days: Sequence[str], log_to_mlflow: bool = True,
+                 meta: dict[str, Any] | None = None, models: Mapping[str, Any] | None = None,
+                 numeric: Sequence[str] | None = None, categorical: Sequence[str] | None = None) -> dict[str, Any]:
+    """Evaluate ``days`` (predictions joined to outcomes), compute their drift against each scoring
+    version's reference profile, publish ``monitoring/performance`` and ``monitoring/drift`` and
+    log both to the versions' monitoring runs. ``meta``: extra manifest fields (e.g. ``dag_run_id``);
+    ``models``: Spark models already loaded, by version (the scoring job's champion), used if a
+    version's reference profile must be built."""
+    predictions, scored = read_days(spark, lake, store.PREDICTIONS, days)
+    features, featured = read_days(spark, lake, store.FEATURES, scored)
+    skipped = sorted(set(days) - set(featured))
+    if predictions is None or features is None:
+        return {"days": [], "skipped": skipped, "performance": [], "drift": {}}
+    predictions, features = predictions.cache(), features.cache()
+    try:
+        records = evaluate.evaluate_days(predictions, features, featured)
+        reports: dict[str, dict[str, Any]] = {}
+        for name, version in sorted({(r["model_name"], r["model_version"]) for r in records}):
+            profile = drift.ensure_reference_profile(spark, lake, name, version, (models or {}).get(version),
+                                                     numeric, categorical)
+            version_days = [r["ds"] for r in records if r["model_version"] == version]
+            reports.update(drift.drift_days(features, predictions, profile, version_days))
+    finally:
+        predictions.unpersist()
+        features.unpersist()
+    perf_uris = evaluate.write_performance(lake, records, meta)
+    report_uris = drift.write_reports(lake, reports, meta)
+    if log_to_mlflow:
+        evaluate.log_performance(lake, records)
+        drift.log_drift(reports, lake)
+    return {"days": featured, "skipped": skipped, "performance": records, "drift": reports,
+            "performance_uris": perf_uris, "report_uris": report_uris}
+
+
+def retraining_decision(lake: Lake, model_name: str, version: str, policy: RetrainPolicy | None = None,
+                        last_fired: str | None = None, holdout_value: float | None = None) -> RetrainDecision:
+    """``policy.decide`` over the version's published monitoring records; its holdout value is
+    read from its training run unless given."""
+    policy = policy or RetrainPolicy.from_settings()
+    if holdout_value is None:
+        holdout_value = store.holdout_metrics(store.mlflow_client(), model_name, version).get(policy.metric)
+    # Only the newest days count (the trailing window, the streak): a year of files is not read.
+    recent = store.published_days(lake, store.PERFORMANCE)[-(policy.window_days + 30):]
+    performance = [r for r in evaluate.read_performance(lake, recent) if r["model_version"] == str(version)]
+    recent = store.published_days(lake, store.DRIFT)[-(policy.drift_days + 30):]
+    reports = [r for r in (drift.read_report(lake, ds) for ds in recent) if r is not None]
+    return decide(performance, [drift.summary(r) for r in reports], holdout_value, version, policy, last_fired)
