@@ -47,14 +47,16 @@ one window over the tail, across day boundaries.
 from __future__ import annotations
 
 import math
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from functools import reduce
 from zoneinfo import ZoneInfo
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
+from lakeforge.dates import shift_day
 from spark_jobs.schemas import ORIGIN_TZ
 
 DELAY_THRESHOLD_MINUTES = 15
@@ -469,8 +471,8 @@ def live_sums(day: DataFrame, events: DataFrame, lo: int, hi: int) -> DataFrame:
     """``flight_key, q, v0..v2``: per flight and query point (``_query_points``) the running sums
     of its stream before that time; every cutoff of ``day`` lies in [lo, hi).
 
-    Queries sort before events of the same time, so a running sum at c counts events strictly
-    before c. Rows are partitioned by key and UTC day bucket, an event copied into every bucket
+    Query points sort before events of the same time, so a running sum at c counts events
+    strictly before c. Rows are partitioned by key and UTC day bucket, an event copied into every bucket
     whose cutoffs its window can reach: a year runs as many small sorts. A run of a few days is
     one bucket (no copies).
     """
@@ -482,24 +484,30 @@ def live_sums(day: DataFrame, events: DataFrame, lo: int, hi: int) -> DataFrame:
 
     reach = F.sequence(F.greatest(bucket(F.col("anchor")), F.lit(first_b)),
                        F.least(bucket(F.col("anchor") + _LIVE_MAX_WINDOW_S), F.lit(last_b)))
+    # Events of one key at the same second add up before the sort (a bank's scheduled departures;
+    # x20 copies): the running sums only ever see their total.
     ev = live_events(events, lo, hi).select(
-        "k", "t", F.lit(1).alias("is_ev"), F.lit(None).cast("string").alias("flight_key"),
-        F.lit(None).cast("string").alias("q"), "v0", "v1", "v2",
-        (F.lit(0).cast("long") if one_bucket else F.explode(reach)).alias("bucket"))
+        "k", "t", "v0", "v1", "v2", (F.lit(0).cast("long") if one_bucket else F.explode(reach)).alias("bucket")) \
+        .groupBy("k", "t", "bucket").agg(*[F.sum(f"v{i}").alias(f"v{i}") for i in range(3)]) \
+        .withColumn("is_ev", F.lit(1))
     points = {p: (name, int(p.rsplit("@", 1)[1])) for name in _LIVE_QUERIES for p in _query_points(name)}
     queries = F.array(*[F.struct(F.lit(p).alias("q"), _live_key(_LIVE_QUERIES[name][0], p.split(".")[1].split("@")[0],
                                                                 _query_columns(name)).alias("k"),
                                  (F.col("c") - offset).alias("t"))
                         for p, (name, offset) in points.items()])
-    q = day.select("flight_key", "c", F.explode(queries).alias("x")).where(F.col("x.k").isNotNull()).select(
-        F.col("x.k").alias("k"), F.col("x.t").alias("t"), F.lit(0).alias("is_ev"), "flight_key",
-        F.col("x.q").alias("q"), *[F.lit(None).cast("double").alias(f"v{i}") for i in range(3)],
+    asked = day.select("flight_key", "c", F.explode(queries).alias("x")).where(F.col("x.k").isNotNull()).select(
+        "flight_key", F.col("x.q").alias("q"), F.col("x.k").alias("k"), F.col("x.t").alias("t"),
         bucket(F.col("c")).alias("bucket"))
+    # Flights of the same key and cutoff ask the same sum (a bank of departures at one minute;
+    # x20 copies of a day): the running sums are taken once per distinct point, then joined back.
+    points = asked.select("k", "t", "bucket").distinct().select(
+        "k", "t", F.lit(0).alias("is_ev"), *[F.lit(None).cast("double").alias(f"v{i}") for i in range(3)], "bucket")
     running = Window.partitionBy("k", "bucket").orderBy("t", "is_ev").rowsBetween(Window.unboundedPreceding, 0)
-    summed = q.unionByName(ev).select(
-        "flight_key", "q", "is_ev", *[F.coalesce(F.sum(f"v{i}").over(running), F.lit(0.0)).alias(f"v{i}")
-                                      for i in range(3)])
-    return summed.where(F.col("is_ev") == 0).drop("is_ev")
+    summed = points.unionByName(ev).select(
+        "k", "t", "bucket", "is_ev", *[F.coalesce(F.sum(f"v{i}").over(running), F.lit(0.0)).alias(f"v{i}")
+                                       for i in range(3)])
+    at_points = summed.where(F.col("is_ev") == 0).drop("is_ev")
+    return asked.join(at_points, on=["k", "t", "bucket"], how="inner").select("flight_key", "q", "v0", "v1", "v2")
 
 
 def _mean(total: Column | str, n: Column | str) -> Column:
@@ -554,19 +562,31 @@ def _history_key(name: str, columns: list[str]) -> Column:
     return reduce(lambda k, c: F.when(F.col(c).isNotNull(), k), columns, key)
 
 
-def _history_rows(flights: DataFrame, wanted: DataFrame) -> DataFrame:
-    """``hk, dn, known_dn, label`` per flight with a known label and key, only for the ``wanted``
-    keys (those the run's flights ask: a broadcast semi-join before any aggregation)."""
+LABEL_COUNTS_SCHEMA = T.StructType([
+    T.StructField("ds", T.StringType()), T.StructField("hk", T.StringType()), T.StructField("dn", T.IntegerType()),
+    T.StructField("known_dn", T.IntegerType()), T.StructField("n", T.DoubleType()), T.StructField("s", T.DoubleType()),
+])
+LABEL_COUNTS_COLUMNS = LABEL_COUNTS_SCHEMA.fieldNames()
+
+
+def label_counts(flights: DataFrame, cutoff_hours: float = CUTOFF_HOURS_DEFAULT) -> DataFrame:
+    """``ds, hk, dn, known_dn, n, s``: per history key, flight day and first snapshot day that
+    knows them, the labels counted and their sum: everything the history features read of a past
+    day. The transform publishes them with the day (``features/label_counts``), so a daily run
+    reads 28 small partitions of counts instead of 28 days of flights."""
+    timed = with_times(flights, int(round(cutoff_hours * 3600)))
     keys = F.array(*[_history_key(name, cols) for name, cols in _HISTORY_KEYS.items()])
-    return flights.where(F.col("t_known").isNotNull()).select(F.explode(keys).alias("hk"), "dn", "known_dn", "label") \
-        .join(F.broadcast(wanted), on="hk", how="left_semi")
+    return timed.where(F.col("t_known").isNotNull()) \
+        .select("ds", F.explode(keys).alias("hk"), "dn", "known_dn", "label").where(F.col("hk").isNotNull()) \
+        .groupBy("ds", "hk", "dn", "known_dn") \
+        .agg(F.count(F.lit(1)).cast("double").alias("n"), F.sum("label").cast("double").alias("s")) \
+        .select(*LABEL_COUNTS_COLUMNS)
 
 
-def history_deltas(rows: DataFrame) -> DataFrame:
+def history_deltas(counts: DataFrame) -> DataFrame:
     """``hk, day, n_W, s_W``: how the label counts a snapshot sees change on ``day``. A flight of
     day d whose label the snapshot of day ``known_dn`` first knows counts for [known_dn, d + W]."""
-    per_day = rows.groupBy("hk", "dn", "known_dn") \
-        .agg(F.count(F.lit(1)).cast("double").alias("n"), F.sum("label").cast("double").alias("s"))
+    per_day = counts.groupBy("hk", "dn", "known_dn").agg(F.sum("n").alias("n"), F.sum("s").alias("s"))
     zero = F.lit(0.0)
     counted = {w: F.col("known_dn") <= F.col("dn") + w for w in _HISTORY_WINDOWS}  # known while still in it
     start = F.struct(F.col("known_dn").alias("day"), *[F.when(counted[w], F.col(v)).otherwise(zero).alias(f"{v}_{w}")
@@ -577,28 +597,28 @@ def history_deltas(rows: DataFrame) -> DataFrame:
     return per_day.select("hk", F.explode(F.array(start, *ends)).alias("d")).select("hk", "d.*")
 
 
-def history_on_day(rows: DataFrame, day_number: int) -> DataFrame:
+def history_on_day(counts: DataFrame, day_number: int) -> DataFrame:
     """``hk, day, n_W, s_W`` as the snapshot of one day sees them: the flights of [D - W, D - 1]
     whose label it knows (the running sum of ``history_deltas`` at D, as one filtered groupBy)."""
-    seen = rows.where((F.col("known_dn") <= day_number) & (F.col("dn") >= day_number - max(_HISTORY_WINDOWS)))
+    seen = counts.where((F.col("known_dn") <= day_number) & (F.col("dn") >= day_number - max(_HISTORY_WINDOWS)))
     recent = {w: F.col("dn") >= day_number - w for w in _HISTORY_WINDOWS}
-    return seen.groupBy("hk").agg(*[F.sum(F.when(recent[w], F.lit(1.0) if v == "n" else F.col("label").cast("double")))
-                                    .alias(f"{v}_{w}") for w in _HISTORY_WINDOWS for v in ("n", "s")]) \
+    return seen.groupBy("hk").agg(*[F.sum(F.when(recent[w], F.col(v))).alias(f"{v}_{w}")
+                                    for w in _HISTORY_WINDOWS for v in ("n", "s")]) \
         .withColumn("day", F.lit(day_number))
 
 
-def history_features(day: DataFrame, flights: DataFrame, days: list[str]) -> DataFrame:
-    """``flight_key`` + the ``hist_*`` features of ``day``'s flights (of ``days``) from the labels
-    of ``flights``, restricted to the keys they ask: a running sum over the days of the deltas per
-    key (the query days join in with zero deltas, so every queried (key, day) has a row); a one-day
-    run sums its snapshot directly."""
+def history_features(day: DataFrame, counts: DataFrame, days: list[str]) -> DataFrame:
+    """``flight_key`` + the ``hist_*`` features of ``day``'s flights (of ``days``) from the
+    ``label_counts`` of the days before, restricted to the keys they ask: a running sum over the
+    days of the deltas per key (the query days join in with zero deltas, so every queried (key,
+    day) has a row); a one-day run sums its snapshot directly."""
     sums = [f"{v}_{w}" for w in _HISTORY_WINDOWS for v in ("n", "s")]
     keys = F.array(*[F.struct(F.lit(name).alias("name"), _history_key(name, cols).alias("hk"))
                      for name, cols in _HISTORY_KEYS.items()],
                    F.struct(F.lit("prevdest").alias("name"), _history_key("dest", ["prev_dest"]).alias("hk")))
     queries = day.select("flight_key", "dn", F.explode(keys).alias("x")).select(
         "flight_key", F.col("dn").alias("day"), "x.*").where(F.col("hk").isNotNull())
-    rows = _history_rows(flights, queries.select("hk").distinct())
+    rows = counts.join(F.broadcast(queries.select("hk").distinct()), on="hk", how="left_semi")
     if len(days) == 1:
         counts = queries.join(history_on_day(rows, (date.fromisoformat(days[0]) - date(1970, 1, 1)).days),
                               on=["hk", "day"], how="left")
@@ -671,31 +691,38 @@ def _local_midnight(ds: str) -> int:
     return int(datetime.combine(date.fromisoformat(ds), time(0), ZoneInfo(ORIGIN_TZ)).timestamp())
 
 
-def _shift(ds: str, days: int) -> str:
-    return (date.fromisoformat(ds) + timedelta(days=days)).isoformat()
+def flight_days_before(cutoff_hours: float = CUTOFF_HOURS_DEFAULT) -> int:
+    """How many days before a run's first day its flights must include: the aircraft's previous
+    legs (48 h) and the events that can fall before a cutoff (delays up to 48 h, windows up to 12 h)."""
+    cutoff_s = int(round(cutoff_hours * 3600))
+    return _MAX_DELAY_DAYS + math.ceil((cutoff_s + _LIVE_MAX_WINDOW_S) / 86400)
 
 
 def build_features(flights: DataFrame, weather: DataFrame, planes: DataFrame, airports: DataFrame,
-                   days: list[str], cutoff_hours: float = CUTOFF_HOURS_DEFAULT) -> DataFrame:
+                   days: list[str], cutoff_hours: float = CUTOFF_HOURS_DEFAULT,
+                   counts: DataFrame | None = None) -> DataFrame:
     """One feature row per clean flight of ``days`` (``FEATURES_TABLE_COLUMNS`` + ``ds``).
 
     ``flights``: clean flights of any days in [min(days) - HISTORY_DAYS, max(days)] (a missing day
-    is missing history); ``weather``: clean weather of [min(days) - WEATHER_HISTORY_DAYS, max(days)].
+    is missing history), or only of [min(days) - ``flight_days_before``, max(days)] when
+    ``counts`` gives the ``label_counts`` of the days before (the transform reads them published);
+    ``weather``: clean weather of [min(days) - WEATHER_HISTORY_DAYS, max(days)].
     """
     cutoff_s = int(round(cutoff_hours * 3600))
     first, last = min(days), max(days)
-    # Events that can fall before a cutoff of day D: delays up to 48 h, windows up to 12 h.
-    lookback = _MAX_DELAY_DAYS + math.ceil((cutoff_s + _LIVE_MAX_WINDOW_S) / 86400)
-    timed = with_times(flights.where(F.col("ds") <= last), cutoff_s)
-    recent = timed.where(F.col("ds") >= _shift(first, -lookback))
-    legs = previous_leg_columns(previous_leg_features(recent))
-    day = congestion_features(legs.where(F.col("ds") >= _shift(first, -1))).where(F.col("ds").isin(days))
-    day = day.select(*[c for c in day.columns if not c.startswith(("p1_", "p2_"))])
+    flights = flights.where(F.col("ds") <= last)
+    if counts is None:
+        counts = label_counts(flights, cutoff_hours)
+    timed = with_times(flights.where(F.col("ds") >= shift_day(first, -flight_days_before(cutoff_hours))), cutoff_s)
+    legs = previous_leg_columns(previous_leg_features(timed))
+    day = congestion_features(legs.where(F.col("ds") >= shift_day(first, -1))).where(F.col("ds").isin(days))
+    # Three branches read the day's rows (live queries, history queries, the output): computed once.
+    day = day.select(*[c for c in day.columns if not c.startswith(("p1_", "p2_"))]).localCheckpoint(eager=True)
     # every cutoff of the run lies in [lo, hi) (local midnights of its days, 24:00 flights included)
     lo = _local_midnight(first) - cutoff_s - 3600
-    hi = _local_midnight(_shift(last, 1)) - cutoff_s + 3600
-    live = live_features(day, recent, lo, hi)
-    history = history_features(day, timed, days)
+    hi = _local_midnight(shift_day(last, 1)) - cutoff_s + 3600
+    live = live_features(day, timed, lo, hi)
+    history = history_features(day, counts, days)
     enriched = weather_at_cutoff(
         join_destinations(join_planes(static_features(day), planes), airports), weather,
     ).join(live, on="flight_key", how="left").join(history, on="flight_key", how="left")

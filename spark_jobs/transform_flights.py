@@ -25,10 +25,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import date, timedelta
-from functools import reduce
 from typing import Any
 
-from lakeforge.dates import date_range, expand_dates
+from lakeforge.dates import date_range, expand_dates, shift_day
 from lakeforge.lake import Lake, source_lake
 from lakeforge.lease import LeaseHeld
 from lakeforge.publish import list_partitions, partition_dir, partition_name, read_manifest, writing
@@ -44,6 +43,10 @@ JOB, SOURCE_NAME = "transform_flights", "nycflights"
 RAW_FLIGHTS, RAW_WEATHER = "raw/flights", "raw/weather"
 # The tables the quality gate audits, in the order ``run`` audits them (one GE validation).
 AUDITED_TABLES = (RAW_FLIGHTS, RAW_WEATHER, "clean/flights", "clean/weather", "features/flights")
+# A day's label counts per history key (``spark_jobs.features.label_counts``), published with the
+# day: what later days' history features read of it. Derived from the day's clean flights, which
+# the gate audits; the cutoff they were counted for is in their manifests.
+LABEL_COUNTS = "features/label_counts"
 
 
 def parse_dates(args: argparse.Namespace) -> list[str]:
@@ -130,33 +133,54 @@ def history_rows(lake: Lake, table: str, dates: list[str], days: int = 7, lookba
 def history_days(dates: list[str], days: int) -> list[str]:
     """The ``days`` days before each run date that are not run dates themselves: what the
     features read from the published lake (the run's own days come from its staging)."""
-    wanted = {d for ds in dates for d in date_range(shift(ds, -days), shift(ds, -1))}
+    wanted = {d for ds in dates for d in date_range(shift_day(ds, -days), shift_day(ds, -1))}
     return sorted(wanted - set(dates))
-
-
-def shift(ds: str, days: int) -> str:
-    return (date.fromisoformat(ds) + timedelta(days=days)).isoformat()
 
 
 def published_days(spark, lake: Lake, table: str, like, days: list[str]):
     """The published partitions of ``table`` among ``days`` (a day never published, or blocked
-    by the quality gate and so never published, is simply absent), with ``like``'s schema."""
+    by the quality gate and so never published, is simply absent), with ``like``'s schema: one
+    scan of their manifests' files, ``ds`` read from their paths (a folder ``ds=...``, or its
+    backup while a writer holds it): a scan per day made a month's history ~10x slower to plan."""
     from pyspark.sql import functions as F
 
-    frames = []
+    files = []
     for ds in days:
         manifest = read_manifest(lake, table, partition_name(ds))
         folder = partition_dir(lake, table, partition_name(ds))
         if manifest is None or folder is None or not manifest.get("files"):
             continue
-        files = [lake.uri(folder, f["name"]) for f in manifest["files"]]
-        frames.append(spark.read.schema(like.drop("ds").schema).parquet(*files).withColumn("ds", F.lit(ds)))
-    return reduce(lambda a, b: a.unionByName(b), frames, spark.createDataFrame([], like.schema))
+        files += [lake.uri(folder, f["name"]) for f in manifest["files"]]
+    if not files:
+        return spark.createDataFrame([], like.schema)
+    ds = F.regexp_extract(F.col("_metadata.file_path"), r"/ds=(\d{4}-\d{2}-\d{2})[^/]*/[^/]+$", 1)
+    return spark.read.schema(like.drop("ds").schema).parquet(*files).withColumn("ds", ds).select(*like.columns)
 
 
 def depends_on(dates: list[str], blocked: set[str], days: int) -> list[str]:
     """The run dates whose features read one of the ``blocked`` dates as history."""
-    return [ds for ds in dates if ds not in blocked and any(b in blocked for b in date_range(shift(ds, -days), shift(ds, -1)))]
+    return [ds for ds in dates if ds not in blocked and any(b in blocked for b in date_range(shift_day(ds, -days), shift_day(ds, -1)))]
+
+
+def history_label_counts(spark, lake: Lake, days: list[str], cutoff_s: int, like):
+    """The published ``label_counts`` of ``days``; a day published without them, or counted for
+    another cutoff (a lake from before they existed, a changed setting), is counted again from its
+    published clean flights (``like``: their frame)."""
+    from spark_jobs.features import LABEL_COUNTS_SCHEMA, label_counts
+
+    stored, recount = [], []
+    for ds in days:
+        clean = read_manifest(lake, "clean/flights", partition_name(ds))
+        if clean is None:  # never published (or blocked): no history from that day
+            continue
+        manifest = read_manifest(lake, LABEL_COUNTS, partition_name(ds)) or {}
+        current = manifest.get("cutoff_s") == cutoff_s and manifest.get("clean_sha256") == clean["content_sha256"]
+        (stored if current else recount).append(ds)
+    counts = published_days(spark, lake, LABEL_COUNTS, spark.createDataFrame([], LABEL_COUNTS_SCHEMA), stored)
+    if recount:
+        flights = published_days(spark, lake, "clean/flights", like, recount)
+        counts = counts.unionByName(label_counts(flights, cutoff_s / 3600))
+    return counts
 
 
 REFERENCE_KEYS = {"planes": "tailnum", "airports": "faa", "airlines": "carrier"}
@@ -279,7 +303,8 @@ def written_tables() -> list[str]:
     from lakeforge.quality.evidence import QUALITY, SUMMARY_TABLE
 
     outputs = [f"{layer}/{name}" for layer in ("clean", "quarantine") for name in ("flights", "weather", *REFERENCE_KEYS)]
-    return [*outputs, "features/flights", *(f"{QUALITY}/{table}" for table in AUDITED_TABLES), SUMMARY_TABLE]
+    return [*outputs, "features/flights", LABEL_COUNTS, *(f"{QUALITY}/{table}" for table in AUDITED_TABLES),
+            SUMMARY_TABLE]
 
 
 def run(spark, lake: Lake, dates: list[str], run_id: str | None = None,
@@ -299,7 +324,8 @@ def _run(spark, lake: Lake, dates: list[str], run_id: str | None = None,
     (``raw_inputs``), when the caller has read them."""
     from lakeforge.quality.wap import QualityGate
     from spark_jobs.clean import clean_flights, clean_weather
-    from spark_jobs.features import HISTORY_DAYS, WEATHER_HISTORY_DAYS, build_features
+    from spark_jobs.features import (HISTORY_DAYS, WEATHER_HISTORY_DAYS, build_features, flight_days_before,
+                                     label_counts)
     from spark_jobs.schemas import QUARANTINE, REFERENCE_SCHEMAS
 
     timings: dict[str, float] = {}
@@ -359,12 +385,21 @@ def _run(spark, lake: Lake, dates: list[str], run_id: str | None = None,
     # not published); a date the gate blocks gets none of its tables published.
     t = time.perf_counter()
     size_file_splits(spark, [f.size for f in lake.files(staging["clean/flights"])])
-    flights_seen = read_staged(spark, lake, staging["clean/flights"], flights).unionByName(
-        published_days(spark, lake, "clean/flights", flights, history_days(dates, HISTORY_DAYS)))
+    cutoff_hours = get_settings().feature_cutoff_hours
+    cutoff_s = int(round(cutoff_hours * 3600))
+    run_flights = read_staged(spark, lake, staging["clean/flights"], flights)
+    # one file per day: a few thousand rows each
+    staged[LABEL_COUNTS] = label_counts(run_flights, cutoff_hours).repartition("ds")
+    staging[LABEL_COUNTS] = write_partitioned(staged[LABEL_COUNTS], lake, LABEL_COUNTS)
+    read_footers(LABEL_COUNTS)
+    history_counts = read_staged(spark, lake, staging[LABEL_COUNTS], staged[LABEL_COUNTS]).unionByName(
+        history_label_counts(spark, lake, history_days(dates, HISTORY_DAYS), cutoff_s, flights))
+    flights_seen = run_flights.unionByName(
+        published_days(spark, lake, "clean/flights", flights, history_days(dates, flight_days_before(cutoff_hours))))
     weather_seen = weather.unionByName(
         published_days(spark, lake, "clean/weather", weather, history_days(dates, WEATHER_HISTORY_DAYS)))
-    features = build_features(flights_seen, weather_seen, planes, airports, dates,
-                              cutoff_hours=get_settings().feature_cutoff_hours)
+    features = build_features(flights_seen, weather_seen, planes, airports, dates, cutoff_hours=cutoff_hours,
+                              counts=history_counts)
     staged["features/flights"] = features
     staging["features/flights"] = write_partitioned(features, lake, "features/flights")
     read_footers("features/flights")
@@ -393,10 +428,14 @@ def _run(spark, lake: Lake, dates: list[str], run_id: str | None = None,
 
     t = time.perf_counter()
     counts: dict[str, dict[str, int]] = {"raw_flights": raw["flights"], "raw_weather": raw["weather"]}
-    for table, df in staged.items():
-        manifests = publish_written_partitions(
-            lake, table, staging[table], publishable, arrow_schema(df), meta=meta,
-            partition_meta=gate.partition_meta(table),
+    published: dict[str, dict[str, dict[str, Any]]] = {}
+    for table, df in staged.items():  # clean/flights before the label counts derived from it
+        partition_meta = gate.partition_meta(table)
+        if table == LABEL_COUNTS:  # what they were counted from: a day republished since is counted again
+            partition_meta = {ds: {"cutoff_s": cutoff_s, "clean_sha256": published["clean/flights"][ds]["content_sha256"]}
+                              for ds in publishable}
+        published[table] = manifests = publish_written_partitions(
+            lake, table, staging[table], publishable, arrow_schema(df), meta=meta, partition_meta=partition_meta,
             file_rows={ds: stats.files for ds, stats in footers[table].items()},
         )
         counts[table.replace("/", "_")] = {ds: m["rows"] for ds, m in manifests.items()}

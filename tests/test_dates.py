@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from lakeforge.dates import compact_dates, date_range, expand_dates
+from lakeforge.dates import compact_dates, date_range, expand_dates, shift_day
 
 
 def test_round_trip_of_scattered_days_and_ranges():
@@ -41,3 +41,10 @@ def test_any_range_fits_a_command_line(tmp_path):
             "print(len(parse_dates(argparse.Namespace(dates=sys.argv[1], start=None, end=None))))")
     out = subprocess.run([sys.executable, "-c", code, spec], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(len(days))
+
+
+def test_shift_day_crosses_months_leap_days_and_years():
+    assert shift_day("2013-01-01", -1) == "2012-12-31"
+    assert shift_day("2012-02-28", 1) == "2012-02-29" and shift_day("2013-02-28", 1) == "2013-03-01"
+    assert shift_day("2013-03-01", -29) == "2013-01-31"
+    assert shift_day("2013-06-15", 0) == "2013-06-15"

@@ -21,7 +21,8 @@ from spark_jobs import transform_flights
 from tests.helpers import jvm_scratch_in_test_tmp
 
 DAYS = ["2013-01-01", "2013-01-02", "2013-01-03"]
-TABLES = ["clean/flights", "clean/weather", "quarantine/flights", "quarantine/weather", "features/flights"]
+TABLES = ["clean/flights", "clean/weather", "quarantine/flights", "quarantine/weather", "features/flights",
+          transform_flights.LABEL_COUNTS]
 
 
 def fingerprint(spark, lake: Lake, table: str) -> tuple[int, int]:
@@ -78,6 +79,33 @@ def test_rerun_of_one_date_touches_only_that_date(spark, raw_lake):
         assert raw_lake.read_bytes(f"{t}/ds=2013-01-03/{MANIFEST}") == before[t]["2013-01-03"]
         assert raw_lake.read_bytes(f"{t}/ds=2013-01-02/{MANIFEST}") != before[t]["2013-01-02"]
         assert fingerprint(spark, raw_lake, t) == prints[t]  # identical rows after the rerun
+
+
+def test_history_counts_missing_or_stale_are_counted_again(spark, raw_lake):
+    """A daily run reads the days before it as their published label counts; a day without them
+    (a lake from before they existed) or whose clean flights were republished since is counted
+    again from its clean flights, never read stale: the features equal the backfill's."""
+    transform_flights.run(spark, raw_lake, DAYS)
+    features = fingerprint(spark, raw_lake, "features/flights")
+    counts = transform_flights.LABEL_COUNTS
+    raw_lake.delete(f"{counts}/ds=2013-01-01")
+    # day 2's counts: wrong numbers (day 1's file under day 2's name), from "another" clean version
+    manifest = read_manifest(raw_lake, counts, "ds=2013-01-02")
+    day1 = read_manifest(raw_lake, "clean/flights", "ds=2013-01-01")["content_sha256"]
+    assert manifest["clean_sha256"] != day1 and manifest["cutoff_s"] == 7200
+    wrong = spark.read.parquet(raw_lake.uri(counts, "ds=2013-01-02")).withColumn("n", F.col("n") + 1)
+    wrong.coalesce(1).write.parquet(raw_lake.uri("wrong"))
+    target = f"{counts}/ds=2013-01-02/{manifest['files'][0]['name']}"
+    raw_lake.delete(target)
+    raw_lake.move(next(f"wrong/{f.path}" for f in raw_lake.files("wrong") if f.path.endswith(".parquet")), target)
+    raw_lake.write_bytes(f"{counts}/ds=2013-01-02/{MANIFEST}", json.dumps({**manifest, "clean_sha256": day1}).encode())
+
+    transform_flights.run(spark, raw_lake, ["2013-01-03"])
+    assert fingerprint(spark, raw_lake, "features/flights") == features
+    # the control: the same wrong counts with a current manifest are read, and move the features
+    raw_lake.write_bytes(f"{counts}/ds=2013-01-02/{MANIFEST}", json.dumps(manifest).encode())
+    transform_flights.run(spark, raw_lake, ["2013-01-03"])
+    assert fingerprint(spark, raw_lake, "features/flights") != features
 
 
 REFERENCE = ["planes", "airports", "airlines"]

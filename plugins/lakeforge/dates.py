@@ -38,3 +38,8 @@ def compact_dates(dates: list[str]) -> str:
 def date_range(start: str, end: str) -> list[str]:
     """Every day from ``start`` to ``end`` (inclusive); ValueError if ``end`` is before ``start``."""
     return expand_dates(f"{start}..{end}")
+
+
+def shift_day(ds: str, days: int) -> str:
+    """The day ``days`` after ``ds`` (before it when negative)."""
+    return (date.fromisoformat(ds) + timedelta(days=days)).isoformat()
