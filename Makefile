@@ -46,8 +46,12 @@ $(HDFS_CLASSPATH): $(HDFS_SOURCES) | system
 
 hdfs-jars: $(HDFS_CLASSPATH)
 
+# Two pytest workers (pytest-xdist), a test module each at a time: most modules wait on a JVM,
+# a server or a scheduler more than they compute, so two of them share the 2 cores well. Each
+# worker has its own session home and starts the services its modules need.
+TEST_WORKERS ?= 2
 test: install hdfs-jars spark-cds
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 demo: install spark-cds
 	$(PY) -m lakeforge.demo --start 2013-01-01 --end 2013-01-31
