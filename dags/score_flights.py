@@ -27,6 +27,13 @@ exactly those days in ONE Spark application (`spark_jobs/score_flights.py`):
   retries, naming the check (evidence: `quality/predictions/flights/ds=<date>/report.html`). Each
   manifest records the model version and the input feature partition's content hash.
 - Emits `nycflights.predictions.flights` with the published days and the model version.
+- Monitoring, in the same Spark application: the scored days whose outcomes are in are evaluated
+  (`monitoring/performance/ds=...`: ROC AUC, PR AUC, log loss, Brier, calibration, rates) and
+  checked for drift against the version's training reference (`monitoring/drift/ds=.../report.html`),
+  logged to the version's run in the `flight_delay-monitoring` MLflow experiment; then the
+  retraining policy decides for the champion. When it fires, `request_retraining` emits
+  `nycflights.monitoring.retrain_requested` with the reason (`train_delay_model` runs on it); the
+  same evidence never fires twice (`monitoring/retrain_trigger/version=<n>/trigger.json`).
 
 Rescore: trigger with `start`, `end` and optionally `model_version` (default: the champion). Each
 day is replaced whole and atomically: never two versions in a day. Days already scored by that

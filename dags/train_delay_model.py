@@ -7,9 +7,11 @@ from lakeforge.orchestration.train_dag import build_train_dag
 DOC = """
 ### train_delay_model: features -> model -> MLflow registry (champion / challenger)
 
-Runs weekly (Monday 04:00 UTC) and when new `nycflights.features.flights` partitions land
-(asset-triggered runs train only once `LAKEFORGE_TRAIN_MIN_NEW_DAYS` new days are there). ONE
-Spark application (`spark_jobs/train_delay_model.py`):
+Runs weekly (Monday 04:00 UTC), when new `nycflights.features.flights` partitions land
+(features-triggered runs train only once `LAKEFORGE_TRAIN_MIN_NEW_DAYS` new days are there), and
+when batch scoring's retraining policy fires (`nycflights.monitoring.retrain_requested`: one new
+day is enough; the event's reason becomes the run tag `lakeforge.trigger_reason` and part of the
+promotion log entry). ONE Spark application (`spark_jobs/train_delay_model.py`):
 
 - time-based split, no shuffling: a rolling window of `window_days` for training (its last
   `validation_days` score the search trials), then the newest `holdout_days` days, never trained on;
@@ -19,7 +21,8 @@ Spark application (`spark_jobs/train_delay_model.py`):
   whole window;
 - one parent MLflow run: params, split boundaries, holdout metrics, plots, the input partitions
   (lake URI + content hash + quality status) as dataset inputs, Airflow run and git commit tags;
-- registered as `flight_delay` with alias `challenger`; it becomes `champion` only if it beats the
+- registered as `flight_delay` with alias `challenger`, its drift reference profile (training
+  window + holdout predictions) stored on its run for batch scoring's monitoring; it becomes `champion` only if it beats the
   champion (or, for the first model, a constant baseline) by the configured margin and no guard
   fails, both scored on the holdout days after the champion's last training day only (a champion
   is never scored on days it trained on; none left: `no_decision`, the champion stays). Every

@@ -31,6 +31,16 @@ partition (URI, content hash, rows, quality). A rescore replaces a day whole: re
 version's partition or the new one, never both, never a mix. A day already scored by the same
 version from the same feature bytes is left as it is (``--force`` scores it again).
 
+Then, in the same Spark application, monitoring (``lakeforge.monitoring``) of the days this run
+published (or an earlier try of the same run did, or that were scored before without a monitoring
+record of their version) whose outcomes are in (labels in their ``features/flights`` partition,
+read from the Parquet footers): evaluation and drift, published to ``monitoring/performance`` and
+``monitoring/drift`` and logged to the version's monitoring run; then the retraining decision for
+the champion (``monitor.decide_and_record``: a firing is remembered in
+``monitoring/retrain_trigger/version=<n>`` so the same evidence never fires twice). The result
+(``LAKEFORGE_RESULT`` and the run report) carries the per-day records, the report URIs and the
+decision, whose ``retrain`` the DAG turns into the retraining asset event.
+
 MLflow unreachable: the job fails before Spark starts, with the tracking URI in the message, and
 writes nothing; Airflow retries the task.
 """
@@ -166,9 +176,32 @@ def check_contract(lake: Lake, model_label: str, signature, inputs: dict[str, di
 
 def written_tables() -> list[str]:
     """Every table a run writes (its leases are held for the whole run)."""
+    from lakeforge.monitoring import store
+    from lakeforge.monitoring.monitor import TRIGGERS
     from lakeforge.quality.evidence import QUALITY, SUMMARY_TABLE
 
-    return [PREDICTIONS, f"{QUALITY}/{PREDICTIONS}", SUMMARY_TABLE]
+    return [PREDICTIONS, f"{QUALITY}/{PREDICTIONS}", SUMMARY_TABLE, store.PERFORMANCE, store.DRIFT, TRIGGERS]
+
+
+def labelled_rows(lake: Lake, paths: list[str]) -> int | None:
+    """Rows of a features day whose outcome (``label``) is in, from the Parquet footers' null
+    counts (no Spark job); None when a footer does not say."""
+    import pyarrow.parquet as pq
+
+    total = 0
+    for rel in paths:
+        with lake.fs.open_input_file(lake.path(rel)) as f:
+            md = pq.ParquetFile(f).metadata
+        names = [md.schema.column(i).name for i in range(md.num_columns)]
+        if "label" not in names:
+            continue
+        col = names.index("label")
+        for g in range(md.num_row_groups):
+            stats = md.row_group(g).column(col).statistics
+            if stats is None or not stats.has_null_count:
+                return None
+            total += md.row_group(g).num_rows - stats.null_count
+    return total
 
 
 # -- scoring ---------------------------------------------------------------------------------------
@@ -232,7 +265,13 @@ def score(spark, args: argparse.Namespace, version=None) -> dict[str, Any]:
         return skipped(name, dates, args.run_id)
     lake = job_lake(args)
     with writing(lake, written_tables(), args.run_id):
-        return run(spark, lake, dates, version, args.run_id, force=args.force)
+        return run(spark, lake, dates, version, args.run_id, force=args.force, champion=champion_of(args, version))
+
+
+def champion_of(args: argparse.Namespace, version):
+    """The champion's version object (the retraining decision is about it): the version scoring
+    with, unless a rescore named another one."""
+    return version if args.model_version is None else resolve(get_settings().model_name, None)
 
 
 def skipped(name: str, dates: list[str], run_id: str | None) -> dict[str, Any]:
@@ -243,9 +282,10 @@ def skipped(name: str, dates: list[str], run_id: str | None) -> dict[str, Any]:
 
 
 def run(spark, lake: Lake, dates: list[str], version, run_id: str | None = None,
-        force: bool = False) -> dict[str, Any]:
+        force: bool = False, champion=None) -> dict[str, Any]:
     """Score ``dates`` with ``version`` (a registry version object): check, score, stage, audit,
-    publish. Hold the leases of ``written_tables()`` around it (``score`` does)."""
+    publish; then monitor the days and decide on retraining ``champion`` (a version object; None:
+    no decision). Hold the leases of ``written_tables()`` around it (``score`` does)."""
     from lakeforge.quality.profile import parquet_footer_stats
     from lakeforge.scoring import ScoringGate, already_scored, decision_threshold
     from lakeforge.spark_publish import publish_written_partitions
@@ -272,9 +312,13 @@ def run(spark, lake: Lake, dates: list[str], version, run_id: str | None = None,
     if unchanged:
         log.info("already scored by %s v%s from the same features: %s", info["name"], info["version"],
                  ", ".join(unchanged))
+    # An earlier try of this run published them (then failed, e.g. in monitoring): still its days.
+    earlier = [ds for ds in unchanged if run_id is not None
+               and read_manifest(lake, PREDICTIONS, partition_name(ds)).get("dag_run_id") == run_id]
     if not todo:
         result.update(status="unchanged", reason=f"every day is already scored by {info['name']} v{info['version']}"
-                      f" from the same features (or has none)")
+                      f" from the same features (or has none)", published=earlier, published_days=len(earlier))
+        result.update(monitor(spark, lake, inputs, unchanged, info, run_id, None, champion))
         return result
     days = sorted(todo)
     label = f"{info['name']} v{info['version']}"
@@ -290,6 +334,7 @@ def run(spark, lake: Lake, dates: list[str], version, run_id: str | None = None,
 
         t = time.perf_counter()
         scored_at = datetime.now(timezone.utc)
+        # PipelineModel keeps its stages in memory: usable by monitoring after the copy is gone.
         df = predictions(spark, model, todo, columns, info, scored_at, run_id)
         staging = stage(df, lake)
         footers = parquet_footer_stats(lake, staging, days)
@@ -315,16 +360,83 @@ def run(spark, lake: Lake, dates: list[str], version, run_id: str | None = None,
         file_rows={ds: stats.files for ds, stats in footers.items()},
     )
     timings["publish_s"] = time.perf_counter() - t
-    timings["total_in_app_s"] = time.perf_counter() - t0
+    published = sorted({*manifests, *earlier})
     result.update(
-        published=sorted(manifests), published_days=len(manifests), quality=gate.summary(),
+        published=published, published_days=len(published), quality=gate.summary(),
         rows={"features": sum(todo[ds]["rows"] for ds in days),
               "predictions": sum(m["rows"] for m in manifests.values())},
         scored_at=scored_at.isoformat(timespec="seconds"),
     )
     log.info("%s: published %d of %d day(s), %d predictions (threshold %.3f from %s)", label, len(manifests),
              len(days), result["rows"]["predictions"], threshold, threshold_source)
+    result.update(monitor(spark, lake, inputs, sorted({*manifests, *unchanged}), info, run_id, model, champion))
+    timings["total_in_app_s"] = time.perf_counter() - t0
     return result
+
+
+# -- monitoring and the retraining decision ------------------------------------------------------------
+RECORD_KEYS = ("ds", "model_version", "rows_scored", "rows_evaluated", "positives", "roc_auc", "pr_auc", "log_loss",
+               "brier", "calibration_error", "positive_rate", "mean_prediction", "decision_rate")
+
+
+def to_monitor(lake: Lake, inputs: dict[str, dict[str, Any]], days: list[str],
+               version: str) -> tuple[dict[str, list[str]], list[str]]:
+    """({scored_at: days to monitor}, days whose outcomes are not in yet) among ``days`` (scored by
+    ``version``): those with labelled feature rows and no monitoring record of exactly these
+    predictions (version and scoring instant) yet."""
+    from lakeforge.monitoring import store
+
+    todo: dict[str, list[str]] = {}
+    waiting = []
+    for ds in days:
+        scored_at = (read_manifest(lake, PREDICTIONS, partition_name(ds)) or {}).get("scored_at")
+        perf = read_manifest(lake, store.PERFORMANCE, partition_name(ds)) or {}
+        if perf.get("model_version") == version and perf.get("scored_at") == scored_at:
+            continue  # monitored already, from these very predictions
+        if labelled_rows(lake, inputs[ds]["paths"]) == 0:
+            waiting.append(ds)
+        else:
+            todo.setdefault(scored_at, []).append(ds)
+    return todo, waiting
+
+
+def monitor(spark, lake: Lake, inputs: dict[str, dict[str, Any]], days: list[str], info: dict[str, Any],
+            run_id: str | None, model, champion) -> dict[str, Any]:
+    """Evaluation and drift of ``days`` (``lakeforge.monitoring.monitor_days``), then the retraining
+    decision for ``champion``: the result's ``monitoring`` and ``retraining`` (small: no histograms,
+    no buckets; the reports are in the lake)."""
+    from lakeforge.monitoring import drift, store
+    from lakeforge.monitoring.monitor import decide_and_record, monitor_days
+
+    t = time.perf_counter()
+    version = info["version"]
+    todo, waiting = to_monitor(lake, inputs, days, version)
+    out: dict[str, Any] = {"days": [], "skipped": [], "awaiting_outcomes": waiting, "records": [], "drift": {},
+                           "performance_uris": {}}
+    # One call per scoring instant (normally one: this run's); the manifests record which predictions.
+    for scored_at, group in sorted(todo.items(), key=lambda kv: str(kv[0])):
+        got = monitor_days(spark, lake, group, meta={"job": JOB, "dag_run_id": run_id, "model_version": version,
+                                                     "scored_at": scored_at},
+                           models={version: model} if model is not None else None)
+        out["days"] += got["days"]
+        out["skipped"] += got["skipped"]
+        out["records"] += [{k: r.get(k) for k in RECORD_KEYS} for r in got["performance"]]
+        out["drift"].update({ds: {**drift.summary(r), "report": got.get("report_uris", {}).get(ds)}
+                             for ds, r in got["drift"].items()})
+        out["performance_uris"].update(got.get("performance_uris", {}))
+    out["days"].sort()
+    out["records"].sort(key=lambda r: (r["ds"], r["model_version"]))
+    out["monitor_s"] = time.perf_counter() - t
+    retraining = None
+    if champion is not None and out["days"]:
+        t = time.perf_counter()
+        retraining = decide_and_record(lake, info["name"], str(champion.version), run_id).extra()
+        retraining["decision_s"] = time.perf_counter() - t
+        log.info("%s", retraining["reason"])
+    if out["days"]:
+        log.info("monitored %s (v%s); awaiting outcomes: %s; drift reports: %s", ", ".join(out["days"]), version,
+                 ", ".join(waiting) or "none", lake.uri(store.DRIFT))
+    return {"monitoring": out, "retraining": retraining}
 
 
 # -- command line -------------------------------------------------------------------------------------
@@ -382,12 +494,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             except LeaseHeld as held:
                 raise SystemExit(f"{JOB}: {held}") from None
             gate.preload(lambda: [load_suite(SOURCE_NAME, PREDICTIONS)])
+            champion = champion_of(args, version)  # before the JVM starts, like the version
             inputs = feature_inputs(lake, dates)  # a missing day fails here, before the JVM starts
             t = time.perf_counter()
             spark = session(JOB, input_bytes=sum(i["bytes"] for i in inputs.values()))
             startup = time.perf_counter() - t
             try:
-                result = run(spark, lake, dates, version, args.run_id, force=args.force)
+                result = run(spark, lake, dates, version, args.run_id, force=args.force,
+                             champion=champion)
             finally:
                 spark.stop()
         result["timings"]["spark_startup_s"] = startup

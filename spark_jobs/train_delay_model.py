@@ -13,6 +13,15 @@ on the holdout days after the champion's last training day only (none left: no d
 
 Idempotent per ``--run-key``: a rerun after success changes nothing; a rerun after a crash deletes
 the half-registered version first. An unreachable MLflow server fails the job before Spark starts.
+
+A version that is promoted gets its drift reference profile (``lakeforge.monitoring.drift.build_profile``
+over the training window and the model's predictions on the holdout) stored on its run as
+``monitoring/reference_profile.json`` before the ``champion`` alias moves: batch scoring reads it
+there (its account may not write to the training run). A rejected challenger never serves and
+gets none (a rescore with it builds one in the scoring run: ``drift.ensure_reference_profile``).
+
+``--trigger-reason`` (the retraining policy's reason, when a retraining request triggered the run)
+becomes the run tag ``lakeforge.trigger_reason`` and part of the promotion log entry's ``trigger``.
 """
 
 from __future__ import annotations
@@ -37,6 +46,8 @@ from lakeforge.training.trainers import FAMILIES, feature_importance
 
 log = logging.getLogger("lakeforge.train_delay_model")
 REPORTS = "_reports/train_delay_model"
+TRIGGER_REASON_TAG = "lakeforge.trigger_reason"
+MAX_TAG_CHARS = 5000  # MLflow's limit on a tag value is 8000 (a reason is a line or two)
 SOURCE = "nycflights"  # the source whose features this job trains on
 
 
@@ -169,7 +180,7 @@ def run(spark, lake: Lake, args: argparse.Namespace) -> dict[str, Any]:
     n_train, train_rate = counts["count(1)"], counts["avg(label)"]
     slots = spark.sparkContext.defaultParallelism
     trigger = {"run_key": args.run_key, "dag_id": args.dag_id, "dag_run_id": args.dag_run_id,
-               "triggered_by": args.triggered_by}
+               "triggered_by": args.triggered_by, "reason": args.trigger_reason or None}
     experiment_id = tracking.setup()
     parent_tags = {
         registry.RUN_KEY_TAG: args.run_key,
@@ -179,6 +190,7 @@ def run(spark, lake: Lake, args: argparse.Namespace) -> dict[str, Any]:
         "mlflow.source.git.commit": tracking.git_commit(),
         "lakeforge.quality": data.quality_summary(train_parts + holdout_parts),
         "lakeforge.family": args.family,
+        **({TRIGGER_REASON_TAG: args.trigger_reason[:MAX_TAG_CHARS]} if args.trigger_reason else {}),
     }
     run_name = f"{args.family} {split.train[0]}..{split.holdout[-1]}"
     with mlflow.start_run(run_name=run_name, tags=parent_tags) as parent:
@@ -245,6 +257,10 @@ def run(spark, lake: Lake, args: argparse.Namespace) -> dict[str, Any]:
             policy=policy, challenger=gate_m, champion_version=champ_v, champion=champ_m, baseline=baseline,
             comparison=comparison, challenger_window=challenger_window, champion_window=champ_window,
             trigger=trigger, decided_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        if entry["decision"] == "promoted":  # before the alias moves: a champion is scored with its profile
+            t = time.perf_counter()
+            log_reference_profile(model, train, holdout, name, version, rid, split)
+            timings["reference_profile_s"] = time.perf_counter() - t
         log_path = promotion.write_entry(lake, entry)
         registry.record_decision(name, version, entry)
         registry.finish_promotion(name, version, entry["decision"], champ_v)
@@ -271,6 +287,22 @@ def run(spark, lake: Lake, args: argparse.Namespace) -> dict[str, Any]:
         "split": split.boundaries(), "train_rows": n_train, "timings": timings, "promotion_log": log_path,
         "model_uri": info.model_uri,
     }
+
+
+def log_reference_profile(model, train, holdout, name: str, version: str, run_id: str, split: Split) -> None:
+    """The version's drift reference profile on its (active) run: the training window's feature
+    distributions and the model's predictions on the holdout days (out of sample, like the days it
+    will score). Two Spark passes over each of the cached frames."""
+    import mlflow
+
+    from lakeforge.monitoring.drift import build_profile
+    from lakeforge.monitoring.store import PROFILE_ARTIFACT
+
+    profile = build_profile(train, model.transform(holdout), meta={
+        "model_name": name, "model_version": str(version), "run_id": run_id,
+        "window": {"train_start": split.train[0], "train_end": split.train[-1]},
+        "prediction_days": [split.holdout[0], split.holdout[-1]]})
+    mlflow.log_dict(profile, PROFILE_ARTIFACT)
 
 
 def data_columns() -> list[str]:
@@ -316,6 +348,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dag-id")
     p.add_argument("--dag-run-id")
     p.add_argument("--triggered-by", default="manual")
+    p.add_argument("--trigger-reason", default="",
+                   help="why the run was requested (the retraining policy's reason): a run tag and in the promotion log")
     return p.parse_args(argv)
 
 

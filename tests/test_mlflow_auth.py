@@ -196,3 +196,20 @@ def test_init_is_idempotent_and_rotation_locks_out_the_old_password(server):
     path = f"/api/2.0/mlflow/registered-models/get?name={NAME}"
     assert status(server, path, ("scoring", before)) == 401
     assert status(server, path, ("scoring", after)) == 200
+
+
+def test_monitoring_experiment_exists_up_front_and_only_scoring_writes_there(server):
+    """``<experiment>-monitoring`` is made by init (model-training view): scoring logs its monitoring
+    runs there, training and people read them."""
+    c = client(server)
+    with account(server, "scoring"):
+        exp = c.get_experiment_by_name(f"{NAME}-monitoring")
+        assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+        run = c.create_run(exp.experiment_id)
+        c.log_metric(run.info.run_id, "roc_auc", 0.7, step=1)
+        c.set_terminated(run.info.run_id)
+    for name in ("training", "viewer"):
+        with account(server, name):
+            assert c.get_run(run.info.run_id).data.metrics["roc_auc"] == 0.7
+            assert denied(c.create_run, exp.experiment_id) == 403
+            assert denied(c.log_metric, run.info.run_id, "roc_auc", 0.1) == 403

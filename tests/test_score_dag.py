@@ -1,6 +1,8 @@
 """score_flights' shape (scheduled on the features asset, emits the predictions asset, trigger form,
-templated job arguments) and its day planning over a real lake's manifests. The DAG run itself
-(no champion: skipped with the reason) and the job: tests/test_score_job.py."""
+templated job arguments), its day planning over a real lake's manifests, and the retraining loop:
+``request_retraining`` emits the retraining asset with the reason only when the run's decision
+fired, and train_delay_model runs on it beside its weekly schedule, passing the reason to the job.
+The DAG run itself (no champion: skipped with the reason) and the job: tests/test_score_job.py."""
 
 import copy
 from types import SimpleNamespace
@@ -39,6 +41,10 @@ def test_scheduled_on_features_emitting_predictions(dag):
     assert args[args.index("--run-id") + 1] == "{{ run_id }}"
     assert score.application.endswith("spark_jobs/score_flights.py")
     assert score.conf["spark.sql.shuffle.partitions"]
+    # Its own task: the scoring task succeeds without a retraining decision too (outlets always emit).
+    request = dag.get_task("request_retraining")
+    assert request.upstream_task_ids == {"spark_score"} and request.trigger_rule == "none_failed"
+    assert [a.name for a in request.outlets] == ["nycflights.monitoring.retrain_requested"]
 
 
 def test_job_arguments_the_dag_renders_parse():
@@ -90,3 +96,76 @@ def test_plan_dates_from_events_and_from_the_form(tmp_path):
         plan_dates({"start": "2013-01-02", "end": "2013-01-01"}, None, uri)
     with pytest.raises(ValueError, match="both start and end"):
         plan_dates({"start": "2013-01-02"}, None, uri)
+
+
+def test_request_retraining_emits_the_reason_only_when_the_policy_fired(dag, tmp_path, monkeypatch):
+    """The task reads the scoring run's report (as the job wrote it) and sets the event's extra; a run
+    whose decision did not fire (or that took none) is skipped: no event."""
+    from collections import defaultdict
+
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from lakeforge.reports import write_report
+
+    monkeypatch.setenv("LAKEFORGE_LAKE_ROOT", f"file://{tmp_path}/lake")
+    lake = source_lake("nycflights")
+    reason = "retrain v3: roc_auc 0.7012 over the last 7 evaluated days (2013-02-01..2013-02-07) vs holdout 0.7700"
+    fired = {"retrain": True, "reason": reason, "trigger": "performance", "model_version": "3", "as_of": "2013-02-07",
+             "policy": {"metric": "roc_auc"}, "performance": {"drop": 0.0688}, "drift": {}}
+    base = {"dates": ["2013-02-07", "2013-02-07"], "model": {"name": "flight_delay", "version": "3"},
+            "monitoring": {"days": ["2013-02-07"]}}
+    write_report(lake, "score_flights", {**base, "run_id": "fired", "retraining": fired})
+    write_report(lake, "score_flights", {**base, "run_id": "quiet", "retraining": {
+        **fired, "retrain": False, "reason": "no retraining of v3: within 0.03", "trigger": None}})
+    task = dag.get_task("request_retraining")
+    events = defaultdict(SimpleNamespace)
+    assert task.python_callable(run_id="fired", outlet_events=events) == reason
+    (asset,) = events
+    extra = events[asset].extra
+    assert asset.name == "nycflights.monitoring.retrain_requested"
+    assert extra["reason"] == reason and extra["model_version"] == "3" and extra["trigger"] == "performance"
+    assert extra["scoring_run_id"] == "fired" and extra["monitored_days"] == ["2013-02-07"]
+    for run_id, why in (("quiet", "within 0.03"), ("no-report", "no retraining decision")):
+        events = defaultdict(SimpleNamespace)
+        with pytest.raises(AirflowSkipException, match=why):
+            task.python_callable(run_id=run_id, outlet_events=events)
+        assert not events
+
+
+def test_training_runs_on_a_retraining_request_with_its_reason():
+    """train_delay_model: weekly OR features OR a retraining request (an AssetAny: a list would wait
+    for both); a request trains with one new day (a features event needs min_new_days) and hands
+    its reason to the job's command line."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import AssetOrTimeSchedule
+    from airflow.sdk.definitions.asset import AssetAny
+
+    from lakeforge.orchestration.train_dag import decide_plan, retrain_reasons
+    from lakeforge.settings import PROJECT_ROOT
+    from spark_jobs.train_delay_model import parse_args
+
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / "train_delay_model.py"))
+    train = bag.dags["train_delay_model"]
+    assert isinstance(train.timetable, AssetOrTimeSchedule) and isinstance(train.timetable.asset_condition, AssetAny)
+    assert [a.name for a in train.timetable.asset_condition.objects] == [
+        "nycflights.features.flights", "nycflights.monitoring.retrain_requested"]
+    argv = train.get_task("train_and_register").application_args
+    assert argv[argv.index("--trigger-reason") + 1] == "{{ ti.xcom_pull(task_ids='plan_training').get('trigger_reason') or '' }}"
+
+    def event(name, extra):
+        return SimpleNamespace(asset=SimpleNamespace(name=name), extra=extra)
+
+    reason = "retrain v3: drift: PSI more than 0.25 above usual on 3 consecutive scored days"
+    triggering = {"a": [event("nycflights.features.flights", {"dates": ["2013-02-08"]})],
+                  "b": [event("nycflights.monitoring.retrain_requested", {"reason": reason})]}
+    assert retrain_reasons(triggering, "nycflights") == [reason]
+    assert retrain_reasons({"a": triggering["a"]}, "nycflights") == []
+    params = {"end": None, "window_days": 14, "holdout_days": 7, "validation_days": 4, "model_family": "lr",
+              "search_budget": 1, "search_parallelism": 1}
+    days = [f"2013-01-{d:02d}" for d in range(1, 32)] + ["2013-02-01"]
+    plan = decide_plan(params, "asset_triggered", days, "2013-01-31", 7, [reason])
+    assert plan["train"] and plan["trigger_reason"] == reason
+    plan = decide_plan(params, "asset_triggered", days, "2013-01-31", 7)
+    assert not plan["train"] and plan["trigger_reason"] == ""
+    assert parse_args(["--run-key", "k", "--trigger-reason", reason]).trigger_reason == reason
+    assert parse_args(["--run-key", "k", "--trigger-reason", ""]).trigger_reason == ""

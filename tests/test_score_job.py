@@ -9,7 +9,12 @@ prediction per feature row, one model version per partition, the model's own pro
 decisions; a rescore with another version replaces a day whole (old files gone, manifest updated)
 and leaves the others; a feature table that no longer matches the signature fails naming the
 columns; MLflow down fails with the URI before anything is written; the predictions gate blocks a
-day mixing two versions. The MLflow server starts beside the transform (~30 s hidden)."""
+day mixing two versions. Monitoring in the same run: every scored day evaluated and checked for
+drift (records and reports published, metrics on the version's monitoring run, logged as the
+scoring account), the retraining decision for the champion firing once (its claimed holdout AUC is
+far above what it does on the days) and not again on the same evidence; the score DAG's
+``request_retraining`` turns the run's report into the asset event with the reason. The MLflow
+server starts beside the transform (~30 s hidden)."""
 
 from __future__ import annotations
 
@@ -28,7 +33,10 @@ from tests.helpers import environ, ingest_days
 
 DAYS = ["2013-01-01", "2013-01-02"]
 NAME = "flight_delay"
-SETTINGS = {"LAKEFORGE_SCORE_THRESHOLD": "0.5"}
+# The retraining policy over this module's 2 days: both days make the trailing window.
+SETTINGS = {"LAKEFORGE_SCORE_THRESHOLD": "0.5", "LAKEFORGE_RETRAIN_WINDOW_DAYS": "2",
+            "LAKEFORGE_RETRAIN_MAX_DROP": "0.03", "LAKEFORGE_PROMOTION_METRIC": "roc_auc"}
+CLAIMED_HOLDOUT_AUC = 0.99  # logged as the champion's holdout roc_auc: its days fall far below it
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +116,11 @@ def as_scoring(mlflow_server, monkeypatch):
 def register(spark, lake: Lake, run_key: str):
     """A model version as the training job registers one (as ``training``): the lr pipeline fitted
     on the lake's days (``search.fit_and_score``), logged with its signature
-    (``train_delay_model.log_model``), registered with its artifact digest (``registry.register``).
+    (``train_delay_model.log_model``), registered with its artifact digest (``registry.register``),
+    its drift reference profile on its run (``train_delay_model.log_reference_profile``).
     Returns (version, logged model URI, the fitted pipeline)."""
+    from types import SimpleNamespace
+
     import mlflow
     from pyspark.sql import functions as F
 
@@ -124,8 +135,13 @@ def register(spark, lake: Lake, run_key: str):
                 .select(*FEATURE_COLUMNS, "label").cache())
         model = build_pipeline("lr", {**DEFAULTS["lr"], "maxIter": 10}, numeric=observed_numeric(rows)).fit(rows)
         model_uri = train_delay_model.log_model(model, rows, "lr").model_uri
-        rows.unpersist()
+        mlflow.log_metric("roc_auc", CLAIMED_HOLDOUT_AUC)
         version = registry.register(NAME, model_uri, run.info.run_id, run_key, {"lakeforge.family": "lr"})
+        started = time.perf_counter()
+        train_delay_model.log_reference_profile(model, rows, rows, NAME, version, run.info.run_id,
+                                                SimpleNamespace(train=DAYS, holdout=DAYS))
+        print(f"\nreference profile of v{version}: {time.perf_counter() - started:.1f}s")
+        rows.unpersist()
     return version, model_uri, model
 
 
@@ -198,7 +214,8 @@ def test_dag_run_without_a_champion_is_skipped_with_the_reason(lake, airflow_db,
     finally:  # Airflow points loggers at this test's captured output, which is closed after it
         restore_log_handlers(handlers)
     states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
-    assert str(dr.state) == "success" and states == {"plan_scoring": "skipped", "spark_score": "skipped"}, states
+    assert str(dr.state) == "success" and states == {"plan_scoring": "skipped", "spark_score": "skipped",
+                                                     "request_retraining": "skipped"}, states
     out, err = capfd.readouterr()
     assert f"skipped: no champion: models:/{NAME}@champion is not set" in out + err
     assert list_partitions(lake, PREDICTIONS) == []
@@ -218,14 +235,15 @@ def test_no_champion_skips_with_the_reason_and_writes_nothing(lake, mlflow_serve
     assert list_partitions(lake, PREDICTIONS) == []
 
 
-def test_scores_every_feature_row_with_the_champion(spark, lake, champion, as_scoring):
+def test_scores_every_feature_row_with_the_champion(spark, lake, champion, client, as_scoring):
     from pyspark.sql import functions as F
 
     from lakeforge.training.evaluate import with_probability
 
     started = time.perf_counter()
     result = score_flights.score(spark, args(lake, "manual__score_1", "--dates", f"{DAYS[0]},{DAYS[1]}"))
-    print(f"\nscoring run (2 days): {time.perf_counter() - started:.1f}s, {result['timings']}")
+    print(f"\nscoring run (2 days): {time.perf_counter() - started:.1f}s, {result['timings']}, "
+          f"monitoring {result['monitoring']['monitor_s']:.1f}s")
     assert result["status"] == "scored" and result["published"] == DAYS, result
     assert result["model"]["version"] == "1" and result["model"]["threshold"] == 0.5
     assert result["model"]["threshold_source"] == "setting LAKEFORGE_SCORE_THRESHOLD"
@@ -279,6 +297,51 @@ def test_scores_every_feature_row_with_the_champion(spark, lake, champion, as_sc
     again = score_flights.score(spark, args(lake, "manual__score_2", "--dates", DAYS[1]))
     assert again["status"] == "unchanged" and again["unchanged"] == [DAYS[1]] and again["published"] == []
     assert read_manifest(lake, PREDICTIONS, f"ds={DAYS[1]}") == before
+    # ... and nothing to monitor again (the day's record is of these very predictions), no decision.
+    assert again["monitoring"]["days"] == [] and again["retraining"] is None
+    check_monitoring(lake, result, client)
+
+
+def check_monitoring(lake: Lake, result: dict, client) -> None:
+    """The scoring run's monitoring: every scored day (outcomes are in) evaluated and checked for
+    drift, published and logged; the policy fired for the champion, remembered, never twice."""
+    from lakeforge.monitoring import drift, evaluate, store
+    from lakeforge.monitoring.monitor import TRIGGERS, decide_and_record, last_fired
+    from lakeforge.orchestration.score_dag import retrain_event
+
+    mon = result["monitoring"]
+    assert mon["days"] == DAYS and mon["awaiting_outcomes"] == [] and mon["skipped"] == []
+    records = {r["ds"]: r for r in mon["records"]}
+    assert sorted(records) == DAYS and {r["model_version"] for r in records.values()} == {"1"}
+    stored = {r["ds"]: r for r in evaluate.read_performance(lake)}
+    for ds in DAYS:
+        features = read_manifest(lake, FEATURES, f"ds={ds}")
+        assert records[ds]["rows_scored"] == features["rows"] >= records[ds]["rows_evaluated"] > 0
+        assert 0.5 < records[ds]["roc_auc"] < CLAIMED_HOLDOUT_AUC - 0.03 and records[ds]["calibration_error"] >= 0
+        assert stored[ds]["roc_auc"] == records[ds]["roc_auc"]
+        manifest = read_manifest(lake, store.PERFORMANCE, f"ds={ds}")
+        assert manifest["model_version"] == "1" and manifest["scored_at"] == result["scored_at"]
+        report = drift.read_report(lake, ds)
+        assert report["model_version"] == "1" and report["prediction"] is not None
+        assert mon["drift"][ds]["report"] == lake.uri(store.DRIFT, f"ds={ds}", drift.REPORT_HTML)
+        assert lake.exists(f"{store.DRIFT}/ds={ds}/{drift.REPORT_HTML}")
+    # Logged by the scoring account on v1's monitoring run, in the experiment mlflow_auth.init made.
+    exp = client.get_experiment_by_name(f"{NAME}-monitoring")
+    run = client.search_runs([exp.experiment_id], f"tags.`{store.VERSION_TAG}` = '1'")[0]
+    assert {m.step for m in client.get_metric_history(run.info.run_id, "roc_auc")} == {store.day_step(d) for d in DAYS}
+
+    decision = result["retraining"]
+    assert decision["retrain"] and decision["trigger"].startswith("performance"), decision
+    assert decision["model_version"] == "1" and decision["as_of"] == DAYS[-1]
+    assert decision["performance"]["holdout"] == CLAIMED_HOLDOUT_AUC and "more than the allowed 0.03" in decision["reason"]
+    assert last_fired(lake, "1")["as_of"] == DAYS[-1] and lake.exists(f"{TRIGGERS}/version=1/trigger.json")
+    # The same evidence never fires again.
+    again = decide_and_record(lake, NAME, "1")
+    assert not again.retrain and f"already fired on {DAYS[-1]}" in again.reason
+    event = retrain_event(result)
+    assert event["reason"] == decision["reason"] and event["model_version"] == "1"
+    assert event["monitored_days"] == DAYS and event["scoring_run_id"] == "manual__score_1"
+    assert retrain_event(again_result := {**result, "retraining": again.extra()}) is None, again_result
 
 
 def test_rescore_with_another_version_replaces_the_day_whole(spark, lake, champion, client, mlflow_server,
@@ -320,6 +383,10 @@ def test_rescore_with_another_version_replaces_the_day_whole(spark, lake, champi
     r = day.agg(F.collect_set("model_version").alias("v"), F.count("*").alias("n"),
                 F.sum((F.col("decision") != (F.col("probability") >= 0.3)).cast("int")).alias("wrong")).first()
     assert r.v == ["2"] and r.n == old["rows"] and r.wrong == 0  # never two versions in a day
+    # Monitored as v2's day (its own record replaces v1's); the decision stays about the champion, v1,
+    # which has one evaluated day left in the window: no verdict.
+    assert [(m["ds"], m["model_version"]) for m in result["monitoring"]["records"]] == [(DAYS[1], "2")]
+    assert result["retraining"]["model_version"] == "1" and not result["retraining"]["retrain"]
 
     with pytest.raises(score_flights.NoModel, match="no version 9"):
         score_flights.score(spark, args(lake, "manual__typo", "--dates", DAYS[1], "--model-version", "9"))

@@ -25,12 +25,15 @@ def dag(airflow_db):
     return bag.dags["train_delay_model"]
 
 
-def test_scheduled_weekly_and_on_features(dag):
+def test_scheduled_weekly_and_on_features_or_a_retraining_request(dag):
     from airflow.sdk import AssetOrTimeSchedule
+    from airflow.sdk.definitions.asset import AssetAny
 
     assert isinstance(dag.timetable, AssetOrTimeSchedule)
     assert dag.timetable.timetable.expression == "0 4 * * 1"
-    assert [a.name for a in dag.timetable.asset_condition.objects] == ["nycflights.features.flights"]
+    assert isinstance(dag.timetable.asset_condition, AssetAny)  # either asset, not both
+    assert [a.name for a in dag.timetable.asset_condition.objects] == [
+        "nycflights.features.flights", "nycflights.monitoring.retrain_requested"]
     assert dag.max_active_runs == 1 and not dag.catchup
     train = dag.get_task("train_and_register")
     assert train.upstream_task_ids == {"anything_to_train"}

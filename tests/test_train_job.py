@@ -1,5 +1,7 @@
 """The training job end to end on real features (6 days of January) against a real MLflow server:
-tracking, registration, the champion alias, dedupe by run key, and an outage mid-registration."""
+tracking, registration, the champion alias, dedupe by run key, and an outage mid-registration; the
+retraining request's reason recorded (run tag, version tag, promotion log) and the version's drift
+reference profile stored on its run."""
 
 import json
 import threading
@@ -19,6 +21,7 @@ from tests.mlflow_server import mlflow_server  # noqa: F401  (fixture)
 
 DAYS = [date(2013, 1, 1) + timedelta(days=i) for i in range(6)]
 NAME = "flight_delay"
+REASON = "retrain v0: roc_auc 0.6900 over the last 7 evaluated days (2013-01-01..2013-01-07) vs holdout 0.7700"
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +162,7 @@ def first_run(spark, features_lake, mlflow_server, tmp_path_factory):
     started = time.perf_counter()
     result = train_leaving_nothing_behind(
         spark, args(features_lake, "train_delay_model/manual__1", family="xgboost", search_budget=1,
-                    search_parallelism=2), tmp_path_factory.mktemp("first") / "tmp")
+                    search_parallelism=2, trigger_reason=REASON), tmp_path_factory.mktemp("first") / "tmp")
     print(f"\nfirst training run: {time.perf_counter() - started:.1f}s, {result['family']} "
           f"holdout AUC {result['metrics']['roc_auc']:.4f}, decision {result['decision']}")
     return result
@@ -224,6 +227,17 @@ def test_training_run_is_tracked_registered_and_champion(spark, features_lake, m
     entry = promotion.read_log(features_lake, NAME)[-1]
     assert entry["version"] == "1" and entry["decision"] == "promoted" and entry["champion_after"] == "1"
     assert entry["trigger"]["dag_run_id"] == "manual__1"
+    # Why it ran (the retraining policy's reason): on the run, the version and in the promotion log.
+    assert tags["lakeforge.trigger_reason"] == v.tags["lakeforge.trigger_reason"] == entry["trigger"]["reason"] == REASON
+    # The drift reference profile, on the version's run: the window's features, the holdout's predictions.
+    from lakeforge.monitoring import drift, store
+
+    profile = drift.load_reference_profile(client, NAME, "1")
+    assert profile["window"] == {"train_start": "2013-01-01", "train_end": "2013-01-04"}
+    assert profile["prediction_days"] == ["2013-01-05", "2013-01-06"] and profile["model_version"] == "1"
+    assert profile["days"] == 4 and profile["rows"] == r["train_rows"] and profile["prediction"]["rows"] > 0
+    assert store.PROFILE_ARTIFACT in {a.path for a in client.list_artifacts(r["run_id"], "monitoring")}
+    print(f"\nreference profile: {r['timings']['reference_profile_s']:.1f}s of {r['timings']['total_in_app_s']:.1f}s")
     assert entry["compared_days"] == ["2013-01-05", "2013-01-06"] and entry["excluded_days"] == []
 
 

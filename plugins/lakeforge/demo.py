@@ -6,7 +6,10 @@ real HDFS (NameNode + 2 DataNodes) started for the run. Each date is a real Airf
 ``ingest_flights`` (``dag.test``: metadata DB, task runner, sensors, assets), one after the other
 as catch-up would run them; then one ``transform_flights`` run carries the whole range through
 clean and features (quality-gated) in ONE Spark application submitted by SparkSubmitOperator; one
-``train_delay_model`` run trains on it, logs to MLflow and registers a champion.
+``train_delay_model`` run trains on it, logs to MLflow and registers a champion. Then the days after
+it (``--score-end``, default the next 28 days: February after January) are ingested and transformed
+the same way and scored with the champion by one ``score_flights`` run, which also evaluates the days
+whose outcomes are in and checks them for drift: a per-day table and where the reports are.
 
 A demo runs each DAG once, in this process: a failed task stops it at once, its error printed
 (``fail_fast``: no retries, no sensor waiting; those are for the scheduler).
@@ -15,7 +18,7 @@ A demo runs each DAG once, in this process: a failed task stops it at once, its 
 artifacts, landing; ``hdfs_home``), apart from ``make demo``'s: an HDFS-lake model is never
 compared with a file-lake champion. Its HDFS lake lasts for the run.
 
-    python -m lakeforge.demo [--start 2013-01-01] [--end 2013-01-31] [--hdfs]
+    python -m lakeforge.demo [--start 2013-01-01] [--end 2013-01-31] [--score-end 2013-02-28] [--hdfs]
 """
 
 from __future__ import annotations
@@ -110,13 +113,13 @@ def _migrate_airflow_db() -> float:
     return time.perf_counter() - started
 
 
-def run_ingest(start: date, end: date) -> dict:
+def run_ingest(start: date, end: date, migrate: bool = True) -> dict:
     """Deliver and ingest every date in [start, end]; returns timings and run states."""
     from lakeforge.ingest import landing_for
     from lakeforge.pipelines.nycflights import SOURCE, simulator
 
     timings: dict[str, float] = {}
-    timings["airflow_db_migrate_s"] = _migrate_airflow_db()
+    timings["airflow_db_migrate_s"] = _migrate_airflow_db() if migrate else 0.0
 
     t = time.perf_counter()
     report = simulator.deliver(landing_for(SOURCE), start, end)
@@ -215,13 +218,31 @@ def summarize(start: date, end: date) -> list[dict]:
     return rows
 
 
+def score_days(start: date, end: date) -> None:
+    """The days after training through the same DAGs (ingest, transform), then scored and
+    monitored by one ``score_flights`` run."""
+    from lakeforge.scoring.demo_step import run_scoring
+
+    t = time.perf_counter()
+    print(f"\n== {start}..{end}: new days for the champion ==")
+    run_ingest(start, end, migrate=False)
+    ingest_s = time.perf_counter() - t
+    run_transform(start, end)
+    print(f"ingest {ingest_s:.1f}s, transform {time.perf_counter() - t - ingest_s:.1f}s")
+    run_scoring(start, end)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--start", type=date.fromisoformat, default=date(2013, 1, 1))
     parser.add_argument("--end", type=date.fromisoformat, default=date(2013, 1, 31))
+    parser.add_argument("--score-end", type=date.fromisoformat,
+                        help="after training: ingest, transform and score the days after --end up to this one "
+                             "(default: 28 days after --end; --end itself: no scoring)")
     parser.add_argument("--hdfs", action="store_true",
                         help="ingest into a real HDFS started for the run; state in <LAKEFORGE_HOME>/demo-hdfs")
     args = parser.parse_args(argv)
+    args.score_end = args.score_end or args.end + timedelta(days=28)
 
     shared: list[str] = []
     if args.hdfs:  # before Airflow's environment: its home and DB are derived from it
@@ -267,6 +288,8 @@ def main(argv: list[str] | None = None) -> None:
             from lakeforge.training.demo_step import run_training
 
             run_training(args.start, args.end)
+            if args.score_end > args.end:
+                score_days(args.end + timedelta(days=1), args.score_end)
         rerun = ("`make demo-hdfs` ingests again into a new HDFS lake" if args.hdfs
                  else "`make demo` leaves the partitions unchanged")
         print(f"\ndemo total {time.perf_counter() - started:.1f}s; finished {datetime.now(timezone.utc):%H:%M:%S} UTC; "

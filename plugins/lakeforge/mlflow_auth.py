@@ -21,9 +21,15 @@ granted):
     training  experiment EDIT    create runs, log metrics and model artifacts
               model MANAGE       register versions, set aliases, delete its own half-registered
                                  versions (delete needs MANAGE; EDIT does not include it)
+              monitoring READ
     scoring   experiment READ    download model artifacts (the artifact proxy checks the experiment)
               model READ         read versions and aliases; cannot register, tag or move an alias
-    viewer    experiment READ, model READ   people; admins get more through the admin account
+              monitoring EDIT    batch scoring logs the per-version monitoring runs there
+    viewer    experiment READ, model READ, monitoring READ   people; admins get more through the admin account
+
+The monitoring experiment is ``<experiment>-monitoring`` (``lakeforge.monitoring.store``), created
+here up front like the training experiment, so no job account ever creates (and manages) it;
+both carry ``mlflow.experimentKind = custom_model_development`` (MLflow's model-training view).
 
 A job runs as its own account only: the standard ``MLFLOW_TRACKING_USERNAME`` plus the file of its
 password in ``LAKEFORGE_MLFLOW_PASSWORD_FILE`` (never the password itself in a command line or a
@@ -64,6 +70,9 @@ ACCOUNTS: dict[str, tuple[str, str]] = {
     "scoring": ("READ", "READ"),
     "viewer": ("READ", "READ"),
 }
+# account -> permission on the monitoring experiment (``<experiment>-monitoring``)
+MONITORING: dict[str, str] = {"training": "READ", "scoring": "EDIT", "viewer": "READ"}
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 DEFAULT_PERMISSION = "NO_PERMISSIONS"
 AUTH_CACHE_TTL_S = 60
 
@@ -144,10 +153,15 @@ class AuthAdmin:
             raise
         return resp.json() if resp.content else {}
 
-    def experiment_id(self, name: str) -> str:
+    def experiment_id(self, name: str, tags: dict[str, str] | None = None) -> str:
+        """The experiment's id (created if missing), with ``tags`` set on it (also if it existed)."""
         self.call("/api/2.0/mlflow/experiments/create", json={"name": name}, exists_ok=True)
         got = self.call("/api/2.0/mlflow/experiments/get-by-name", "GET", params={"experiment_name": name})
-        return got["experiment"]["experiment_id"]
+        exp_id = got["experiment"]["experiment_id"]
+        for key, value in (tags or {}).items():
+            self.call("/api/2.0/mlflow/experiments/set-experiment-tag",
+                      json={"experiment_id": exp_id, "key": key, "value": value})
+        return exp_id
 
     def ensure_user(self, username: str, password: str) -> None:
         """Create the user, or set its password to ``password`` (the file is the truth)."""
@@ -180,6 +194,7 @@ def init(state_dir: Path | str, tracking_uri: str, experiment: str | None = None
     admin_file = password_file(state_dir, ADMIN)
     admin = AuthAdmin(tracking_uri, _nonempty(admin_file, read_secret(admin_file)))
     exp_id = admin.experiment_id(experiment)
+    monitoring_id = admin.experiment_id(f"{experiment}-monitoring", dict([EXPERIMENT_KIND]))
     admin.call("/api/2.0/mlflow/registered-models/create", exists_ok=True,
                json={"name": model, "description": "Flight arrival delay > 15 min (lakeforge)"})
     files = {}
@@ -188,6 +203,7 @@ def init(state_dir: Path | str, tracking_uri: str, experiment: str | None = None
         admin.ensure_user(account, _nonempty(files[account], generated_secret(files[account])))
         admin.grant(account, "experiment", exp_id, on_experiment)
         admin.grant(account, "registered_model", model, on_model)
+        admin.grant(account, "experiment", monitoring_id, MONITORING[account])
     log.info("MLflow accounts %s on %s (experiment %s = %s, model %s)", sorted(files), tracking_uri,
              experiment, exp_id, model)
     return files

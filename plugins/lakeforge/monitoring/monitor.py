@@ -2,6 +2,7 @@
 
     result = monitor_days(spark, lake, ["2013-02-01"])          # in the scoring job's Spark app
     decision = retraining_decision(lake, "flight_delay", "3")   # no Spark: reads the small tables
+    decision = decide_and_record(lake, "flight_delay", "3")     # the same, remembering when it fired
 
 Days whose predictions or features are not published are left out (named in the result). The
 reference profile of each version that scored the days is read from its run, or built once.
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from lakeforge.lake import Lake
 from lakeforge.monitoring import drift, evaluate, store
 from lakeforge.monitoring.policy import RetrainDecision, RetrainPolicy, decide
-from lakeforge.publish import partition_dir, partition_name
+from lakeforge.publish import PartitionFile, partition_dir, partition_name, publish_partition
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -65,6 +66,9 @@ def monitor_days(spark, lake: Lake, days: Sequence[str], log_to_mlflow: bool = T
         for name, version in sorted({(r["model_name"], r["model_version"]) for r in records}):
             profile = drift.ensure_reference_profile(spark, lake, name, version, (models or {}).get(version),
                                                      numeric, categorical)
+            # Two versions may share a training run (the same artifacts registered again): the
+            # profile is the run's, the report names the version that scored.
+            profile = {**profile, "model_version": str(version)}
             version_days = [r["ds"] for r in records if r["model_version"] == version]
             reports.update(drift.drift_days(features, predictions, profile, version_days))
     finally:
@@ -92,3 +96,35 @@ def retraining_decision(lake: Lake, model_name: str, version: str, policy: Retra
     recent = store.published_days(lake, store.DRIFT)[-(policy.drift_days + 30):]
     reports = [r for r in (drift.read_report(lake, ds) for ds in recent) if r is not None]
     return decide(performance, [drift.summary(r) for r in reports], holdout_value, version, policy, last_fired)
+
+
+# -- "don't fire twice on the same evidence" ------------------------------------------------------
+TRIGGERS = "monitoring/retrain_trigger"  # version=<n>/trigger.json: when the policy last fired for it
+TRIGGER_FILE = "trigger.json"
+
+
+def last_fired(lake: Lake, version: str) -> dict[str, Any] | None:
+    """The version's last firing (``as_of``: the newest day of its evidence), or None."""
+    import json
+
+    folder = partition_dir(lake, TRIGGERS, f"version={version}")
+    if folder is None:
+        return None
+    try:
+        return json.loads(lake.read_bytes(f"{folder}/{TRIGGER_FILE}"))
+    except FileNotFoundError:
+        return None
+
+
+def decide_and_record(lake: Lake, model_name: str, version: str, run_id: str | None = None,
+                      policy: RetrainPolicy | None = None) -> RetrainDecision:
+    """``retraining_decision`` given the version's last firing; when it fires, the firing is
+    published (``monitoring/retrain_trigger/version=<n>/trigger.json``, whole or absent) so the same
+    evidence never fires again."""
+    before = last_fired(lake, str(version))
+    decision = retraining_decision(lake, model_name, str(version), policy, before and before["as_of"])
+    if decision.retrain:
+        doc = {**decision.extra(), "fired_at": store.now_iso(), "run_id": run_id}
+        publish_partition(lake, TRIGGERS, f"version={version}", [PartitionFile(TRIGGER_FILE, store.json_bytes(doc))],
+                          {"dag_run_id": run_id, "as_of": decision.as_of})
+    return decision

@@ -21,3 +21,9 @@ def lake_asset(source_name: str, layer: str, table: str) -> Asset:
 
 def raw_asset(source_name: str, table: str) -> Asset:
     return lake_asset(source_name, "raw", table)
+
+
+def retrain_asset(source_name: str) -> Asset:
+    """"Retrain the champion": emitted by batch scoring when the retraining policy fires (the
+    reason in the event's extra); ``train_delay_model`` is scheduled on it."""
+    return lake_asset(source_name, "monitoring", "retrain_requested")

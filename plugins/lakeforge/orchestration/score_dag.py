@@ -14,6 +14,11 @@ like the transform: a day failing the predictions suite is not published and the
 without retries, naming the check). Its outlet, ``<source>.predictions.flights``, gets one event per
 run naming the published days and the model version; a run that published nothing (every day
 already scored by that version from the same features) is skipped and emits none.
+
+The job also monitors the days whose outcomes are in and takes the retraining decision for the
+champion (``lakeforge.monitoring``). When it fires, ``request_retraining`` emits
+``<source>.monitoring.retrain_requested`` (``train_delay_model`` is scheduled on it beside its
+weekly timetable) with the reason in the event's extra; otherwise it is skipped and emits nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, Param, task
 
-from lakeforge.orchestration.assets import lake_asset
+from lakeforge.orchestration.assets import lake_asset, retrain_asset
 from lakeforge.orchestration.spark_operators import GatedSparkSubmitOperator
 from lakeforge.settings import PROJECT_ROOT, get_settings
 
@@ -98,6 +103,18 @@ def resolve_model(model_version: str | None) -> tuple[str | None, str]:
         return None, no_champion_reason(name)
     how = "the trigger form's model_version" if model_version else f"models:/{name}@champion"
     return str(version.version), f"{name} v{version.version} ({how})"
+
+
+def retrain_event(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The retraining asset event's extra from a scoring run's report, or None when the policy did
+    not fire (or the run took no decision)."""
+    decision = (report or {}).get("retraining") or {}
+    if not decision.get("retrain"):
+        return None
+    keep = ("reason", "trigger", "model_version", "as_of", "policy", "performance", "drift")
+    model = (report.get("model") or {}).get("name")
+    return {**{k: decision.get(k) for k in keep}, "model": model, "scoring_run_id": report.get("run_id"),
+            "monitored_days": (report.get("monitoring") or {}).get("days", [])}
 
 
 class ScoreSparkSubmitOperator(GatedSparkSubmitOperator):
@@ -199,5 +216,24 @@ def build_score_dag(
             ],
             outlets=[lake_asset(source_name, "predictions", "flights")],
         )
-        planned >> score
+        requested = retrain_asset(source_name)
+
+        @task(task_id="request_retraining", outlets=[requested], trigger_rule="none_failed")
+        def request_retraining(run_id=None, outlet_events=None) -> str:
+            """The retraining event, only when this run's decision fired (a skipped task emits none)."""
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from lakeforge.lake import source_lake
+            from lakeforge.reports import read_run_report
+
+            report = read_run_report(source_lake(source_name), Path(application).stem, run_id)
+            extra = retrain_event(report)
+            if extra is None:
+                decision = (report or {}).get("retraining") or {}
+                raise AirflowSkipException(decision.get("reason") or "no retraining decision in this run")
+            outlet_events[requested].extra = extra
+            log.warning("%s: %s event emitted", extra["reason"], requested.name)
+            return extra["reason"]
+
+        planned >> score >> request_retraining()
     return dag

@@ -1,10 +1,14 @@
 """DAG factory: train the flight-delay model on Spark and run the registry gate.
 
-Scheduled weekly AND on the features asset (``AssetOrTimeSchedule``). ``plan_training`` decides
+Scheduled weekly OR on either asset (``AssetOrTimeSchedule`` with ``features | retrain_requested``,
+an ``AssetAny``: a list would be ``AssetAll``, waiting for both). ``plan_training`` decides
 whether there is anything to learn from: a manual run always trains (with the trigger form's
 window, family and search budget), a weekly run trains when at least one feature day is newer
-than the last training's holdout, an asset-triggered run only when ``min_new_days`` have landed
-(``LAKEFORGE_TRAIN_MIN_NEW_DAYS``), so a daily trickle of partitions does not retrain daily. The
+than the last training's holdout, a run triggered by batch scoring's retraining request
+(``<source>.monitoring.retrain_requested``: the policy fired) too, carrying the event's reason to
+the job (``--trigger-reason``: an MLflow tag and the promotion log entry); a features-triggered run
+only when ``min_new_days`` have landed (``LAKEFORGE_TRAIN_MIN_NEW_DAYS``), so a daily trickle of
+partitions does not retrain daily. The
 training itself is ONE ``spark-submit`` of ``spark_jobs/train_delay_model.py`` whose run key is
 ``<dag_id>/<run_id>``: a retried task registers no second version.
 
@@ -23,7 +27,7 @@ from typing import Any, Sequence
 
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 
-from lakeforge.orchestration.assets import lake_asset
+from lakeforge.orchestration.assets import lake_asset, retrain_asset
 from lakeforge.settings import PROJECT_ROOT, get_settings
 
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
@@ -41,8 +45,11 @@ def decide_plan(
     available: Sequence[str],
     last_trained_end: str | None,
     min_new_days: int,
+    retrain_reasons: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """What this run trains: the job's arguments, or ``train: False`` and why not (pure)."""
+    """What this run trains: the job's arguments, or ``train: False`` and why not (pure).
+    ``retrain_reasons``: the reasons of the retraining requests that triggered the run (one new
+    day is then enough, as for a weekly run)."""
     from lakeforge.training.split import make_split
 
     end = params.get("end") or (max(available) if available else None)
@@ -55,13 +62,14 @@ def decide_plan(
         "family": params["model_family"],
         "search_budget": int(params["search_budget"]),
         "search_parallelism": int(params["search_parallelism"]),
+        "trigger_reason": "; ".join(r for r in retrain_reasons if r),
     }
     if end is None:
         plan["reason"] = "no feature partitions yet"
         return plan
     new_days = [d for d in available if last_trained_end is None or d > last_trained_end]
     if run_type != "manual":
-        needed = 1 if run_type == "scheduled" else min_new_days
+        needed = 1 if run_type == "scheduled" or retrain_reasons else min_new_days
         if len(new_days) < needed:
             plan["reason"] = (f"{len(new_days)} feature day(s) newer than the last training "
                               f"(holdout end {last_trained_end}); {run_type} runs need {needed}")
@@ -71,6 +79,14 @@ def decide_plan(
                        validation_days=plan["validation_days"])
     plan.update(train=True, reason=f"{len(new_days)} new feature day(s)", split=split.boundaries())
     return plan
+
+
+def retrain_reasons(triggering_asset_events: Any, source_name: str) -> list[str]:
+    """The reasons in the retraining requests among a run's triggering asset events."""
+    name = retrain_asset(source_name).name
+    return [str((getattr(e, "extra", None) or {}).get("reason") or "retraining requested")
+            for events in (triggering_asset_events or {}).values() for e in events
+            if getattr(getattr(e, "asset", None), "name", None) == name]
 
 
 def last_trained_end(source_name: str, model_name: str, lake_root: str | None = None) -> str | None:
@@ -98,7 +114,8 @@ def build_train_dag(
     features = lake_asset(source_name, "features", "flights")
     with DAG(
         dag_id=dag_id,
-        schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=[features]),
+        schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"),
+                                     assets=features | retrain_asset(source_name)),
         start_date=start_date,
         catchup=False,
         max_active_runs=1,  # one registry gate at a time: champion moves are decided in order
@@ -127,7 +144,7 @@ def build_train_dag(
     ) as dag:
 
         @task(task_id="plan_training")
-        def plan(params=None, dag_run=None) -> dict[str, Any]:
+        def plan(params=None, dag_run=None, triggering_asset_events=None) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException
 
             from lakeforge.lake import source_lake
@@ -138,7 +155,8 @@ def build_train_dag(
             run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type)) if dag_run else "manual"
             try:
                 result = decide_plan(params or {}, run_type, days, last_trained_end(source_name, settings.model_name),
-                                     settings.train_min_new_days)
+                                     settings.train_min_new_days,
+                                     retrain_reasons(triggering_asset_events, source_name))
             except ValueError as exc:  # a window the data cannot support: retrying cannot help
                 raise AirflowFailException(str(exc)) from exc
             log.info("training plan: %s", result)
@@ -174,6 +192,9 @@ def build_train_dag(
                 "--family", "{{ %s['family'] }}" % xcom,
                 "--search-budget", "{{ %s['search_budget'] }}" % xcom,
                 "--search-parallelism", "{{ %s['search_parallelism'] }}" % xcom,
+                # The policy's reason (empty unless a retraining request triggered the run): a list
+                # element of the command, never parsed by a shell.
+                "--trigger-reason", "{{ %s.get('trigger_reason') or '' }}" % xcom,
             ],
         )
 

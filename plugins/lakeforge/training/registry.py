@@ -185,6 +185,8 @@ def record_decision(name: str, version: str, entry: dict[str, Any]) -> None:
         "lakeforge.trigger": entry["trigger"].get("triggered_by", ""),
         "lakeforge.dag_id": entry["trigger"].get("dag_id") or "",
         "lakeforge.dag_run_id": entry["trigger"].get("dag_run_id") or "",
+        # Why the run was requested: the retraining policy's reason (absent for other runs).
+        **({"lakeforge.trigger_reason": entry["trigger"]["reason"][:5000]} if entry["trigger"].get("reason") else {}),
     }
     for key, value in tags.items():
         c.set_model_version_tag(name, version, key, value)
