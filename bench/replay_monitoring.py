@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -40,6 +39,8 @@ from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+
+from bench.connect_bench import stop_server
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "replay.json"
@@ -120,12 +121,7 @@ class Replay:
             try:
                 rc = proc.wait(timeout=timeout)
             except BaseException:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+                stop_server(proc)  # its process group: TERM, then KILL after 30 s
                 raise
         wall = time.perf_counter() - t
         result = None

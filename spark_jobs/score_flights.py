@@ -59,7 +59,7 @@ from typing import Any
 from lakeforge.dates import date_range, expand_dates
 from lakeforge.lake import Lake, source_lake
 from lakeforge.lease import LeaseHeld
-from lakeforge.publish import partition_dir, partition_name, read_manifest, writing
+from lakeforge.publish import partition_name, published_partition, read_manifest, writing
 from lakeforge.reports import write_report
 from lakeforge.scoring import (FEATURES, PREDICTIONS, ModelRegistryError, NoModel, SignatureMismatch, connect,
                                no_champion_reason, resolve)
@@ -107,17 +107,17 @@ def job_lake(args: argparse.Namespace) -> Lake:
 
 
 def feature_inputs(lake: Lake, dates: list[str]) -> dict[str, dict[str, Any]]:
-    """The published features partition of each day: manifest, folder (``partition_dir``: a
-    partition being swapped by its writer is served from where it is whole) and files. A day
+    """The published features partition of each day: manifest, folder (``published_partition``:
+    a partition being swapped by its writer is served from where it is whole) and files. A day
     without one (never built, or blocked by the features gate) stops the run before any work."""
     inputs, missing = {}, []
     for ds in dates:
         part = partition_name(ds)
-        manifest = read_manifest(lake, FEATURES, part)
-        folder = partition_dir(lake, FEATURES, part) if manifest else None
-        if manifest is None or folder is None:
+        found = published_partition(lake, FEATURES, part)
+        if found is None:
             missing.append(ds)
             continue
+        folder, manifest = found
         quality = manifest.get("quality") or {}
         inputs[ds] = {
             "ds": ds, "uri": lake.uri(FEATURES, part), "content_sha256": manifest["content_sha256"],
@@ -298,9 +298,8 @@ def run(spark, lake: Lake, dates: list[str], version, run_id: str | None = None,
     info = model_info(version, threshold, threshold_source)
     inputs = feature_inputs(lake, dates)
     empty = [ds for ds, i in inputs.items() if not i["rows"]]
-    unchanged = [] if force else [
-        ds for ds, i in inputs.items()
-        if already_scored(read_manifest(lake, PREDICTIONS, partition_name(ds)), info["version"], i["content_sha256"])]
+    scored = {} if force else {ds: read_manifest(lake, PREDICTIONS, partition_name(ds)) for ds in inputs}
+    unchanged = [ds for ds, m in scored.items() if already_scored(m, info["version"], inputs[ds]["content_sha256"])]
     todo = {ds: i for ds, i in inputs.items() if ds not in empty and ds not in unchanged}
     result: dict[str, Any] = {
         "status": "scored", "dates": [dates[0], dates[-1]], "days": len(dates), "run_id": run_id, "model": info,
@@ -313,8 +312,7 @@ def run(spark, lake: Lake, dates: list[str], version, run_id: str | None = None,
         log.info("already scored by %s v%s from the same features: %s", info["name"], info["version"],
                  ", ".join(unchanged))
     # An earlier try of this run published them (then failed, e.g. in monitoring): still its days.
-    earlier = [ds for ds in unchanged if run_id is not None
-               and read_manifest(lake, PREDICTIONS, partition_name(ds)).get("dag_run_id") == run_id]
+    earlier = [ds for ds in unchanged if run_id is not None and scored[ds].get("dag_run_id") == run_id]
     if not todo:
         result.update(status="unchanged", reason=f"every day is already scored by {info['name']} v{info['version']}"
                       f" from the same features (or has none)", published=earlier, published_days=len(earlier))

@@ -30,12 +30,12 @@ from typing import Any
 from lakeforge.dates import date_range, expand_dates, shift_day
 from lakeforge.lake import Lake, source_lake
 from lakeforge.lease import LeaseHeld
-from lakeforge.publish import list_partitions, partition_dir, partition_name, read_manifest, writing
+from lakeforge.publish import list_partitions, partition_name, read_manifest, writing
 from lakeforge.settings import get_settings
 from lakeforge.quality.profile import parquet_footer_stats
 from lakeforge.reports import write_report
 from lakeforge.spark import size_file_splits
-from lakeforge.spark_publish import new_run_staging, publish_written_partitions
+from lakeforge.spark_publish import new_run_staging, publish_written_partitions, published_files, read_published
 
 log = logging.getLogger("lakeforge.transform_flights")
 
@@ -139,22 +139,12 @@ def history_days(dates: list[str], days: int) -> list[str]:
 
 def published_days(spark, lake: Lake, table: str, like, days: list[str]):
     """The published partitions of ``table`` among ``days`` (a day never published, or blocked
-    by the quality gate and so never published, is simply absent), with ``like``'s schema: one
-    scan of their manifests' files, ``ds`` read from their paths (a folder ``ds=...``, or its
-    backup while a writer holds it): a scan per day made a month's history ~10x slower to plan."""
-    from pyspark.sql import functions as F
-
-    files = []
-    for ds in days:
-        manifest = read_manifest(lake, table, partition_name(ds))
-        folder = partition_dir(lake, table, partition_name(ds))
-        if manifest is None or folder is None or not manifest.get("files"):
-            continue
-        files += [lake.uri(folder, f["name"]) for f in manifest["files"]]
+    by the quality gate and so never published, is simply absent), with ``like``'s schema, as
+    one scan (``lakeforge.spark_publish.read_published``)."""
+    files = published_files(lake, table, days)
     if not files:
         return spark.createDataFrame([], like.schema)
-    ds = F.regexp_extract(F.col("_metadata.file_path"), r"/ds=(\d{4}-\d{2}-\d{2})[^/]*/[^/]+$", 1)
-    return spark.read.schema(like.drop("ds").schema).parquet(*files).withColumn("ds", ds).select(*like.columns)
+    return read_published(spark, files, like.drop("ds").schema).select(*like.columns)
 
 
 def depends_on(dates: list[str], blocked: set[str], days: int) -> list[str]:
@@ -163,20 +153,19 @@ def depends_on(dates: list[str], blocked: set[str], days: int) -> list[str]:
 
 
 def history_label_counts(spark, lake: Lake, days: list[str], cutoff_s: int, like):
-    """The published ``label_counts`` of ``days``; a day published without them, or counted for
-    another cutoff (a lake from before they existed, a changed setting), is counted again from its
+    """The published ``label_counts`` of ``days``; a day published without them, counted for
+    another cutoff, or whose clean flights were republished since (a lake from before they
+    existed, a changed setting, a crash between the two publishes) is counted again from its
     published clean flights (``like``: their frame)."""
     from spark_jobs.features import LABEL_COUNTS_SCHEMA, label_counts
 
-    stored, recount = [], []
-    for ds in days:
-        clean = read_manifest(lake, "clean/flights", partition_name(ds))
-        if clean is None:  # never published (or blocked): no history from that day
-            continue
-        manifest = read_manifest(lake, LABEL_COUNTS, partition_name(ds)) or {}
-        current = manifest.get("cutoff_s") == cutoff_s and manifest.get("clean_sha256") == clean["content_sha256"]
-        (stored if current else recount).append(ds)
-    counts = published_days(spark, lake, LABEL_COUNTS, spark.createDataFrame([], LABEL_COUNTS_SCHEMA), stored)
+    clean = {ds: read_manifest(lake, "clean/flights", partition_name(ds)) for ds in days}
+    clean = {ds: m for ds, m in clean.items() if m is not None}  # never published (or blocked): no history
+    stored = published_files(lake, LABEL_COUNTS, clean, accept=lambda ds, counts: (
+        counts.get("cutoff_s") == cutoff_s and counts.get("clean_sha256") == clean[ds]["content_sha256"]))
+    recount = [ds for ds in clean if ds not in stored]
+    empty = spark.createDataFrame([], LABEL_COUNTS_SCHEMA)
+    counts = read_published(spark, stored, empty.drop("ds").schema).select(*empty.columns) if stored else empty
     if recount:
         flights = published_days(spark, lake, "clean/flights", like, recount)
         counts = counts.unionByName(label_counts(flights, cutoff_s / 3600))

@@ -160,6 +160,12 @@ def _locate(lake: Lake, table: str, partition: str) -> tuple[str, dict[str, Any]
     return None
 
 
+def published_partition(lake: Lake, table: str, partition: str) -> tuple[str, dict[str, Any]] | None:
+    """(folder, manifest) of the published version, in one lookup (``partition_dir`` and
+    ``read_manifest`` each make one); None if unpublished."""
+    return _locate(lake, table, partition)
+
+
 def read_manifest(lake: Lake, table: str, partition: str) -> dict[str, Any] | None:
     """The published partition's manifest (None if there is none). A partition whose writer died
     between its renames is restored first, or read from its backup while a live lease holds it."""

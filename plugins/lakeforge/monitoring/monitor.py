@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from lakeforge.lake import Lake
 from lakeforge.monitoring import drift, evaluate, store
 from lakeforge.monitoring.policy import RetrainDecision, RetrainPolicy, decide
-from lakeforge.publish import PartitionFile, partition_dir, partition_name, publish_partition
+from lakeforge.publish import PartitionFile, partition_dir, publish_partition
+from lakeforge.spark_publish import published_files, read_published
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -25,25 +26,11 @@ log = logging.getLogger(__name__)
 
 
 def read_days(spark, lake: Lake, table: str, days: Sequence[str]) -> tuple["DataFrame | None", list[str]]:
-    """A published table's partitions of ``days`` (``ds`` as a string) and the days found."""
-    from pyspark.sql import functions as F
-
-    found = {ds: partition_dir(lake, table, partition_name(ds)) for ds in days}
-    found = {ds: folder for ds, folder in found.items() if folder is not None}
-    if not found:
+    """A published table's partitions of ``days`` (``ds`` as a string), as one scan, and the days found."""
+    files = published_files(lake, table, days)
+    if not files:
         return None, []
-    placed = [ds for ds, folder in found.items() if folder == f"{table}/{partition_name(ds)}"]
-    frames = []
-    if placed:  # one read, as training reads its window
-        frames.append(spark.read.option("basePath", lake.uri(table))
-                      .parquet(*[lake.uri(found[ds]) for ds in sorted(placed)])
-                      .withColumn("ds", F.col("ds").cast("string")))
-    # A day served from its backup in _trash (a writer between its renames) has no ds=... in its path.
-    frames += [spark.read.parquet(lake.uri(found[ds])).withColumn("ds", F.lit(ds)) for ds in sorted(set(found) - set(placed))]
-    df = frames[0]
-    for f in frames[1:]:
-        df = df.unionByName(f)
-    return df, sorted(found)
+    return read_published(spark, files), sorted(files)
 
 
 def monitor_days(spark, lake: Lake, days: Sequence[str], log_to_mlflow: bool = True,

@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import DAG, Param, task
 
 from lakeforge.orchestration.assets import lake_asset, retrain_asset
+from lakeforge.orchestration.params import day_param, manual_range
 from lakeforge.orchestration.spark_operators import GatedSparkSubmitOperator
 from lakeforge.settings import PROJECT_ROOT, get_settings
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 FEATURES = "features/flights"
 log = logging.getLogger(__name__)
 
@@ -59,22 +59,14 @@ def plan_dates(params: dict[str, Any], triggering_events: dict[Any, list[Any]] |
     """(days to score, bytes of their features). A manual range: every day in it, each of which
     must have a published features partition (``ValueError`` naming the missing ones: retrying
     cannot help). An asset-triggered run: the events' days that have one."""
-    from datetime import date
-
-    from lakeforge.dates import compact_dates, date_range
+    from lakeforge.dates import compact_dates
     from lakeforge.lake import Lake
     from lakeforge.publish import read_manifest
 
     lake = Lake(lake_uri)
-    start, end = params.get("start"), params.get("end")
-    manual = bool(start or end)
-    if manual:
-        if not (start and end):
-            raise ValueError("give both start and end (YYYY-MM-DD) for a manual range")
-        if date.fromisoformat(end) < date.fromisoformat(start):
-            raise ValueError(f"end {end} is before start {start}")
-        candidates = date_range(start, end)
-    else:
+    candidates = manual_range(params)
+    manual = candidates is not None
+    if not manual:
         candidates = event_dates(triggering_events)
     manifests = {ds: read_manifest(lake, FEATURES, f"ds={ds}") for ds in candidates}
     missing = [ds for ds, m in manifests.items() if m is None]
@@ -162,10 +154,8 @@ def build_score_dag(
         tags=["lakeforge", "scoring", "spark", "mlflow", source_name],
         doc_md=doc_md,
         params={
-            "start": Param(None, type=["null", "string"], format="date", pattern=DATE_PATTERN,
-                           title="Start date", description="Manual scoring or rescore: first day (inclusive)."),
-            "end": Param(None, type=["null", "string"], format="date", pattern=DATE_PATTERN,
-                         title="End date", description="Manual scoring or rescore: last day (inclusive)."),
+            "start": day_param("Start date", "Manual scoring or rescore: first day (inclusive)."),
+            "end": day_param("End date", "Manual scoring or rescore: last day (inclusive)."),
             "model_version": Param(None, type=["null", "string"], pattern=r"^[0-9]+$", title="Model version",
                                    description="Score with this registered version (a rescore). Empty: the champion."),
             "force": Param(False, type="boolean", title="Score again",

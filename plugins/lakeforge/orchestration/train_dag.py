@@ -28,9 +28,9 @@ from typing import Any, Sequence
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 
 from lakeforge.orchestration.assets import lake_asset, retrain_asset
+from lakeforge.orchestration.params import day_param
 from lakeforge.settings import PROJECT_ROOT, get_settings
 
-DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 log = logging.getLogger(__name__)
 
 
@@ -123,8 +123,7 @@ def build_train_dag(
         tags=["lakeforge", "training", "spark", "mlflow", source_name],
         doc_md=doc_md,
         params={
-            "end": Param(None, type=["null", "string"], format="date", pattern=DATE_PATTERN, title="Last day",
-                         description="Newest feature day used (the holdout ends here). Empty: the newest published."),
+            "end": day_param("Last day", "Newest feature day used (the holdout ends here). Empty: the newest published."),
             "window_days": Param(s.train_window_days, type="integer", minimum=2, maximum=400,
                                  title="Training window (days)", description="Days of features before the holdout."),
             "holdout_days": Param(s.holdout_days, type="integer", minimum=1, maximum=60, title="Holdout (days)",

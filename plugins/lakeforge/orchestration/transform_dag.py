@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Sequence
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, task
 
 from lakeforge.orchestration.assets import lake_asset, raw_asset
+from lakeforge.orchestration.params import day_param, manual_range
 from lakeforge.settings import PROJECT_ROOT
 
-DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 log = logging.getLogger(__name__)
 
 
@@ -50,20 +50,12 @@ def plan_dates(
 
     A manual range with a day whose inputs were never ingested raises ``ValueError`` naming the
     missing partitions, before any Spark starts (retrying cannot help)."""
-    from datetime import date
-
-    from lakeforge.dates import compact_dates, date_range
+    from lakeforge.dates import compact_dates
     from lakeforge.lake import Lake
 
     lake = Lake(lake_uri)
-    start, end = params.get("start"), params.get("end")
-    if start or end:
-        if not (start and end):
-            raise ValueError("give both start and end (YYYY-MM-DD) for a manual range")
-        first, last = date.fromisoformat(start), date.fromisoformat(end)
-        if last < first:
-            raise ValueError(f"end {last} is before start {first}")
-        dates = date_range(start, end)
+    dates = manual_range(params)
+    if dates is not None:
         missing = {t: [ds for ds in dates if not _manifest(lake, t, ds, seen)] for t in inputs}
         missing = {t: days for t, days in missing.items() if days}
         if missing:
@@ -136,10 +128,8 @@ def build_spark_transform_dag(
         tags=["lakeforge", "transform", "spark", source_name],
         doc_md=doc_md,
         params={
-            "start": Param(None, type=["null", "string"], format="date", pattern=DATE_PATTERN,
-                           title="Start date", description="Manual reprocessing: first date (inclusive)."),
-            "end": Param(None, type=["null", "string"], format="date", pattern=DATE_PATTERN,
-                         title="End date", description="Manual reprocessing: last date (inclusive)."),
+            "start": day_param("Start date", "Manual reprocessing: first date (inclusive)."),
+            "end": day_param("End date", "Manual reprocessing: last date (inclusive)."),
         },
     ) as dag:
 
