@@ -2,6 +2,7 @@
 
 import pendulum
 
+from lakeforge.orchestration.reports_app import dag_links
 from lakeforge.orchestration.score_dag import build_score_dag
 
 DOC = """
@@ -45,5 +46,5 @@ dag = build_score_dag(
     source_name="nycflights",
     application="spark_jobs/score_flights.py",
     start_date=pendulum.datetime(2013, 1, 1, tz="UTC"),
-    doc_md=DOC,
+    doc_md=DOC + "\n" + dag_links("nycflights", "flight_delay"),
 )

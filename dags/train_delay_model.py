@@ -2,6 +2,7 @@
 
 import pendulum
 
+from lakeforge.orchestration.reports_app import dag_links
 from lakeforge.orchestration.train_dag import build_train_dag
 
 DOC = """
@@ -41,5 +42,5 @@ dag = build_train_dag(
     source_name="nycflights",
     application="spark_jobs/train_delay_model.py",
     start_date=pendulum.datetime(2013, 1, 1, tz="UTC"),
-    doc_md=DOC,
+    doc_md=DOC + "\n" + dag_links("nycflights", "flight_delay"),
 )

@@ -2,13 +2,17 @@
 
 import pendulum
 
+from lakeforge.orchestration.reports_app import dag_links
 from lakeforge.orchestration.transform_dag import build_spark_transform_dag
 
 DOC = """
 ### transform_flights: raw -> clean -> features
 
-Runs when both `nycflights.raw.flights` and `nycflights.raw.weather` have new partitions and
-processes exactly those dates in ONE Spark application (`spark_jobs/transform_flights.py`):
+Runs when `nycflights.raw.flights` or `nycflights.raw.weather` gets a new partition and processes,
+in ONE Spark application (`spark_jobs/transform_flights.py`), the event days whose two inputs are
+both in plus every pending day (inputs in, output missing or built from other raw content), so a
+day whose event was dropped while a run was busy is not left behind. The run's note names the
+days and why (`2013-01-02..2013-01-04 (3 days): 1 from events, 2 pending`):
 
 - `clean/flights`, `clean/weather`: explicit schemas, typed, departure/arrival times in local time
   and UTC, cancelled/diverted marked; malformed rows go to `quarantine/<table>/ds=.../` with the raw
@@ -34,5 +38,5 @@ dag = build_spark_transform_dag(
     outputs=[("clean", "flights"), ("clean", "weather"), ("features", "flights")],
     application="spark_jobs/transform_flights.py",
     start_date=pendulum.datetime(2013, 1, 1, tz="UTC"),
-    doc_md=DOC,
+    doc_md=DOC + "\n" + dag_links("nycflights"),
 )

@@ -178,9 +178,10 @@ def written_tables() -> list[str]:
     """Every table a run writes (its leases are held for the whole run)."""
     from lakeforge.monitoring import store
     from lakeforge.monitoring.monitor import TRIGGERS
-    from lakeforge.quality.evidence import QUALITY, SUMMARY_TABLE
+    from lakeforge.quality.evidence import QUALITY
 
-    return [PREDICTIONS, f"{QUALITY}/{PREDICTIONS}", SUMMARY_TABLE, store.PERFORMANCE, store.DRIFT, TRIGGERS]
+    # Not the quality summary: the transform writes it too, so it is held only while updated.
+    return [PREDICTIONS, f"{QUALITY}/{PREDICTIONS}", store.PERFORMANCE, store.DRIFT, TRIGGERS]
 
 
 def labelled_rows(lake: Lake, paths: list[str]) -> int | None:

@@ -21,7 +21,15 @@ there (its account may not write to the training run). A rejected challenger nev
 gets none (a rescore with it builds one in the scoring run: ``drift.ensure_reference_profile``).
 
 ``--trigger-reason`` (the retraining policy's reason, when a retraining request triggered the run)
-becomes the run tag ``lakeforge.trigger_reason`` and part of the promotion log entry's ``trigger``.
+becomes the run tag ``lakeforge.trigger_reason`` (and the version's) and part of the promotion log
+entry's ``trigger``.
+
+What a person sees: every search trial is reported as it finishes ("trial 2/3: lightgbm ... -> val
+ROC AUC 0.6740 (best so far 0.6740, trial 2)": ``lakeforge.training.progress``); the parent run's
+metrics say what they were measured on (``holdout_*``, ``gate_challenger_*`` / ``gate_champion_*`` /
+``gate_baseline_*`` on the gate days, the trials' ``valid_*``); its plots show on the run page; the
+registered version carries a few tags (``registry.VERSION_TAGS``) and one line saying what was
+decided and why (``promotion.describe``), which is also the run's description.
 """
 
 from __future__ import annotations
@@ -30,16 +38,17 @@ import argparse
 import contextlib
 import json
 import logging
-import tempfile
 import time
 import warnings
 from datetime import datetime, timezone
 from typing import Any
 
 from lakeforge.lake import Lake, source_lake
+from lakeforge.mlflow_auth import use_account
 from lakeforge.settings import get_settings
 from lakeforge.training import data, promotion, registry, tracking
-from lakeforge.training.evaluate import holdout_metrics, plot_curves, plot_importance, with_probability
+from lakeforge.training.evaluate import (close, curve_figures, figure_pixels, holdout_metrics, importance_figure,
+                                         with_probability)
 from lakeforge.training.search import fit_and_score, run_search
 from lakeforge.training.split import Split, make_split
 from lakeforge.training.trainers import FAMILIES, feature_importance
@@ -139,6 +148,32 @@ def gate(spark, name: str, model, metrics: dict[str, float], holdout, split: Spl
         train_rate, challenger["positive_rate"])
 
 
+def run_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """The refit model's metrics as the parent run logs them, named by what they were measured on:
+    ``holdout_<m>`` (the whole holdout), ``fit_s`` (the refit), ``holdout_roc_auc_per_fit_s``."""
+    names = {"fit_s": "fit_s", "auc_per_fit_s": "holdout_roc_auc_per_fit_s"}
+    return {names.get(k, f"holdout_{k}"): v for k, v in metrics.items()}
+
+
+def log_plots(hist, importance: dict[str, float], family: str) -> None:
+    """The holdout's ROC, PR and calibration curves and the feature importance on the active run:
+    each a PNG under ``plots/`` (``mlflow.log_figure``: previewed in the run's Artifacts tab) and an
+    image of the same name (``mlflow.log_image`` with a key: the image grid of the run's Model
+    metrics tab, no clicking through artifacts)."""
+    import mlflow
+
+    figures = {**curve_figures(hist, f"{family} holdout"),
+               "feature_importance.png": importance_figure(importance, family)}
+    try:
+        for name, fig in figures.items():
+            mlflow.log_figure(fig, f"plots/{name}")
+            key = name.removesuffix(".png")
+            mlflow.log_image(figure_pixels(fig), key=key if key == "feature_importance" else f"holdout_{key}",
+                             step=0, synchronous=True)
+    finally:
+        close(figures.values())
+
+
 def log_model(model, holdout, family: str):
     """The fitted pipeline as an MLflow Spark model, with signature, input example and pinned
     requirements (inference is slow and would pick up pyspark-client)."""
@@ -178,6 +213,7 @@ def run(spark, lake: Lake, args: argparse.Namespace) -> dict[str, Any]:
     train, search_train, validation, holdout = load_split(spark, lake, split, partitions)
     counts = train.agg({"label": "avg", "*": "count"}).first()
     n_train, train_rate = counts["count(1)"], counts["avg(label)"]
+    data_hash = data.data_sha256(train_parts + holdout_parts)
     slots = spark.sparkContext.defaultParallelism
     trigger = {"run_key": args.run_key, "dag_id": args.dag_id, "dag_run_id": args.dag_run_id,
                "triggered_by": args.triggered_by, "reason": args.trigger_reason or None}
@@ -200,7 +236,7 @@ def run(spark, lake: Lake, args: argparse.Namespace) -> dict[str, Any]:
             "validation_days": args.validation_days, "search_budget": args.search_budget,
             "search_parallelism": args.search_parallelism, "executor_slots": slots,
             "train_rows": n_train, "n_features": len(data_columns()), "run_key": args.run_key,
-            "shuffle_partitions": s.spark_shuffle_partitions, **split.boundaries(),
+            "shuffle_partitions": s.spark_shuffle_partitions, "data_sha256": data_hash, **split.boundaries(),
         })
         mlflow.log_dict(split.as_dict(), "split.json")
         mlflow.log_dict(feature_spec(), "features.json")
@@ -230,26 +266,25 @@ def run(spark, lake: Lake, args: argparse.Namespace) -> dict[str, Any]:
         timings["refit_s"] = time.perf_counter() - t
         metrics["fit_s"] = fit_s
         metrics["auc_per_fit_s"] = metrics["roc_auc"] / fit_s
-        mlflow.log_metrics(metrics)
-        with tempfile.TemporaryDirectory() as tmp:
-            importance = feature_importance(family, model)
-            plot_curves(hist, tmp, f"{family} holdout")
-            plot_importance(importance, f"{tmp}/feature_importance.png", family)
-            mlflow.log_artifacts(tmp, "plots")
+        mlflow.log_metrics(run_metrics(metrics))
+        log.info("refit %s on %s..%s (%d rows): holdout ROC AUC %.4f, fit %.1fs", family, split.train[0],
+                 split.train[-1], n_train, metrics["roc_auc"], fit_s)
+        importance = feature_importance(family, model)
+        log_plots(hist, importance, family)
         mlflow.log_dict(importance, "feature_importance.json")
 
         t = time.perf_counter()
         info = log_model(model, holdout, family)
         timings["log_model_s"] = time.perf_counter() - t
-        version = registry.register(name, info.model_uri, rid, args.run_key, {
-            "lakeforge.family": family, "lakeforge.train_window": f"{split.train[0]}..{split.train[-1]}",
-            **registry.window_tags(split.boundaries())})
+        policy = promotion.Policy.from_settings()
+        version = registry.register(name, info.model_uri, rid, args.run_key, registry.version_tags(
+            family=family, boundaries=split.boundaries(), metric=policy.metric, holdout_value=metrics[policy.metric],
+            data_sha256=data_hash, triggered_by=args.triggered_by, reason=args.trigger_reason))
 
         t = time.perf_counter()
         comparison, champ_v, champ_window, gate_m, champ_m, baseline = gate(
             spark, name, model, metrics, holdout, split, train_rate)
         timings["champion_score_s"] = time.perf_counter() - t
-        policy = promotion.Policy.from_settings()
         decision = promotion.decide(gate_m, champ_m, baseline, policy, comparison)
         challenger_window = {k: v for k, v in split.boundaries().items() if k in registry.WINDOW_KEYS}
         entry = promotion.log_entry(
@@ -264,15 +299,22 @@ def run(spark, lake: Lake, args: argparse.Namespace) -> dict[str, Any]:
         log_path = promotion.write_entry(lake, entry)
         registry.record_decision(name, version, entry)
         registry.finish_promotion(name, version, entry["decision"], champ_v)
+        summary = promotion.describe(entry)
+        log.info("%s v%s: %s", name, version, summary)
         mlflow.set_tags({"lakeforge.decision": entry["decision"], "lakeforge.model_version": version,
                          "lakeforge.promotion_log": lake.uri(log_path),
                          "lakeforge.compared_on": (f"{comparison.days[0]}..{comparison.days[-1]}"
-                                                   if comparison.days else "none")})
+                                                   if comparison.days else "none"),
+                         "mlflow.note.content": summary})  # the run page's description
+        # The gate's inputs, all on the gate days (``gate_days`` of them): the challenger, the
+        # champion (when it was scored) and the trivial baseline.
         mlflow.log_metric("gate_days", len(comparison.days))
+        if comparison.days:
+            mlflow.log_metrics({f"gate_challenger_{k}": v for k, v in gate_m.items()
+                                if k not in ("fit_s", "auc_per_fit_s")})
+            mlflow.log_metrics({f"gate_baseline_{k}": v for k, v in baseline.items()})
         if champ_m:
-            mlflow.log_metrics({f"champion_{k}": v for k, v in champ_m.items()})
-            if comparison.excluded:  # the challenger's metrics on the days the decision used
-                mlflow.log_metrics({f"gate_{k}": v for k, v in gate_m.items()})
+            mlflow.log_metrics({f"gate_champion_{k}": v for k, v in champ_m.items()})
         timings["total_in_app_s"] = time.perf_counter() - t0
         mlflow.log_metrics({f"time_{k}": v for k, v in timings.items()})
     spark.catalog.clearCache()
@@ -324,11 +366,9 @@ def already_done(name: str, run_key: str) -> dict[str, Any] | None:
     v = registry.complete_version(name, run_key)
     if v is None:
         return None
-    before = v.tags.get("lakeforge.decision.champion_before")
-    registry.finish_promotion(name, str(v.version), v.tags.get("lakeforge.decision", ""),
-                              None if before in (None, "none") else before)
-    return {"run_id": v.run_id, "model": name, "version": str(v.version), "decision": v.tags.get("lakeforge.decision"),
-            "reused": True}
+    decision = v.tags.get(registry.DECISION_TAG, "")
+    registry.finish_promotion(name, str(v.version), decision, registry.champion_before(v))
+    return {"run_id": v.run_id, "model": name, "version": str(v.version), "decision": decision, "reused": True}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -371,6 +411,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     started = time.perf_counter()
+    use_account("training")  # this job's MLflow account, where the runner holds several
     tracking.setup()  # fail before the JVM starts when MLflow is down
     result = already_done(get_settings().model_name, args.run_key)
     if result is None:

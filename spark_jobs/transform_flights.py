@@ -288,12 +288,12 @@ def quarantine_ratios(raw: dict[str, int], bad: dict[str, int]) -> dict[str, flo
 
 
 def written_tables() -> list[str]:
-    """Every table a run writes: its leases are held for the whole run."""
-    from lakeforge.quality.evidence import QUALITY, SUMMARY_TABLE
+    """Every table a run writes: its leases are held for the whole run (the quality summary, which
+    the scoring job writes too, only while it is updated: ``evidence.update_summary``)."""
+    from lakeforge.quality.evidence import QUALITY
 
     outputs = [f"{layer}/{name}" for layer in ("clean", "quarantine") for name in ("flights", "weather", *REFERENCE_KEYS)]
-    return [*outputs, "features/flights", LABEL_COUNTS, *(f"{QUALITY}/{table}" for table in AUDITED_TABLES),
-            SUMMARY_TABLE]
+    return [*outputs, "features/flights", LABEL_COUNTS, *(f"{QUALITY}/{table}" for table in AUDITED_TABLES)]
 
 
 def run(spark, lake: Lake, dates: list[str], run_id: str | None = None,
@@ -423,6 +423,11 @@ def _run(spark, lake: Lake, dates: list[str], run_id: str | None = None,
         if table == LABEL_COUNTS:  # what they were counted from: a day republished since is counted again
             partition_meta = {ds: {"cutoff_s": cutoff_s, "clean_sha256": published["clean/flights"][ds]["content_sha256"]}
                               for ds in publishable}
+        # The raw content each day was built from: a scheduled run tells a day transformed from its
+        # current inputs from one redelivered since (lakeforge.orchestration.transform_dag.built_from).
+        partition_meta = {ds: {**partition_meta.get(ds, {}), "inputs": {
+            t: {"content_sha256": inputs[t][ds]["content_sha256"]} for t in (RAW_FLIGHTS, RAW_WEATHER)}}
+            for ds in publishable}
         published[table] = manifests = publish_written_partitions(
             lake, table, staging[table], publishable, arrow_schema(df), meta=meta, partition_meta=partition_meta,
             file_rows={ds: stats.files for ds, stats in footers[table].items()},

@@ -61,6 +61,9 @@ def test_house_rules(dagbag):
         dag.check_cycle()  # raises on a cycle
         assert dag.tags and "lakeforge" in dag.tags, dag_id
         assert dag.doc_md and len(dag.doc_md) > 200, dag_id
+        # Evidence links a browser opens from the UI (served by the lakeforge_ui plugin), never file://
+        assert "file://" not in dag.doc_md, dag_id
+        assert "](/lakeforge/quality/nycflights)" in dag.doc_md, dag_id
         assert dag.params, f"{dag_id} has no params for manual runs"
         for task in dag.tasks:
             assert task.owner not in ("", "airflow"), f"{dag_id}.{task.task_id} has no owner"

@@ -46,3 +46,32 @@ def test_fail_fast_takes_retries_and_sensor_waits_away_inside_its_block_only(air
     assert tasks["wait_for_flights"].timeout == 0  # the demo delivered first: a missing file fails at once
     tasks = load()
     assert tasks["ingest_flights"].retries > 0 and tasks["wait_for_flights"].timeout > 0
+
+
+def test_a_replayed_days_run_shows_its_real_duration(airflow_db, tmp_path, monkeypatch):
+    """dag.test starts a 2013 run 'in 2013': the demo puts the wall-clock start back, so the UI
+    shows seconds, not ~5,000 days. (The probe: a transform run of a day never ingested, which
+    fails at its first task.)"""
+    from datetime import datetime, timedelta, timezone
+
+    import pendulum
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    from lakeforge.settings import PROJECT_ROOT
+
+    monkeypatch.setenv("LAKEFORGE_LAKE_ROOT", f"file://{tmp_path}/lake")
+    dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / "transform_flights.py")).dags["transform_flights"]
+    started = datetime.now(timezone.utc)
+    with demo.fail_fast():
+        dr = dag.test(logical_date=pendulum.datetime(2013, 1, 2, tz="UTC"),
+                      run_conf={"start": "2013-01-02", "end": "2013-01-02"})
+    with create_session() as session:
+        before = session.query(DagRun).filter(DagRun.run_id == dr.run_id).one()
+        assert before.end_date - before.start_date > timedelta(days=4000)  # the trap, as Airflow has it
+    demo.record_real_start(dr, started)
+    with create_session() as session:
+        after = session.query(DagRun).filter(DagRun.run_id == dr.run_id).one()
+        assert timedelta(0) <= after.end_date - after.start_date < timedelta(minutes=5)
+        assert after.logical_date.year == 2013

@@ -41,8 +41,9 @@ ALLOWED: dict[str, set[str]] = {
     "mlflow-auth-init": MLFLOW_ACCOUNTS,  # the only holder of scoring's and viewer's passwords
     "airflow-init": {"airflow_db_password", "airflow_fernet_key"},
     "airflow-apiserver": AIRFLOW | {"volume:airflow-auth"},
-    # runs the tasks, i.e. the Spark drivers and the training job: MLflow's training account only
-    "airflow-scheduler": AIRFLOW | {"spark_auth_secret", "lakeforge_keytab", "mlflow_training_password"},
+    # runs the tasks, i.e. the Spark drivers: MLflow's training and scoring accounts (each job picks its own)
+    "airflow-scheduler": AIRFLOW | {"spark_auth_secret", "lakeforge_keytab", "mlflow_training_password",
+                          "mlflow_scoring_password"},
     "airflow-dag-processor": AIRFLOW,
     "airflow-triggerer": AIRFLOW,
 }
@@ -438,7 +439,7 @@ def test_lake_init_runs_the_script_the_tests_run_before_every_writer():
 # -- MLflow behind its basic-auth app (issue 19, finding 1) ----------------------------------------
 
 def test_mlflow_serves_behind_basic_auth_with_one_account_per_service():
-    from lakeforge.mlflow_auth import ACCOUNTS, ADMIN, PASSWORD_FILE_ENV, password_file
+    from lakeforge.mlflow_auth import ACCOUNTS, ADMIN, JOB_ACCOUNTS, PASSWORD_FILE_ENV, account_file_env, password_file
 
     services = compose()["services"]
     mlflow, init, scheduler = services["mlflow"], services["mlflow-auth-init"], services["airflow-scheduler"]
@@ -458,10 +459,15 @@ def test_mlflow_serves_behind_basic_auth_with_one_account_per_service():
     assert mounted(init) == {str(password_file(state_dir, a)): f"mlflow_{a}_password" for a in [ADMIN, *ACCOUNTS]}
     assert init["depends_on"]["mlflow"] == {"condition": "service_healthy"}
 
-    # The scheduler (training's driver) acts as training, from the file of its password only.
+    # The scheduler runs the training and scoring drivers: training by default, and each job's
+    # own account from the file of its password only (never a password in the environment).
     env = _envs(scheduler)
     assert env["MLFLOW_TRACKING_USERNAME"] == "training" and "MLFLOW_TRACKING_PASSWORD" not in env
     assert mounted(scheduler).get(env[PASSWORD_FILE_ENV]) == "mlflow_training_password"
+    for account in JOB_ACCOUNTS:
+        assert mounted(scheduler).get(env[account_file_env(account)]) == f"mlflow_{account}_password"
     assert scheduler["depends_on"]["mlflow-auth-init"] == {"condition": "service_completed_successfully"}
-    holders = {n for n, spec in services.items() if {"mlflow_scoring_password", "mlflow_viewer_password"} & set(_sources(spec))}
-    assert holders == {"mlflow-auth-init"}  # no scoring job in the stack yet; viewer is for people
+    holders = {n for n, spec in services.items() if "mlflow_scoring_password" in _sources(spec)}
+    assert holders == {"mlflow-auth-init", "airflow-scheduler"}
+    holders = {n for n, spec in services.items() if "mlflow_viewer_password" in _sources(spec)}
+    assert holders == {"mlflow-auth-init"}  # viewer is for people

@@ -190,3 +190,30 @@ def test_nested_holds_reuse_the_lease(lake: Lake):
         publish_partition(lake, T, P, [PartitionFile("a.parquet", b"v1")])
         assert lake.listdir(f"{T}/_leases") == ["_table.json"]
     assert lake.listdir(f"{T}/_leases") == []
+
+
+def test_the_quality_summary_waits_for_another_jobs_update(local_lake):
+    """The transform and the scoring job both fold verdicts into quality/_summary: while another
+    process holds its lease (2 s), an update waits and then lands, keeping the other's verdicts;
+    with no patience it fails naming the holder instead of overwriting."""
+    from lakeforge.quality.evidence import SUMMARY_TABLE, read_summary, update_summary
+
+    def record(table: str) -> dict:
+        return {"table": table, "ds": "2013-01-01", "status": "passed", "failed": [], "warnings": [],
+                "run_id": f"run-{table}", "validated_at": "2026-12-05T00:00:00+00:00", "evidence": "x"}
+
+    update_summary(local_lake, [record("clean/flights")])
+    other = subprocess.Popen([sys.executable, "-m", "tests.lease_child", "write", local_lake.root_uri, SUMMARY_TABLE,
+                              "scoring-run"], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True)
+    try:
+        assert other.stdout.readline().strip() == "WON", other.stderr.read()
+        with pytest.raises(LeaseHeld, match="scoring-run"):
+            update_summary(local_lake, [record("features/flights")], wait_s=0)
+        started = time.monotonic()
+        update_summary(local_lake, [record("predictions/flights")])
+        assert time.monotonic() - started > 0.5  # it waited for the other writer
+    finally:
+        stop_process_groups([other])
+    assert sorted(read_summary(local_lake)["tables"]) == ["clean/flights", "predictions/flights"]
+    assert local_lake.listdir(f"{SUMMARY_TABLE}/_leases") == []

@@ -187,6 +187,24 @@ def test_a_job_gets_its_own_account_from_a_password_file(server, tmp_path):
                                        mlflow_auth.PASSWORD_FILE_ENV: str(loose)})
 
 
+def test_a_job_picks_its_own_account_in_a_runner_that_holds_several(server):
+    """The scheduler holds training's and scoring's files; the scoring job acts as scoring only,
+    and without its own file a job keeps the runner's one account."""
+    training = str(mlflow_auth.password_file(server.auth_dir, "training"))
+    runner = {"MLFLOW_TRACKING_USERNAME": "training", mlflow_auth.PASSWORD_FILE_ENV: training,
+              "MLFLOW_TRACKING_PASSWORD": server.env("training")["MLFLOW_TRACKING_PASSWORD"],
+              mlflow_auth.account_file_env("training"): training,
+              mlflow_auth.account_file_env("scoring"): str(mlflow_auth.password_file(server.auth_dir, "scoring"))}
+    job = dict(runner)
+    assert mlflow_auth.use_account("scoring", job) == "scoring"
+    assert job["MLFLOW_TRACKING_PASSWORD"] == server.env("scoring")["MLFLOW_TRACKING_PASSWORD"]
+    path = f"/api/2.0/mlflow/registered-models/get?name={NAME}"
+    assert status(server, path, ("scoring", job["MLFLOW_TRACKING_PASSWORD"])) == 200
+    alone = {k: v for k, v in runner.items() if k != mlflow_auth.account_file_env("scoring")}
+    assert mlflow_auth.use_account("scoring", alone) == "training"  # no file for it: unchanged
+    assert alone["MLFLOW_TRACKING_PASSWORD"] == server.env("training")["MLFLOW_TRACKING_PASSWORD"]
+
+
 def test_init_is_idempotent_and_rotation_locks_out_the_old_password(server):
     before = server.env("scoring")["MLFLOW_TRACKING_PASSWORD"]
     mlflow_auth.init(server.auth_dir, server.uri)  # second run: same accounts, same grants

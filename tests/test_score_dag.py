@@ -27,7 +27,13 @@ def dag():
 
 
 def test_scheduled_on_features_emitting_predictions(dag):
-    assert [a.name for a in dag.timetable.asset_condition.objects] == ["nycflights.features.flights"]
+    from airflow.sdk.definitions.asset import AssetAny
+
+    # New feature days, or a new champion: the days published before the first champion get scored
+    # without waiting for another delivery (plan_scoring's pending days).
+    assert isinstance(dag.timetable.asset_condition, AssetAny)
+    assert [a.name for a in dag.timetable.asset_condition.objects] == ["nycflights.features.flights",
+                                                                       "models.flight_delay"]
     assert dag.max_active_runs == 1 and not dag.catchup
     assert {"lakeforge", "scoring", "spark"} <= set(dag.tags) and "model_version" in dag.doc_md
     score = dag.get_task("spark_score")

@@ -50,3 +50,54 @@ def test_faults_differ_from_the_good_file(landing, kind):
     assert (data == good) == (kind == "duplicate")
     if kind == "duplicate":
         assert rel == "flights/2013-01-03.resend.csv"
+
+
+def test_follow_delivers_day_by_day_at_the_pace_and_prints_each_day(landing, monkeypatch):
+    """--follow --every: one day, its line, a pause; a fault right after its day."""
+    waits, lines = [], []
+    monkeypatch.setattr(simulator.threading.Event, "wait", lambda self, seconds: waits.append(seconds))
+    report = simulator.follow(landing, date(2013, 1, 1), date(2013, 1, 3), 30,
+                              faults=[("truncated", "flights", date(2013, 1, 2))], out=lambda line, flush: lines.append(line))
+    assert waits == [30, 30]  # between days, not after the last
+    assert [line.split(":")[0] for line in lines] == ["2013-01-01", "2013-01-02", "2013-01-03"]
+    assert lines[0].startswith("2013-01-01: delivered flights, weather, planes, airports, airlines, ")
+    assert lines[1].startswith("2013-01-02: delivered flights, weather, flights, ")  # and the faulty resend
+    assert sorted(landing.listdir("flights")) == ["2013-01-01.csv", "2013-01-02.csv", "2013-01-03.csv"]
+    assert report.files.index("flights/2013-01-02.csv") < len(report.files) - 3  # the fault came with its day
+    assert len(landing.read_bytes("flights/2013-01-02.csv")) < len(simulator.day_file("flights", date(2013, 1, 2)))
+
+
+def test_ctrl_c_stops_follow_between_days(landing, capsys):
+    """SIGINT while following: the day being delivered is finished, no further day starts, and
+    the output says where to resume. ``--every 0`` does not pause."""
+    import os
+    import signal
+
+    delivered = []
+    real = simulator.deliver
+
+    def deliver_then_interrupt(landing_, start, end, **kw):
+        report = real(landing_, start, end, **kw)
+        delivered.append(start)
+        if start == date(2013, 1, 2):
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the run
+        return report
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        simulator.deliver = deliver_then_interrupt
+        simulator.main(["--start", "2013-01-01", "--end", "2013-01-05", "--landing", landing.root_uri.rsplit("/", 1)[0],
+                        "--follow", "--every", "0", "--no-snapshots"])
+    finally:
+        simulator.deliver = real
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+    assert delivered == [date(2013, 1, 1), date(2013, 1, 2)]
+    assert landing.listdir("flights") == ["2013-01-01.csv", "2013-01-02.csv"]
+    out = capsys.readouterr().out
+    assert "2013-01-02: delivered flights, weather" in out
+    assert "stopped (Ctrl-C) after 2013-01-02; resume with --start 2013-01-03" in out
+
+
+def test_every_needs_follow(landing):
+    with pytest.raises(SystemExit):
+        simulator.main(["--start", "2013-01-01", "--end", "2013-01-02", "--landing", landing.root_uri, "--every", "5"])

@@ -269,6 +269,10 @@ def test_secrets_are_owner_only_generated_and_the_defaults_refused(stack):
         if env.get("LAKEFORGE_MLFLOW_PASSWORD_FILE"):  # only the scheduler's, and only training's
             assert env["LAKEFORGE_MLFLOW_PASSWORD_FILE"].endswith("/training.password")
             assert env.get("MLFLOW_TRACKING_USERNAME") == "training"
+        per_job = {k: v for k, v in env.items() if k.startswith("LAKEFORGE_MLFLOW_PASSWORD_FILE_")}
+        if per_job:  # the jobs' accounts: only the scheduler (it runs them), never the admin's
+            assert service == "scheduler" and sorted(Path(v).name for v in per_job.values()) == [
+                "scoring.password", "training.password"], (service, per_job)
         if env.get("PGPASSFILE"):  # only MLflow's
             assert service == "mlflow", (service, proc.cmdline())
 
@@ -288,6 +292,17 @@ with mlflow.start_run(run_name="stack-credentials-check") as run:
 print(os.environ["MLFLOW_TRACKING_USERNAME"], run.info.run_id)
 """
 
+# The scoring job's first step (spark_jobs/score_flights.py) in the same scheduler environment.
+SCORING_JOB = """
+import os
+from lakeforge import stack
+p = stack.paths()
+os.environ.clear()
+os.environ.update(stack.airflow_env(p, stack.ports(p), "scheduler"))
+from lakeforge.mlflow_auth import use_account
+print(use_account("scoring"))
+"""
+
 
 def test_jobs_reach_mlflow_with_their_own_account(stack):
     done = subprocess.run([sys.executable, "-c", JOB], env=stack.env, capture_output=True, text=True, timeout=180)
@@ -301,6 +316,19 @@ def test_jobs_reach_mlflow_with_their_own_account(stack):
     training = (stack.home / "mlflow" / "auth" / "training.password").read_text().strip()
     code, _ = request(f"{stack.mlflow}/api/2.0/mlflow/users/create", data={"username": "x", "password": "y" * 12},
                       headers=basic("training", training))
+    assert code == 403
+
+    # The scoring job, launched by the same scheduler, acts as scoring: it reads the experiment
+    # but cannot write to it.
+    done = subprocess.run([sys.executable, "-c", SCORING_JOB], env=stack.env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.split()[-1] == "scoring", done.stdout + done.stderr
+    scoring = (stack.home / "mlflow" / "auth" / "scoring.password").read_text().strip()
+    code, _ = request(f"{stack.mlflow}/api/2.0/mlflow/runs/get?run_id={run_id}", headers=basic("scoring", scoring))
+    assert code == 200
+    code, _ = request(f"{stack.mlflow}/api/2.0/mlflow/runs/log-metric",
+                      data={"run_id": run_id, "key": "written", "value": 1.0, "timestamp": 0},
+                      headers=basic("scoring", scoring))
     assert code == 403
 
 
@@ -372,6 +400,12 @@ def browse(stack: Stack, shots: Path) -> None:
             row = page.get_by_role("row").filter(has_text=f"scheduled__{DAY}")
             expect(row.get_by_text("Success", exact=True)).to_be_visible()
             page.screenshot(path=shots / "airflow-ingest-runs.png", full_page=True)
+            # The lake's reports, served by the lakeforge_ui plugin to signed-in users (the DAG docs
+            # link there): the menu entry's page, then the source's quality summary.
+            page.goto(f"{stack.airflow}/lakeforge/")
+            page.get_by_role("link", name="quality").first.click()
+            expect(page.get_by_role("heading", name="Quality: nycflights")).to_be_visible()
+            page.screenshot(path=shots / "airflow-quality-reports.png", full_page=True)
 
             mlflow = browser.new_context(http_credentials={"username": logins["mlflow"][0],
                                                            "password": logins["mlflow"][1]},
@@ -386,6 +420,8 @@ def browse(stack: Stack, shots: Path) -> None:
             mlflow.screenshot(path=shots / "mlflow-experiment.png", full_page=True)
         finally:
             browser.close()
+    code, _ = request(f"{stack.airflow}/lakeforge/quality/nycflights")  # no session: refused
+    assert code == 401
     for name in ("airflow-dags.png", "airflow-ingest-runs.png", "mlflow-experiment.png"):
         assert (shots / name).stat().st_size > 10_000, name
     print(f"\nscreenshots in {shots}")

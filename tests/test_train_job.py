@@ -1,9 +1,13 @@
 """The training job end to end on real features (6 days of January) against a real MLflow server:
 tracking, registration, the champion alias, dedupe by run key, and an outage mid-registration; the
 retraining request's reason recorded (run tag, version tag, promotion log) and the version's drift
-reference profile stored on its run."""
+reference profile stored on its run; what a person sees: a progress line per search trial, the
+version's one-line description and its few tags, metrics named by what they were measured on,
+plots on the run page."""
 
 import json
+import logging
+import re
 import threading
 import time
 from datetime import date, timedelta
@@ -13,15 +17,22 @@ import pytest
 
 from lakeforge.lake import Lake
 from lakeforge.publish import read_manifest
-from lakeforge.training import promotion, registry
+from lakeforge.training import progress, promotion, registry
 from lakeforge.training.tracking import MlflowUnavailable, pip_requirements, scratch_space, temp_folders_in
 from spark_jobs import train_delay_model, transform_flights
-from tests.helpers import ingest_days
+from tests.helpers import environ, ingest_days
 from tests.mlflow_server import mlflow_server  # noqa: F401  (fixture)
 
 DAYS = [date(2013, 1, 1) + timedelta(days=i) for i in range(6)]
 NAME = "flight_delay"
 REASON = "retrain v0: roc_auc 0.6900 over the last 7 evaluated days (2013-01-01..2013-01-07) vs holdout 0.7700"
+# Every tag of a decided version: what a person reads, then what the code needs (registry.VERSION_TAGS).
+VERSION_TAG_KEYS = {"lakeforge.decision", "lakeforge.champion_before", "lakeforge.holdout_roc_auc",
+                    "lakeforge.holdout", "lakeforge.train_window", "lakeforge.family", "lakeforge.trigger",
+                    "lakeforge.data_sha256",
+                    "lakeforge.run_key", "lakeforge.state", "lakeforge.artifact_sha256", "lakeforge.artifact_manifest"}
+TRIAL_LINE = re.compile(r"^trial (\d+)/(\d+): (\w+)( \(baseline\))? (.*) -> val ROC AUC (0\.\d{4}) "
+                        r"\(best so far (0\.\d{4}), trial (\d+)\), fit \d+\.\ds$")
 
 
 @pytest.fixture(scope="module")
@@ -157,14 +168,36 @@ def train_leaving_nothing_behind(spark, a, folder: Path) -> dict:
     return result
 
 
+class Lines(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
 @pytest.fixture(scope="module")
 def first_run(spark, features_lake, mlflow_server, tmp_path_factory):
+    """The first run, with what it reported as it went: the lines on the search's logger (the task
+    log) and those written to the progress file (what ``make demo`` prints)."""
+    folder = tmp_path_factory.mktemp("first")
+    handler, logger = Lines(), logging.getLogger("lakeforge.training.search")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
     started = time.perf_counter()
-    result = train_leaving_nothing_behind(
-        spark, args(features_lake, "train_delay_model/manual__1", family="xgboost", search_budget=1,
-                    search_parallelism=2, trigger_reason=REASON), tmp_path_factory.mktemp("first") / "tmp")
+    try:
+        with environ({progress.PROGRESS_FILE_ENV: str(folder / "progress.log")}):
+            result = train_leaving_nothing_behind(
+                spark, args(features_lake, "train_delay_model/manual__1", family="xgboost", search_budget=1,
+                            search_parallelism=2, trigger_reason=REASON), folder / "tmp")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     print(f"\nfirst training run: {time.perf_counter() - started:.1f}s, {result['family']} "
           f"holdout AUC {result['metrics']['roc_auc']:.4f}, decision {result['decision']}")
+    result["progress"] = {"log": handler.lines, "file": (folder / "progress.log").read_text().splitlines()}
     return result
 
 
@@ -180,9 +213,20 @@ def test_training_run_is_tracked_registered_and_champion(spark, features_lake, m
     run = client.get_run(r["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["holdout_start"] == "2013-01-05" and run.data.params["validation_start"] == "2013-01-04"
-    for metric in ("roc_auc", "pr_auc", "log_loss", "brier", "positive_rate", "calibration_error", "fit_s"):
-        assert metric in run.data.metrics, metric
-    assert 0.55 < run.data.metrics["roc_auc"] < 0.95 and 0 < run.data.metrics["log_loss"] < 1
+    # Metrics named by what they were measured on: the whole holdout, the gate days, the validation days.
+    metrics = run.data.metrics
+    holdout = ("roc_auc", "pr_auc", "log_loss", "brier", "positive_rate", "mean_prediction", "calibration_error",
+               "rows")
+    assert {f"holdout_{k}" for k in holdout} | {"fit_s", "holdout_roc_auc_per_fit_s", "best_valid_roc_auc",
+                                                "gate_days"} <= set(metrics)
+    assert not set(holdout) & set(metrics) and "auc_per_fit_s" not in metrics  # no unqualified name left
+    assert {f"gate_challenger_{k}" for k in holdout} | {f"gate_baseline_{k}" for k in holdout if k != "rows"} <= set(
+        metrics) and not any(k.startswith("gate_champion_") for k in metrics)  # no champion yet
+    assert metrics["gate_days"] == 2 and metrics["gate_challenger_roc_auc"] == metrics["holdout_roc_auc"]
+    assert metrics["gate_baseline_roc_auc"] == 0.5
+    assert {f"baseline_lr_valid_{k}" for k in holdout} <= set(metrics)
+    assert 0.55 < metrics["holdout_roc_auc"] < 0.95 and 0 < metrics["holdout_log_loss"] < 1
+    assert metrics["holdout_roc_auc"] == r["metrics"]["roc_auc"]
     tags = run.data.tags
     assert tags["airflow.dag_run_id"] == "manual__1" and tags["airflow.triggered_by"] == "manual:tester"
     assert len(tags["mlflow.source.git.commit"]) == 40
@@ -196,6 +240,11 @@ def test_training_run_is_tracked_registered_and_champion(spark, features_lake, m
     assert {"features.json", "split.json", "input_partitions.json", "feature_importance.json", "plots"} <= artifacts
     assert {a.path for a in client.list_artifacts(r["run_id"], "plots")} == {
         "plots/roc_curve.png", "plots/pr_curve.png", "plots/calibration.png", "plots/feature_importance.png"}
+    # ... and the same plots as keyed images: the run page's image grid (MLflow's tag says there are some).
+    images = {a.path.split("/", 1)[1].split("+", 1)[0] for a in client.list_artifacts(r["run_id"], "images")
+              if a.path.endswith(".png")}
+    assert images == {"holdout_roc_curve", "holdout_pr_curve", "holdout_calibration", "feature_importance"}
+    assert tags["mlflow.loggedImages"] == "True"
 
     # The exact input partitions: lake URI + content hash, per context.
     inputs = {(d.dataset.name, d.tags[0].value): d.dataset for d in run.inputs.dataset_inputs}
@@ -212,16 +261,49 @@ def test_training_run_is_tracked_registered_and_champion(spark, features_lake, m
     assert r["family"] == max(r["trials"], key=lambda t: t["valid"]["roc_auc"])["family"]
     assert all(t.info.status == "FINISHED" and "valid_roc_auc" in t.data.metrics for t in trials)
 
-    # Registry: one complete version carrying the decision, both aliases on it.
+    # Progress: one line per trial as it finished, on the search's logger (the task log) and in the
+    # progress file (what `make demo` prints); the numbers are the trial runs' own.
+    reported = [line for line in r["progress"]["log"] if line.startswith("trial ")]
+    assert r["progress"]["file"] == [line for line in r["progress"]["log"]]
+    assert r["progress"]["log"][0] == ("search: 2 trial(s) (1 xgboost + the lr baseline), 2 at a time, "
+                                       "scored on the validation days")
+    parsed = [TRIAL_LINE.match(line) for line in reported]
+    assert len(parsed) == 2 and all(parsed), reported
+    by_number = {int(p.group(1)): p for p in parsed}
+    assert sorted(by_number) == [1, 2] and {p.group(2) for p in parsed} == {"2"}
+    assert by_number[1].group(3) == "lr" and by_number[1].group(4) == " (baseline)"
+    assert by_number[2].group(3) == "xgboost"
+    runs = {t.info.run_name: t for t in trials}
+    assert set(runs) == {"trial-01-lr", "trial-02-xgboost"}
+    for number, p in by_number.items():
+        run_auc = runs[f"trial-{number:02d}-{p.group(3)}"].data.metrics["valid_roc_auc"]
+        assert p.group(6) == f"{run_auc:.4f}"
+    last = parsed[-1]  # the best so far, once both finished: the better one
+    best = max(by_number.items(), key=lambda kv: (float(kv[1].group(6)), -kv[0]))
+    assert (last.group(7), int(last.group(8))) == (best[1].group(6), best[0])
+
+    # Registry: one complete version carrying the decision, both aliases on it; its tags are the few a
+    # person reads (and the code needs), its description says what was decided and why.
     (v,) = versions(client)
+    assert set(v.tags) == VERSION_TAG_KEYS | {"lakeforge.trigger_reason"}
     assert v.tags[registry.STATE_TAG] == "complete" and v.tags["lakeforge.decision"] == "promoted"
-    assert v.tags["lakeforge.dag_run_id"] == "manual__1" and v.tags["lakeforge.decision.champion_before"] == "none"
-    # The days the model saw, read back by the gate when it is champion (never scored on them).
-    assert {k: v.tags[f"lakeforge.{k}"] for k in registry.WINDOW_KEYS} == {
-        "train_start": "2013-01-01", "train_end": "2013-01-04", "validation_start": "2013-01-04",
-        "validation_end": "2013-01-04", "holdout_start": "2013-01-05", "holdout_end": "2013-01-06"}
-    assert v.tags["lakeforge.decision.compared_on"] == "2013-01-05..2013-01-06"
-    assert v.tags["lakeforge.decision.champion_train_end"] == "none"
+    assert v.tags["lakeforge.champion_before"] == "none" and v.tags["lakeforge.family"] == r["family"]
+    assert v.tags["lakeforge.trigger"] == "manual:tester"
+    assert v.tags["lakeforge.train_window"] == "2013-01-01..2013-01-04"
+    assert v.tags["lakeforge.holdout"] == "2013-01-05..2013-01-06"
+    assert v.tags["lakeforge.holdout_roc_auc"] == f"{metrics['holdout_roc_auc']:.4f}"
+    from lakeforge.training.data import data_sha256, feature_partitions
+
+    assert v.tags["lakeforge.data_sha256"] == data_sha256(feature_partitions(features_lake))
+    assert v.tags["lakeforge.data_sha256"] == run.data.params["data_sha256"]
+    assert v.description == (
+        f"Promoted to champion (first model): holdout ROC AUC {metrics['holdout_roc_auc']:.4f} vs the trivial baseline "
+        f"0.5000 (2013-01-05..01-06), {metrics['holdout_roc_auc'] - 0.5:+.4f} > margin 0.0020")
+    assert tags["mlflow.note.content"] == v.description  # the run page says the same
+    # The days the model saw, read back (from its run's params) by the gate when it is champion.
+    assert registry.training_window(v) == promotion.TrainingWindow(
+        "2013-01-01", "2013-01-04", "2013-01-04", "2013-01-04", source=f"run {r['run_id']} params")
+    assert registry.holdout_window(v) == ("2013-01-05", "2013-01-06")
     assert client.get_model_version_by_alias(NAME, "champion").version == "1"
     assert client.get_model_version_by_alias(NAME, "challenger").version == "1"
     entry = promotion.read_log(features_lake, NAME)[-1]
@@ -309,7 +391,11 @@ def test_mlflow_down_then_crash_mid_registration_then_retry(spark, features_lake
     retry = train_leaving_nothing_behind(spark, args(features_lake, key, **quick), tmp_path / "tmp")
     (v,) = versions(client, key)
     assert v.version == retry["version"] != half.version and v.tags[registry.STATE_TAG] == "complete"
-    assert v.tags["lakeforge.decision"] == retry["decision"] and v.tags["lakeforge.decision.champion_before"] == "1"
+    assert v.tags["lakeforge.decision"] == retry["decision"] and v.tags["lakeforge.champion_before"] == "1"
+    assert set(v.tags) == VERSION_TAG_KEYS  # no retraining reason this time
+    assert v.description.startswith("Promoted to champion: " if retry["decision"] == "promoted"
+                                    else "Kept as challenger: ")
+    assert "vs champion v1 " in v.description and "on the same days (2013-01-05..01-06)" in v.description
     assert [x.version for x in versions(client)] == ["1", retry["version"]]
     champion = client.get_model_version_by_alias(NAME, "champion").version
     assert champion == (retry["version"] if retry["decision"] == "promoted" else "1")

@@ -246,6 +246,145 @@ def test_no_day_left_or_unknown_champion_window_is_no_decision():
                                                                           "window": None}
 
 
+# -- what a person reads: the version's description and tags, the run's metric names ----------------
+
+def entry_for(decision, chal, champ_version, champ, comparison, champ_window=None, base=None, version="4"):
+    return promotion.log_entry(model_name="flight_delay", version=version, run_id="r", run_key="k",
+                               decision=decision, policy=POLICY, challenger=chal, champion_version=champ_version,
+                               champion=champ, baseline=base or m(0.5), comparison=comparison,
+                               challenger_window={}, champion_window=champ_window, trigger={},
+                               decided_at="2013-04-01T04:00:00+00:00")
+
+
+def test_version_description_says_in_one_line_what_was_decided_and_why():
+    holdout = tuple(f"2013-03-{d:02d}" for d in range(18, 32))
+    window = promotion.TrainingWindow("2013-01-01", "2013-03-17", "2013-03-11", "2013-03-17", "run r3 params")
+    same = promotion.comparison_days(holdout, "3", window)
+
+    def described(chal, champ, comparison=same, champ_window=window, champ_version="3"):
+        d = promotion.decide(chal, champ, m(0.5), POLICY, comparison)
+        return promotion.describe(entry_for(d, chal, champ_version, champ, comparison, champ_window))
+
+    assert described(m(0.781), m(0.772)) == (
+        "Promoted to champion: holdout ROC AUC 0.7810 vs champion v3 0.7720 on the same days (2013-03-18..03-31), "
+        "+0.0090 > margin 0.0050")
+    assert described(m(0.765), m(0.772)) == (
+        "Kept as challenger: holdout ROC AUC 0.7650 vs champion v3 0.7720 on the same days (2013-03-18..03-31), "
+        "below champion v3 by 0.0070; v3 stays champion")
+    assert described(m(0.775), m(0.772)) == (
+        "Kept as challenger: holdout ROC AUC 0.7750 vs champion v3 0.7720 on the same days (2013-03-18..03-31), "
+        "+0.0030, not above the margin 0.0050; v3 stays champion")
+    assert described(m(0.790, ece=0.2), m(0.772)).endswith(
+        "+0.0180 > margin 0.0050, guard calibration failed; v3 stays champion")
+    # The first model, against the trivial baseline.
+    first = promotion.comparison_days(holdout, None, None)
+    assert described(m(0.66), None, first, None, None) == (
+        "Promoted to champion (first model): holdout ROC AUC 0.6600 vs the trivial baseline 0.5000 "
+        "(2013-03-18..03-31), +0.1600 > margin 0.0050")
+    # Days the champion trained on are left out, and the line says so.
+    overlap = promotion.comparison_days(holdout, "3", promotion.TrainingWindow("2013-01-01", "2013-03-24"))
+    assert "on the same days (2013-03-25..03-31, 7 of the 14 holdout days: v3 trained on the rest)" in described(
+        m(0.781), m(0.772), overlap)
+    # No decision: why, and who stays champion.
+    inside = promotion.comparison_days(holdout, "3", promotion.TrainingWindow("2013-01-01", "2013-04-30"))
+    assert described(m(0.99), None, inside, promotion.TrainingWindow("2013-01-01", "2013-04-30")) == (
+        "No decision, kept as challenger: every holdout day (2013-03-18..03-31) is on or before champion v3's last "
+        "training day 2013-04-30, so the two cannot be compared fairly; v3 stays champion")
+    unknown = promotion.comparison_days(holdout, "3", None)
+    assert described(m(0.99), None, unknown, None) == (
+        "No decision, kept as challenger: champion v3's training window is unknown, so it cannot be scored fairly; "
+        "v3 stays champion")
+    assert promotion.short_span(["2013-12-30", "2014-01-02"]) == "2013-12-30..2014-01-02"
+    assert promotion.short_span(["2013-03-18"]) == "2013-03-18"
+
+
+def test_version_tags_are_the_cut_set():
+    from lakeforge.training import registry
+
+    boundaries = make_split(JAN, end="2013-01-31", window_days=90, holdout_days=7, validation_days=4).boundaries()
+    tags = registry.version_tags(family="lightgbm", boundaries=boundaries, metric="roc_auc", holdout_value=0.78123,
+                                 data_sha256="ab" * 32, triggered_by="manual:admin")
+    assert tags == {"lakeforge.family": "lightgbm", "lakeforge.train_window": "2013-01-01..2013-01-24",
+                    "lakeforge.holdout": "2013-01-25..2013-01-31", "lakeforge.holdout_roc_auc": "0.7812",
+                    "lakeforge.data_sha256": "ab" * 32, "lakeforge.trigger": "manual:admin"}
+    reason = registry.version_tags(family="lr", boundaries=boundaries, metric="log_loss", holdout_value=0.5,
+                                   data_sha256="0" * 64, triggered_by="asset_triggered", reason="drift")
+    assert reason["lakeforge.trigger_reason"] == "drift" and reason["lakeforge.holdout_log_loss"] == "0.5000"
+
+
+def test_the_data_hash_names_the_exact_partitions():
+    from lakeforge.training.data import data_sha256
+
+    parts = [{"ds": "2013-01-01", "content_sha256": "a"}, {"ds": "2013-01-02", "content_sha256": "b"}]
+    assert data_sha256(parts) == data_sha256(parts[::-1]) and len(data_sha256(parts)) == 64
+    assert data_sha256(parts) != data_sha256([parts[0], {**parts[1], "content_sha256": "c"}])
+    assert data_sha256(parts) != data_sha256(parts[:1])
+
+
+def test_run_metrics_name_what_they_were_measured_on():
+    from spark_jobs.train_delay_model import run_metrics
+
+    refit = {**m(0.7), "rows": 100.0, "fit_s": 2.0, "auc_per_fit_s": 0.35}
+    assert run_metrics(refit) == {
+        "holdout_roc_auc": 0.7, "holdout_pr_auc": 0.4, "holdout_log_loss": 0.5, "holdout_brier": 0.2,
+        "holdout_calibration_error": 0.03, "holdout_mean_prediction": 0.25, "holdout_positive_rate": 0.25,
+        "holdout_rows": 100.0, "fit_s": 2.0, "holdout_roc_auc_per_fit_s": 0.35}
+
+
+def test_monitoring_reads_the_holdout_value_by_its_new_name_and_from_older_runs():
+    """Monitoring's reference line is the champion's holdout value: the run's ``holdout_roc_auc``
+    (and a run logged before the names said so: its plain ``roc_auc``)."""
+    from types import SimpleNamespace
+
+    from lakeforge.monitoring import store
+
+    def client(metrics):
+        run = SimpleNamespace(data=SimpleNamespace(metrics=metrics))
+        return SimpleNamespace(get_model_version=lambda name, v: SimpleNamespace(run_id="r"),
+                               get_run=lambda run_id: run)
+
+    new = {"holdout_roc_auc": 0.78, "holdout_calibration_error": 0.01, "gate_champion_roc_auc": 0.77,
+           "gate_challenger_roc_auc": 0.79, "best_valid_roc_auc": 0.8, "fit_s": 3.0}
+    assert store.holdout_metrics(client(new), "flight_delay", "2") == {"roc_auc": 0.78, "calibration_error": 0.01}
+    assert store.holdout_metrics(client({"roc_auc": 0.74}), "flight_delay", "1")["roc_auc"] == 0.74
+
+
+def test_a_progress_line_per_trial_and_make_demo_prints_them_as_they_come():
+    import io
+    import logging
+    import os
+    import subprocess
+    import sys
+
+    from lakeforge.training import progress
+    from lakeforge.training.search import trial_line
+
+    assert trial_line(2, 3, "lightgbm", {"num_leaves": 63, "learning_rate": 0.05}, 0.67412, 0.67412, 2, 5.06) == (
+        "trial 2/3: lightgbm num_leaves=63 learning_rate=0.05 -> val ROC AUC 0.6741 (best so far 0.6741, trial 2), "
+        "fit 5.1s")
+    assert trial_line(1, 3, "lr", {"regParam": 0.001}, 0.65, 0.65, 1, 1.0, baseline=True).startswith(
+        "trial 1/3: lr (baseline) regParam=0.001 -> val ROC AUC 0.6500")
+
+    out = io.StringIO()
+    logger = logging.getLogger("lakeforge.test.progress")
+    with progress.follow(out=out, interval=0.05) as path:
+        progress.report(logger, "trial 1/2: lr regParam=0.001 -> val ROC AUC 0.6500 (best so far 0.6500, trial 1)")
+        # The job runs in spark-submit's driver: a process that inherited the setting.
+        code = ("from lakeforge.training import progress; import logging; "
+                "progress.report(logging.getLogger('x'), 'trial 2/2: lightgbm -> val ROC AUC 0.6600')")
+        subprocess.run([sys.executable, "-c", code], check=True, env=os.environ.copy())
+        deadline = time.time() + 10
+        while out.getvalue().count("\n") < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        assert out.getvalue().splitlines() == [
+            "  trial 1/2: lr regParam=0.001 -> val ROC AUC 0.6500 (best so far 0.6500, trial 1)",
+            "  trial 2/2: lightgbm -> val ROC AUC 0.6600"]  # while the block runs, not at its end
+        with open(path, "a") as f:
+            f.write("trial 3/3: the last line")  # no newline yet: printed when the block ends
+    assert out.getvalue().splitlines()[-1] == "  trial 3/3: the last line"
+    assert progress.PROGRESS_FILE_ENV not in os.environ and not os.path.exists(path)
+
+
 # -- search candidates and the DAG's plan --------------------------------------------------------
 
 def test_search_candidates_are_distinct_and_sized_by_budget():

@@ -37,10 +37,15 @@ shared environment); ``apply_credentials()`` reads that file (refused unless 060
 ``MLFLOW_TRACKING_PASSWORD`` of the job's own process. ``credentials(account, DIR)`` gives the
 environment for a child process.
 
+A process that runs several jobs (the Airflow scheduler's LocalExecutor runs both the training and
+the scoring drivers) holds one file per job account, ``LAKEFORGE_MLFLOW_PASSWORD_FILE_<ACCOUNT>``;
+each job's entrypoint calls ``use_account("<account>")`` first, so the scoring job acts as
+``scoring`` (read-only on the model) even though the same scheduler also launches training.
+
 In the docker stack (docker/mlflow/entrypoint.sh) the passwords are compose secrets mounted as
 ``/run/secrets/mlflow/<account>.password`` (0400): the server gets the admin's, the
-``mlflow-auth-init`` service all of them, the Airflow scheduler (which runs the training driver)
-only training's.
+``mlflow-auth-init`` service all of them, the Airflow scheduler (which runs the training and
+scoring drivers) training's and scoring's.
 
 Known limit of MLflow's model: with workspaces off, any authenticated account may create NEW
 experiments and registered models of its own (it becomes their manager); it gains nothing on the
@@ -70,6 +75,8 @@ ACCOUNTS: dict[str, tuple[str, str]] = {
     "scoring": ("READ", "READ"),
     "viewer": ("READ", "READ"),
 }
+# The accounts jobs run as (the scheduler that launches the jobs holds their password files).
+JOB_ACCOUNTS = ("training", "scoring")
 # account -> permission on the monitoring experiment (``<experiment>-monitoring``)
 MONITORING: dict[str, str] = {"training": "READ", "scoring": "EDIT", "viewer": "READ"}
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
@@ -228,6 +235,23 @@ def credentials(account: str, state_dir: Path | str) -> dict[str, str]:
     """The environment of a process that acts as ``account`` (and only as it)."""
     return {"MLFLOW_TRACKING_USERNAME": account,
             "MLFLOW_TRACKING_PASSWORD": read_secret(password_file(state_dir, account))}
+
+
+def account_file_env(account: str) -> str:
+    """The variable naming ``account``'s password file in a process that runs several jobs."""
+    return f"{PASSWORD_FILE_ENV}_{account.upper()}"
+
+
+def use_account(account: str, environ=os.environ) -> str | None:
+    """Make this (job) process act as ``account`` when its runner provides that account's password
+    file (``LAKEFORGE_MLFLOW_PASSWORD_FILE_<ACCOUNT>``); otherwise leave the process's one account
+    (``MLFLOW_TRACKING_USERNAME`` + ``LAKEFORGE_MLFLOW_PASSWORD_FILE``, or none) as it is. Another
+    account's explicit password never carries over. Returns the username in use."""
+    path = environ.get(account_file_env(account))
+    if path:
+        environ.pop("MLFLOW_TRACKING_PASSWORD", None)
+        environ.update({"MLFLOW_TRACKING_USERNAME": account, PASSWORD_FILE_ENV: path})
+    return apply_credentials(environ)
 
 
 def apply_credentials(environ=os.environ) -> str | None:

@@ -182,8 +182,8 @@ OPTIONS: dict[str, Option] = {
         "Extra folders (`:`-separated) holding pipeline packages `<name>/__init__.py`, importable as `lakeforge.pipelines.<name>` beside the built-in ones; a name in two folders is refused.",
     ),
     "sensor_poke_seconds": Option(
-        "LAKEFORGE_SENSOR_POKE_SECONDS", "300",
-        "How often a delivery sensor looks for the day's drop (reschedule mode: no worker slot held).",
+        "LAKEFORGE_SENSOR_POKE_SECONDS", "10",
+        "How often a delivery sensor looks for the day's drop (reschedule mode: no worker slot held between looks; each look is a short task run). Not much below 10: Airflow 3.3 fails a rescheduled sensor whose next look is queued before the scheduler has handled the end of the previous one (up to 7 s later on a loaded 2-core machine, where 2 s looks failed sensors).",
     ),
     "sensor_timeout_seconds": Option(
         "LAKEFORGE_SENSOR_TIMEOUT_SECONDS", "86400",

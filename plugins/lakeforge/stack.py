@@ -197,7 +197,8 @@ _CREDENTIAL_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "LAK
 
 def base_env(p: Paths, port: dict[str, int]) -> dict[str, str]:
     """This process's environment without any credential, pointed at the stack."""
-    env = {k: v for k, v in os.environ.items() if k not in _CREDENTIAL_VARS}
+    env = {k: v for k, v in os.environ.items()
+           if k not in _CREDENTIAL_VARS and not k.startswith("LAKEFORGE_MLFLOW_PASSWORD_FILE_")}
     env.update({"LAKEFORGE_HOME": str(p.home), "MLFLOW_TRACKING_URI": urls(port)["mlflow"]})
     return env
 
@@ -205,8 +206,9 @@ def base_env(p: Paths, port: dict[str, int]) -> dict[str, str]:
 def airflow_env(p: Paths, port: dict[str, int], service: str | None = None) -> dict[str, str]:
     """An Airflow service's environment: lakeforge's Airflow configuration (``airflow_env``), the
     metadata database on the stack's PostgreSQL (password read by a command from its file), and for
-    the scheduler (it runs the jobs) the MLflow ``training`` account."""
-    from lakeforge.mlflow_auth import PASSWORD_FILE_ENV, password_file
+    the scheduler (it runs the jobs) the MLflow accounts of the jobs (``training`` by default,
+``scoring`` for the scoring job: ``mlflow_auth.use_account``)."""
+    from lakeforge.mlflow_auth import JOB_ACCOUNTS, PASSWORD_FILE_ENV, account_file_env, password_file
     from lakeforge.orchestration.services import airflow_env as with_airflow
 
     env = base_env(p, port)
@@ -217,9 +219,10 @@ def airflow_env(p: Paths, port: dict[str, int], service: str | None = None) -> d
         f"{sys.executable} -m lakeforge.orchestration.airflow_env database-uri "
         f"postgresql+psycopg2://airflow@127.0.0.1:{port['postgres']}/airflow {p.db_password('airflow')}")
     env = with_airflow(env)
-    if service == "scheduler":
+    if service == "scheduler":  # it runs the jobs: training's and scoring's accounts, nothing else
         env.update({"MLFLOW_TRACKING_USERNAME": "training",
                     PASSWORD_FILE_ENV: str(password_file(p.mlflow_auth, "training"))})
+        env.update({account_file_env(a): str(password_file(p.mlflow_auth, a)) for a in JOB_ACCOUNTS})
     return env
 
 

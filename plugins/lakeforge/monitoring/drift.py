@@ -281,10 +281,8 @@ def ensure_reference_profile(spark, lake: Lake, model_name: str, version: str, m
     if window is None:
         raise ValueError(f"{model_name} v{version}: no training window recorded, no reference profile possible")
     features = read_features(spark, lake, _days(window.train_start, window.train_end))
-    tags = mv.tags or {}
-    ref_days = (_days(tags["lakeforge.holdout_start"], tags["lakeforge.holdout_end"])
-                if tags.get("lakeforge.holdout_start") and tags.get("lakeforge.holdout_end")
-                else _days(window.train_start, window.train_end))
+    held_out = registry.holdout_window(mv)  # its run's holdout_start / holdout_end
+    ref_days = _days(*held_out) if held_out else _days(window.train_start, window.train_end)
     if model is None:
         import mlflow
 

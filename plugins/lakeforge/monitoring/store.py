@@ -145,8 +145,12 @@ def version_run_id(client, model_name: str, version: str) -> str:
 
 
 def holdout_metrics(client, model_name: str, version: str) -> dict[str, float]:
-    """The metrics its training run logged on its holdout (``roc_auc``, ``calibration_error``...)."""
-    return dict(client.get_run(version_run_id(client, model_name, version)).data.metrics)
+    """The metrics its training run logged on its holdout, by their plain names (``roc_auc``,
+    ``calibration_error``...): the run's ``holdout_<m>`` metrics; a run logged before they were
+    named so (plain ``roc_auc``...) is read as it is."""
+    metrics = client.get_run(version_run_id(client, model_name, version)).data.metrics
+    named = {k.removeprefix("holdout_"): v for k, v in metrics.items() if k.startswith("holdout_")}
+    return named or dict(metrics)
 
 
 def distinct(values: Iterable[str]) -> list[str]:

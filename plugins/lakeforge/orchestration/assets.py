@@ -27,3 +27,9 @@ def retrain_asset(source_name: str) -> Asset:
     """"Retrain the champion": emitted by batch scoring when the retraining policy fires (the
     reason in the event's extra); ``train_delay_model`` is scheduled on it."""
     return lake_asset(source_name, "monitoring", "retrain_requested")
+
+
+def model_asset(model_name: str) -> Asset:
+    """The registered model's champion: emitted when a training run's version became champion;
+    batch scoring is scheduled on it (a first or new champion scores the days never scored)."""
+    return Asset(name=f"models.{model_name}", uri=f"lakeforge://models/{model_name}", group="lakeforge")

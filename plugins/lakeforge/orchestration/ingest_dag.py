@@ -26,6 +26,8 @@ DEFAULT_ARGS = {
 
 
 def _doc(source_name: str, dag_id: str) -> str:
+    from lakeforge.orchestration.reports_app import dag_links
+
     source = get_source(source_name)
     tables = "\n".join(
         f"| `{t.name}` | {t.cadence} | `{t.glob('<ds>')}` | `{source.name}/raw/{t.name}/ds=<ds>/` | {t.description} |"
@@ -43,7 +45,8 @@ Landing area: `<LAKEFORGE_LANDING_ROOT>/{source.name}/`; lake namespace: `<LAKEF
 {tables}
 
 - Each run owns the partition of its data interval's first day (`{{{{ data_interval_start | ds }}}}`).
-- Daily tables: the sensor waits (reschedule mode) for the drop, then the ingest task publishes
+- Daily tables: the sensor waits (reschedule mode: a look every {get_settings().sensor_poke_seconds} s,
+  `LAKEFORGE_SENSOR_POKE_SECONDS`, no worker slot held in between) for the drop, then the ingest task publishes
   the partition atomically with a `_manifest.json` (sha256, bytes, rows, source file, run id).
 - Reruns are no-ops when the content is unchanged; byte-identical resends add nothing.
 - A bad file (empty, truncated, not CSV, another day's rows) goes to
@@ -51,6 +54,8 @@ Landing area: `<LAKEFORGE_LANDING_ROOT>/{source.name}/`; lake namespace: `<LAKEF
   not retried. After a corrected redelivery, clear the task.
 - Param `force_republish` rewrites partitions even when unchanged (new manifest, same data).
 - Emits one asset per raw table (`{source.name}.raw.<table>`) for data-aware downstream DAGs.
+
+{dag_links(source.name)}
 """
 
 

@@ -22,7 +22,9 @@ class LandingDeliverySensor(BaseSensorOperator):
     """Waits for a table's delivery for the run's date in the source's landing area.
 
     Use ``mode="reschedule"`` (the DAG factory does): between pokes the task gives its worker
-    slot back, so a month of catch-up runs waiting for drops does not block the executor.
+    slot back, so a month of catch-up runs waiting for drops does not block the executor. Not
+    deferrable: its trigger would look from the triggerer, which the docker stack does not give
+    the landing area and ``services start`` does not start by default.
     """
 
     template_fields: Sequence[str] = ("partition_date",)

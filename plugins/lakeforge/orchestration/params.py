@@ -1,4 +1,5 @@
-"""Trigger-form parameters the DAG factories share: an optional day, and a manual range of days."""
+"""What the DAG factories share: trigger-form parameters (an optional day, a manual range of days)
+and the XCom key of a run's note."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from typing import Any
 from airflow.sdk import Param
 
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+# A planning task pushes the run's note (which days, or why nothing) under this key: the Task SDK
+# cannot set a run's note, the ``lakeforge_run_notes`` plugin copies it onto the run when it ends.
+RUN_NOTE = "run_note"
+NOTE_MAX_CHARS = 1000  # Airflow's dag_run_note.content column
 
 
 def day_param(title: str, description: str) -> Param:

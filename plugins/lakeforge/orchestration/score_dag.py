@@ -1,9 +1,13 @@
 """DAG factory: batch scoring of new feature days with the champion model, on Spark.
 
-Scheduled on the features asset (``<source>.features.flights``): the transform's asset events name
-the days it published (``extra["dates"]``), and ``plan_scoring`` turns them into the days to score
-(or, on a manual run, the trigger form's ``start``..``end``, e.g. a rescore with another
-``model_version``). ``plan_scoring`` also resolves the model ONCE: ``models:/<name>@champion`` (or
+Scheduled on the features asset (``<source>.features.flights``) or a new champion
+(``models.<name>``): the transform's asset events name the days it published (``extra["dates"]``),
+and ``plan_scoring`` turns them into the days to score, plus every pending day: features published
+but never scored (no predictions partition), which catches up the events a run deferred by
+``max_active_runs=1`` never saw, and the days published before the first champion existed. A manual run scores the
+trigger form's ``start``..``end`` (e.g. a rescore with another ``model_version``: a day scored by
+an older champion is not pending), or, without a range, the pending days. The run's note says
+which days and why. ``plan_scoring`` also resolves the model ONCE: ``models:/<name>@champion`` (or
 the form's version) becomes a version number that the job scores every row with. No champion yet:
 the run is skipped with the reason on ``plan_scoring`` (a skip, not a failure: nothing is wrong,
 there is just nothing to score with). MLflow unreachable: ``plan_scoring`` fails naming the URI and
@@ -26,57 +30,77 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import DAG, Param, task
 
-from lakeforge.orchestration.assets import lake_asset, retrain_asset
-from lakeforge.orchestration.params import day_param, manual_range
+from lakeforge.orchestration.assets import lake_asset, model_asset, retrain_asset
+from lakeforge.orchestration.params import RUN_NOTE, day_param, manual_range
+from lakeforge.orchestration.transform_dag import Plan, cached_manifest, days_text, event_days, scan_pending
 from lakeforge.orchestration.spark_operators import GatedSparkSubmitOperator
 from lakeforge.settings import PROJECT_ROOT, get_settings
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-FEATURES = "features/flights"
+FEATURES, PREDICTIONS = "features/flights", "predictions/flights"
 log = logging.getLogger(__name__)
 
 
 def event_dates(triggering_events: dict[Any, list[Any]] | None) -> list[str]:
     """The days named by asset events: ``extra["dates"]`` (the transform's) or ``extra["ds"]``."""
-    days: set[str] = set()
-    for events in (triggering_events or {}).values():
-        for event in events:
-            extra = getattr(event, "extra", None) or {}
-            days.update(extra.get("dates") or [])
-            if extra.get("ds"):
-                days.add(extra["ds"])
-    return sorted(days)
+    return event_days(triggering_events)
 
 
-def plan_dates(params: dict[str, Any], triggering_events: dict[Any, list[Any]] | None,
-               lake_uri: str | None = None) -> tuple[list[str], int]:
-    """(days to score, bytes of their features). A manual range: every day in it, each of which
-    must have a published features partition (``ValueError`` naming the missing ones: retrying
-    cannot help). An asset-triggered run: the events' days that have one."""
+def plan_run(params: dict[str, Any], triggering_events: dict[Any, list[Any]] | None,
+             lake_uri: str | None = None, scan: bool = True) -> tuple[Plan, int]:
+    """(the run's ``Plan``, bytes of its days' features). A manual range: every day in it, each
+    of which must have a published features partition (``ValueError`` naming the missing ones:
+    retrying cannot help). Any other run: the events' days that have one, plus (``scan``) the
+    pending days: published features, no predictions partition (never scored), not empty, and
+    not blocked by the predictions suite since the features were published. A day scored by an
+    older champion is not pending: rescoring stays a manual run."""
     from lakeforge.dates import compact_dates
     from lakeforge.lake import Lake
-    from lakeforge.publish import read_manifest
 
     lake = Lake(lake_uri)
     candidates = manual_range(params)
     manual = candidates is not None
     if not manual:
         candidates = event_dates(triggering_events)
-    manifests = {ds: read_manifest(lake, FEATURES, f"ds={ds}") for ds in candidates}
+    seen: dict[tuple[str, str], dict[str, Any] | None] = {}
+    manifests = {ds: _features(lake, ds, seen) for ds in candidates}
     missing = [ds for ds, m in manifests.items() if m is None]
     if missing and manual:
         raise ValueError(f"no published {FEATURES} partition for {compact_dates(missing)} (in {lake.root_uri}): "
                          f"transform those days first (transform_flights), then trigger again")
     if missing:
         log.warning("not published (any more): %s", compact_dates(missing))
-    days = [ds for ds, m in manifests.items() if m is not None]
-    return days, sum(manifests[ds].get("bytes", 0) for ds in days)
+    ready = [ds for ds, m in manifests.items() if m is not None]
+    pending, blocked = [], {}
+    if scan and not manual:
+        found, blocked = scan_pending(lake, [FEATURES], [PREDICTIONS], verdict_tables=[PREDICTIONS], stale=False,
+                                      seen=seen)
+        found = [ds for ds in found if ds not in manifests]
+        manifests.update({ds: _features(lake, ds, seen) for ds in found})
+        # A day without feature rows is never scored (the job leaves it out): not pending for ever.
+        pending = [ds for ds in found if (manifests[ds] or {}).get("rows", 1)]
+    days = sorted({*ready, *pending})
+    size = sum((manifests[ds] or {}).get("bytes", 0) for ds in days)
+    plan = Plan(days, manual=manual, from_events=[] if manual else ready, pending=pending, blocked=blocked)
+    return plan, size
+
+
+def plan_dates(params: dict[str, Any], triggering_events: dict[Any, list[Any]] | None,
+               lake_uri: str | None = None, scan: bool = False) -> tuple[list[str], int]:
+    """(days to score, bytes of their features): ``plan_run``'s, from the events or the form
+    only unless ``scan`` (the DAG's planning task scans)."""
+    plan, size = plan_run(params, triggering_events, lake_uri, scan)
+    return plan.dates, size
+
+
+def _features(lake, ds: str, seen) -> dict[str, Any] | None:
+    return cached_manifest(lake, FEATURES, ds, seen)
 
 
 def resolve_model(model_version: str | None) -> tuple[str | None, str]:
@@ -146,7 +170,8 @@ def build_score_dag(
     get_source(source_name)
     with DAG(
         dag_id=dag_id,
-        schedule=[lake_asset(source_name, "features", "flights")],
+        # New feature days, or a new champion (the first one scores the days published before it).
+        schedule=lake_asset(source_name, "features", "flights") | model_asset(get_settings().model_name),
         start_date=start_date,
         catchup=False,
         max_active_runs=1,  # one writer of the predictions table
@@ -164,26 +189,37 @@ def build_score_dag(
     ) as dag:
 
         @task(task_id="plan_scoring")
-        def plan(params=None, triggering_asset_events=None) -> dict[str, Any]:
+        def plan(params=None, triggering_asset_events=None, ti=None) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
             from lakeforge.dates import compact_dates
             from lakeforge.lake import source_lake
 
             params = params or {}
+
+            def stop(exc: Exception, note: str) -> NoReturn:
+                ti.xcom_push(key=RUN_NOTE, value=note)
+                log.info("run note: %s", note)
+                raise exc
+
             try:
-                days, size = plan_dates(params, triggering_asset_events, source_lake(source_name).root_uri)
+                planned, size = plan_run(params, triggering_asset_events, source_lake(source_name).root_uri)
             except ValueError as exc:  # bad trigger parameters or missing features: retrying cannot help
-                raise AirflowFailException(str(exc)) from exc
+                stop(AirflowFailException(str(exc)), f"failed at planning: {exc}")
+            days = planned.dates
             if not days:
-                raise AirflowSkipException("no published feature day to score in the triggering events")
+                note = planned.note("score")
+                stop(AirflowSkipException(note), note)
             try:
                 version, why = resolve_model(params.get("model_version"))
             except ValueError as exc:
-                raise AirflowFailException(str(exc)) from exc
+                stop(AirflowFailException(str(exc)), f"failed at planning: {exc}")
             if version is None:
-                raise AirflowSkipException(why)
-            log.info("scoring %s with %s", compact_dates(days), why)
+                stop(AirflowSkipException(why), f"nothing to score with: {why} ({len(days)} day(s) waiting: "
+                                                f"{days_text(days)})")
+            note = f"{planned.note('score')}; with {why}"
+            ti.xcom_push(key=RUN_NOTE, value=note)
+            log.info("run note: %s", note)
             return {"dates": compact_dates(days), "days": len(days), "model_version": version,
                     "input_bytes": size, "force": bool(params.get("force"))}
 

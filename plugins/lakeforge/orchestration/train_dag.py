@@ -17,6 +17,9 @@ outlet of ``publish_champion``, not of the training task: it reads this run key'
 the registry and emits the event only when the version became champion; otherwise it is skipped,
 and a skipped task emits no asset event (a rejected challenger, or no decision, changes nothing
 downstream).
+
+``plan_training`` records the window it trains on, or why it does not train, as the run's note
+(``training_note``; copied onto the run by the ``lakeforge_run_notes`` plugin).
 """
 
 from __future__ import annotations
@@ -25,18 +28,13 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, Sequence
 
-from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 
-from lakeforge.orchestration.assets import lake_asset, retrain_asset
-from lakeforge.orchestration.params import day_param
+from lakeforge.orchestration.assets import lake_asset, model_asset, retrain_asset
+from lakeforge.orchestration.params import RUN_NOTE, day_param
 from lakeforge.settings import PROJECT_ROOT, get_settings
 
 log = logging.getLogger(__name__)
-
-
-def model_asset(model_name: str) -> Asset:
-    """The registered model, for downstream (batch scoring) DAGs to schedule on."""
-    return Asset(name=f"models.{model_name}", uri=f"lakeforge://models/{model_name}", group="lakeforge")
 
 
 def decide_plan(
@@ -79,6 +77,16 @@ def decide_plan(
                        validation_days=plan["validation_days"])
     plan.update(train=True, reason=f"{len(new_days)} new feature day(s)", split=split.boundaries())
     return plan
+
+
+def training_note(plan: dict[str, Any]) -> str:
+    """The run's note: the window it trains on and why, or why it does not train (pure)."""
+    if not plan.get("train"):
+        return f"nothing to train: {plan.get('reason')}"
+    split = plan.get("split") or {}
+    note = (f"{plan['family']} on {split.get('train_start')}..{split.get('train_end')}, holdout "
+            f"{split.get('holdout_start')}..{split.get('holdout_end')}: {plan.get('reason')}")
+    return note + (f"; requested: {plan['trigger_reason']}" if plan.get("trigger_reason") else "")
 
 
 def retrain_reasons(triggering_asset_events: Any, source_name: str) -> list[str]:
@@ -143,7 +151,7 @@ def build_train_dag(
     ) as dag:
 
         @task(task_id="plan_training")
-        def plan(params=None, dag_run=None, triggering_asset_events=None) -> dict[str, Any]:
+        def plan(params=None, dag_run=None, triggering_asset_events=None, ti=None) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException
 
             from lakeforge.lake import source_lake
@@ -157,8 +165,10 @@ def build_train_dag(
                                      settings.train_min_new_days,
                                      retrain_reasons(triggering_asset_events, source_name))
             except ValueError as exc:  # a window the data cannot support: retrying cannot help
+                ti.xcom_push(key=RUN_NOTE, value=f"failed at planning: {exc}")
                 raise AirflowFailException(str(exc)) from exc
             log.info("training plan: %s", result)
+            ti.xcom_push(key=RUN_NOTE, value=training_note(result))
             if result["train"]:
                 from lakeforge.training.tracking import check_reachable
 

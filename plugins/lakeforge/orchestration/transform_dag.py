@@ -1,22 +1,35 @@
 """DAG factory: a data-aware Spark transformation over raw partitions.
 
-Scheduled on the raw assets it reads (it runs when all of them were updated); ``plan_dates``
-turns the triggering asset events into exactly the new dates whose inputs are all present (or, on
-a manual run, the ``start``..``end`` range of the trigger form), and ONE ``spark-submit``
-processes all of them: one JVM per run, not per day or per stage.
+Scheduled on ANY of the raw assets it reads (an ``AssetAny``): under ``AssetAll`` a day whose
+first input's queue row was consumed by a run that had started before its second input arrived
+waited for the next delivery. ``plan_run`` turns a run into the dates ONE ``spark-submit``
+processes (one JVM per run, not per day or per stage):
+
+- a manual run with the trigger form's ``start``..``end``: exactly that range;
+- any other run (a manual one without a range too): the dates of its triggering asset events
+  whose inputs are all present (less those already built from exactly these inputs), PLUS every
+  *pending* day (``scan_pending``: inputs all published, an output missing or not built from
+  their current content). Airflow hands a run only the events up to its ``run_after``: a run
+  deferred by ``max_active_runs=1`` drops the later ones with their queue rows, and days delivered
+  while the DAG was paused queue nothing; the scan makes every run catch those up. A day the
+  quality gate blocked is not retried until its inputs change.
+
+The planning task records what it chose as the run's note (``run_note`` XCom; the
+``lakeforge_run_notes`` plugin copies it onto the Airflow run).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Sequence
 
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, AssetAny, task
 
 from lakeforge.orchestration.assets import lake_asset, raw_asset
-from lakeforge.orchestration.params import day_param, manual_range
+from lakeforge.orchestration.params import RUN_NOTE, day_param, manual_range
 from lakeforge.settings import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -24,10 +37,14 @@ log = logging.getLogger(__name__)
 
 Manifests = dict[tuple[str, str], dict[str, Any] | None]  # (table, ds) -> manifest (None: absent)
 
+# A partition folder's modification time is when its manifest (written last) was; inputs whose
+# folders are older than the output's by more than this are not re-read (clocks and rename lag).
+STALE_SLACK_S = 2.0
 
-def _manifest(lake, table: str, ds: str, seen: Manifests | None) -> dict[str, Any] | None:
-    """A raw partition's manifest, read once per planning task (``seen`` keeps what was read:
-    a round trip per partition on HDFS)."""
+
+def cached_manifest(lake, table: str, ds: str, seen: Manifests | None) -> dict[str, Any] | None:
+    """A partition's manifest, read once per planning task (``seen`` keeps what was read: a
+    round trip per partition on HDFS)."""
     from lakeforge.publish import read_manifest
 
     if seen is None:
@@ -37,16 +54,172 @@ def _manifest(lake, table: str, ds: str, seen: Manifests | None) -> dict[str, An
     return seen[(table, ds)]
 
 
-def plan_dates(
+def partition_times(lake, table: str) -> dict[str, float | None]:
+    """ds -> modification time of its published partition folder (None where the file system
+    reports none, e.g. hdfs-native), from ONE listing of the table (``list_partitions``' set when a
+    writer may be between its renames)."""
+    import posixpath
+
+    import pyarrow.fs as pafs
+
+    from lakeforge.publish import TRASH, list_partitions
+
+    selector = pafs.FileSelector(lake.path(table), allow_not_found=True)
+    try:
+        infos = lake.fs.get_file_info(selector)
+    except FileNotFoundError:  # created while it was listed
+        infos = lake.fs.get_file_info(selector)
+    names = {posixpath.basename(i.path.rstrip("/")): i for i in infos}
+    times = {n[3:]: (i.mtime.timestamp() if i.mtime else None) for n, i in names.items() if n.startswith("ds=")}
+    if TRASH in names:
+        times = {p[3:]: times.get(p[3:]) for p in list_partitions(lake, table) if p.startswith("ds=")}
+    return times
+
+
+def _at(iso: str | None) -> float:
+    return datetime.fromisoformat(iso).timestamp() if iso else float("-inf")
+
+
+def blocked_days(lake, days: Sequence[str], verdict_tables: Sequence[str], inputs: Sequence[str],
+                 seen: Manifests | None = None) -> dict[str, str]:
+    """ds -> why, for the ``days`` whose latest quality verdict of one of ``verdict_tables``
+    failed AFTER their ``inputs`` were last published: the gate judged exactly this content, and
+    running it again gives the same verdict. New inputs (a corrected redelivery) retry the day.
+    Reads the quality summary once, and only the manifests of days with a failed verdict."""
+    from lakeforge.quality.evidence import read_summary
+
+    if not days or not verdict_tables:
+        return {}
+    tables = read_summary(lake).get("tables", {})
+    blocked = {}
+    for ds in days:
+        failed = [(v.get("validated_at"), f"{t}: " + "; ".join(v.get("why") or ["failed"]))
+                  for t in verdict_tables if (v := tables.get(t, {}).get(ds)) and v.get("status") == "failed"]
+        if not failed:
+            continue
+        inputs_at = max(_at((cached_manifest(lake, t, ds, seen) or {}).get("published_at")) for t in inputs)
+        if max(_at(at) for at, _ in failed) > inputs_at:
+            blocked[ds] = "; ".join(why for _, why in failed)
+    return blocked
+
+
+def built_from(output: dict[str, Any] | None, inputs: dict[str, dict[str, Any] | None]) -> bool:
+    """Whether an output partition (its manifest) was built from exactly the current ``inputs``
+    (table -> manifest): the raw content hashes its job recorded (``inputs``), or, for an output
+    from before jobs recorded them, its publish time after theirs."""
+    if output is None or any(m is None for m in inputs.values()):
+        return False
+    recorded = output.get("inputs")  # table -> {"content_sha256": ...}, as the scoring job records its features
+    if isinstance(recorded, dict):
+        return all((recorded.get(t) or {}).get("content_sha256") == m.get("content_sha256") for t, m in inputs.items())
+    return max(_at(m.get("published_at")) for m in inputs.values()) < _at(output.get("published_at"))
+
+
+def _current(lake, ds: str, inputs: Sequence[str], output: str, seen: Manifests | None) -> bool:
+    return built_from(cached_manifest(lake, output, ds, seen), {t: cached_manifest(lake, t, ds, seen) for t in inputs})
+
+
+def _scan(lake, inputs: Sequence[str], outputs: Sequence[str], verdict_tables: Sequence[str], stale: bool,
+          seen: Manifests | None) -> tuple[list[str], dict[str, str], set[str]]:
+    """``scan_pending``'s answer and the days every output has."""
+    listed = {t: partition_times(lake, t) for t in dict.fromkeys([*inputs, *outputs])}
+    ready = set.intersection(*(set(listed[t]) for t in inputs))
+    done = set.intersection(*(set(listed[t]) for t in outputs)) if outputs else set()
+    candidates = ready - done
+    if stale and outputs:
+        first, unknown = outputs[0], False
+        for ds in sorted(ready & done):
+            times = [listed[t][ds] for t in (*inputs, first)]
+            if None in times:
+                unknown = True  # no folder times: re-reading every manifest would cost a year's round trips
+            elif max(times[:-1]) >= times[-1] - STALE_SLACK_S and not _current(lake, ds, inputs, first, seen):
+                candidates.add(ds)
+        if unknown:
+            log.warning("%s reports no modification times: days redelivered after their transform are found "
+                        "only through their ingest events", lake.root_uri)
+    blocked = blocked_days(lake, sorted(candidates), verdict_tables, inputs, seen)
+    return sorted(candidates - set(blocked)), blocked, done
+
+
+def scan_pending(lake, inputs: Sequence[str], outputs: Sequence[str], *, verdict_tables: Sequence[str] = (),
+                 stale: bool = True, seen: Manifests | None = None) -> tuple[list[str], dict[str, str]]:
+    """(pending days, blocked days left out -> why). Pending: every input has the day's
+    partition and an output has not, or (``stale``) the first output was not built from the
+    inputs' current content (``built_from``: a redelivery since). Cheap on a year: one listing
+    per table; manifests are read only for days whose input folders are not clearly older than
+    the output's (``STALE_SLACK_S``) and for blocked candidates (``blocked_days``)."""
+    pending, blocked, _ = _scan(lake, inputs, outputs, verdict_tables, stale, seen)
+    return pending, blocked
+
+
+@dataclass
+class Plan:
+    """What a run processes and why: ``dates`` go to the job; the rest explains them."""
+
+    dates: list[str]
+    manual: bool = False
+    from_events: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # found by the scan, not named by an event
+    waiting: list[str] = field(default_factory=list)  # named by an event, an input still missing
+    blocked: dict[str, str] = field(default_factory=dict)  # pending, but blocked for this very content
+    current: list[str] = field(default_factory=list)  # named by an event, already built from these inputs
+
+    def note(self, what: str = "transform") -> str:
+        """The run's note: which days and where they came from, or why there is nothing to do,
+        e.g. ``2013-01-03..2013-01-05 (3 days): 2 from events, 1 pending``."""
+        from lakeforge.dates import compact_dates
+
+        if self.dates:
+            n = len(self.dates)
+            sources = "manual range" if self.manual else ", ".join(
+                f"{len(d)} {label}" for d, label in ((self.from_events, "from events"), (self.pending, "pending")) if d)
+            parts = [f"{days_text(self.dates)} ({n} day{'s' if n != 1 else ''}): {sources}"]
+        else:
+            parts = [f"nothing to {what}: no new day " + ("ready" if self.waiting or self.blocked or self.current
+                                                          else "in the events and none pending")]
+        if self.current:
+            parts.append(f"already transformed from the same inputs: {compact_dates(self.current)}")
+        if self.waiting:
+            parts.append(f"waiting for all inputs: {compact_dates(self.waiting)}")
+        if self.blocked:
+            parts.append(f"blocked by the quality gate, inputs unchanged since: {compact_dates(list(self.blocked))}")
+        return "; ".join(parts)
+
+
+def days_text(dates: Sequence[str], limit: int = 120) -> str:
+    """Days as ``compact_dates`` writes them, or ``first..last (with gaps)`` when that is long."""
+    from lakeforge.dates import compact_dates
+
+    text = compact_dates(list(dates))
+    return text if len(text) <= limit else f"{min(dates)}..{max(dates)} (with gaps)"
+
+
+def event_days(triggering_events: dict[Any, list[Any]] | None) -> list[str]:
+    """The days named by asset events: ``extra["ds"]`` (an ingest's) or ``extra["dates"]`` (a job's)."""
+    days: set[str] = set()
+    for events in (triggering_events or {}).values():
+        for event in events:
+            extra = getattr(event, "extra", None) or {}
+            days.update(extra.get("dates") or [])
+            if extra.get("ds"):
+                days.add(extra["ds"])
+    return sorted(days)
+
+
+def plan_run(
     params: dict[str, Any],
     triggering_events: dict[Any, list[Any]] | None,
     inputs: Sequence[str],
     lake_uri: str | None = None,
     seen: Manifests | None = None,
-) -> list[str]:
-    """Dates to process: the manual range, else the dates of the triggering asset events whose
-    raw partitions exist for every input table. ``lake_uri``: the source's lake. ``seen``:
-    filled with the manifests read, for ``planned_input_bytes``.
+    outputs: Sequence[str] | None = None,
+    verdict_tables: Sequence[str] | None = None,
+) -> Plan:
+    """The run's ``Plan``: the manual range, else the triggering events' dates whose raw
+    partitions exist for every input table plus the pending days (``outputs`` given: the scan;
+    ``verdict_tables``: whose failed verdicts hold a day back, default inputs and outputs).
+    ``lake_uri``: the source's lake. ``seen``: filled with the manifests read, for
+    ``planned_input_bytes``.
 
     A manual range with a day whose inputs were never ingested raises ``ValueError`` naming the
     missing partitions, before any Spark starts (retrying cannot help)."""
@@ -56,7 +229,7 @@ def plan_dates(
     lake = Lake(lake_uri)
     dates = manual_range(params)
     if dates is not None:
-        missing = {t: [ds for ds in dates if not _manifest(lake, t, ds, seen)] for t in inputs}
+        missing = {t: [ds for ds in dates if not cached_manifest(lake, t, ds, seen)] for t in inputs}
         missing = {t: days for t, days in missing.items() if days}
         if missing:
             raise ValueError(
@@ -64,19 +237,42 @@ def plan_dates(
                 + "; ".join(f"{t} has no partition for {compact_dates(days)}" for t, days in missing.items())
                 + f" (in {lake.root_uri}). Ingest those days first (the ingest DAG), then trigger again."
             )
-        return dates
+        return Plan(dates, manual=True)
 
-    candidates = sorted({
-        event.extra["ds"]
-        for events in (triggering_events or {}).values()
-        for event in events
-        if getattr(event, "extra", None) and event.extra.get("ds")
-    })
-    ready = [ds for ds in candidates if all(_manifest(lake, t, ds, seen) for t in inputs)]
+    candidates = event_days(triggering_events)
+    ready = [ds for ds in candidates if all(cached_manifest(lake, t, ds, seen) for t in inputs)]
     waiting = sorted(set(candidates) - set(ready))
+    pending, blocked, current = [], {}, []
+    if outputs:
+        verdicts = list(verdict_tables) if verdict_tables is not None else [*inputs, *outputs]
+        found, blocked, done = _scan(lake, inputs, outputs, verdicts, True, seen)
+        # An event for a day a run already transformed from these very inputs (its catch-up, or
+        # the other input's run under AssetAny): nothing to do again.
+        current = [ds for ds in ready
+                   if ds in done and ds not in found and _current(lake, ds, inputs, outputs[0], seen)]
+        ready = [ds for ds in ready if ds not in current]
+        pending = sorted(set(found) - set(ready))
     if waiting:
         log.warning("waiting for all inputs (%s) of: %s", ", ".join(inputs), ", ".join(waiting))
-    return ready
+    if pending:
+        log.info("pending (inputs published, output missing or older): %s", compact_dates(pending))
+    if blocked:
+        log.warning("left out, blocked by the quality gate for the same inputs: %s",
+                    "; ".join(f"{ds}: {why}" for ds, why in blocked.items()))
+    return Plan(sorted({*ready, *pending}), from_events=ready, pending=pending, waiting=waiting, blocked=blocked,
+                current=current)
+
+
+def plan_dates(
+    params: dict[str, Any],
+    triggering_events: dict[Any, list[Any]] | None,
+    inputs: Sequence[str],
+    lake_uri: str | None = None,
+    seen: Manifests | None = None,
+    outputs: Sequence[str] | None = None,
+) -> list[str]:
+    """``plan_run``'s dates."""
+    return plan_run(params, triggering_events, inputs, lake_uri, seen, outputs).dates
 
 
 def planned_input_bytes(inputs: Sequence[str], dates: Sequence[str], lake_uri: str | None = None,
@@ -94,7 +290,7 @@ def planned_input_bytes(inputs: Sequence[str], dates: Sequence[str], lake_uri: s
     lake, total = Lake(lake_uri), 0
     for ds in dates:
         for table in inputs:
-            manifest = _manifest(lake, table, ds, seen)
+            manifest = cached_manifest(lake, table, ds, seen)
             total += manifest["bytes"] if manifest else 0
             if total > limit:
                 return total
@@ -120,7 +316,7 @@ def build_spark_transform_dag(
 
     with DAG(
         dag_id=dag_id,
-        schedule=[raw_asset(source_name, t) for t in inputs],
+        schedule=AssetAny(*(raw_asset(source_name, t) for t in inputs)),  # see the module's doc
         start_date=start_date,
         catchup=False,
         max_active_runs=1,  # one writer per table: the job's staging area is per table
@@ -142,11 +338,16 @@ def build_spark_transform_dag(
 
             tables = [f"raw/{t}" for t in inputs]
             lake_uri = source_lake(source_name).root_uri
-            seen: Manifests = {}  # each manifest is read once by the two steps below
+            seen: Manifests = {}  # each manifest is read once by the steps below
             try:
-                dates = plan_dates(params or {}, triggering_asset_events, tables, lake_uri, seen=seen)
+                planned = plan_run(params or {}, triggering_asset_events, tables, lake_uri, seen=seen,
+                                   outputs=[f"{layer}/{table}" for layer, table in outputs])
             except ValueError as exc:  # bad trigger parameters or missing inputs: retrying cannot help
+                ti.xcom_push(key=RUN_NOTE, value=f"failed at planning: {exc}")
                 raise AirflowFailException(str(exc)) from exc
+            dates = planned.dates
+            ti.xcom_push(key=RUN_NOTE, value=planned.note())
+            log.info("run note: %s", planned.note())
             # How much the Spark job will read: a short run gets JVMs that warm up fast.
             ti.xcom_push(key="input_bytes", value=planned_input_bytes(tables, dates, lake_uri, seen=seen))
             # The job's --dates: ranges, so any set of days fits a command line.

@@ -7,7 +7,8 @@ the previous one (a failed day that was fixed shows the passing evidence; the fa
 the Airflow log of its run).
 
 ``quality/_summary/current/quality_summary.json`` is the ``quality_summary`` view: per table and
-partition the latest status (passed / warned / failed), why, and where the evidence is.
+partition the latest status (passed / warned / failed), why, and where the evidence is. Jobs do
+not hold it for their run: each update takes its lease briefly (``update_summary``).
 ``python -m lakeforge.quality.evidence`` prints it.
 """
 
@@ -16,16 +17,19 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import time
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from lakeforge.lake import Lake, source_lake
+from lakeforge.lease import LeaseHeld, hold
 from lakeforge.publish import PartitionFile, partition_name, publish_partition, publish_partitions
 from lakeforge.quality.spec import PartitionResult, format_value
 
 QUALITY = "quality"
 SUMMARY_TABLE, SUMMARY_PARTITION = f"{QUALITY}/_summary", "current"
 SUMMARY_FILE = "quality_summary.json"
+SUMMARY_WAIT_S = 120.0  # another job's summary update takes under a second; a dead one's lease expires
 
 
 def evidence_dir(table: str, ds: str) -> str:
@@ -125,18 +129,30 @@ def read_summary(lake: Lake) -> dict[str, Any]:
     return json.loads(lake.read_bytes(rel))
 
 
-def update_summary(lake: Lake, records: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Fold new verdicts into the summary (one writer at a time: the transform DAG runs one job)."""
-    summary = read_summary(lake)
-    for r in records:
-        summary["tables"].setdefault(r["table"], {})[r["ds"]] = {
-            "status": r["status"], "why": r["failed"] + r["warnings"], "run_id": r["run_id"],
-            "validated_at": r["validated_at"], "evidence": r["evidence"],
-        }
-    summary["updated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    publish_partition(lake, SUMMARY_TABLE, SUMMARY_PARTITION,
-                      [PartitionFile(SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True).encode())])
-    return summary
+def update_summary(lake: Lake, records: Iterable[dict[str, Any]], wait_s: float = SUMMARY_WAIT_S) -> dict[str, Any]:
+    """Fold new verdicts into the summary: read, merge and publish under the summary's own lease,
+    held for well under a second. The transform and the scoring job both write it and may run at
+    once, so a writer that finds the lease held waits for it (up to ``wait_s``) instead of failing
+    its whole run over a shared index."""
+    records = list(records)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with hold(lake, SUMMARY_TABLE):
+                summary = read_summary(lake)
+                for r in records:
+                    summary["tables"].setdefault(r["table"], {})[r["ds"]] = {
+                        "status": r["status"], "why": r["failed"] + r["warnings"], "run_id": r["run_id"],
+                        "validated_at": r["validated_at"], "evidence": r["evidence"],
+                    }
+                summary["updated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                publish_partition(lake, SUMMARY_TABLE, SUMMARY_PARTITION,
+                                  [PartitionFile(SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True).encode())])
+                return summary
+        except LeaseHeld:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.25)
 
 
 def format_summary(summary: dict[str, Any], start: str | None = None, end: str | None = None) -> str:

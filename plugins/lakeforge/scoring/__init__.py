@@ -55,13 +55,16 @@ class ModelRegistryError(RuntimeError):
 
 # -- MLflow: the model is resolved once per run --------------------------------------------------
 def connect() -> str:
-    """Point MLflow at the configured server as this process's account; ``MlflowUnavailable``
-    naming the URI when it does not answer (the task fails, Airflow retries it)."""
+    """Point MLflow at the configured server as the ``scoring`` account where the runner holds its
+    password file (``mlflow_auth.use_account``; else this process's one account);
+    ``MlflowUnavailable`` naming the URI when it does not answer (the task fails, Airflow retries it)."""
     import mlflow
 
+    from lakeforge.mlflow_auth import use_account
     from lakeforge.settings import get_settings
     from lakeforge.training.tracking import MlflowUnavailable, check_reachable, configure_client_retries
 
+    use_account("scoring")
     uri = get_settings().mlflow_tracking_uri
     configure_client_retries()
     try:

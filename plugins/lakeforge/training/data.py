@@ -44,3 +44,12 @@ def quality_summary(partitions: list[dict[str, Any]]) -> str:
     for p in partitions:
         counts[p["quality"]] = counts.get(p["quality"], 0) + 1
     return ",".join(f"{k}={v}" for k, v in sorted(counts.items()))
+
+
+def data_sha256(partitions: list[dict[str, Any]]) -> str:
+    """One hash of the exact input partitions: sha256 over their sorted ``<ds>\\t<content_sha256>``
+    lines. Two versions with the same value saw the same data (train and holdout alike)."""
+    import hashlib
+
+    lines = sorted(f"{p['ds']}\t{p['content_sha256']}\n" for p in partitions)
+    return hashlib.sha256("".join(lines).encode()).hexdigest()

@@ -1,5 +1,7 @@
 """``make demo``'s training step: one run of the ``train_delay_model`` DAG over the demo's features,
-then the champion's version, metrics and how to open it in the MLflow UI.
+then the champion's version, metrics and how to open it in the MLflow UI. The search's trials are
+printed as they finish (Airflow's task output is hidden at the demo's log level: the job also
+writes them to the file ``progress.follow`` names, which this step prints from).
 
 Called by ``lakeforge.demo`` after the transform (Airflow's environment already applied):
 
@@ -27,7 +29,8 @@ def run_training(start: date, end: date, family: str | None = None) -> dict[str,
     from airflow.dag_processing.dagbag import DagBag
 
     from lakeforge.lake import source_lake
-    from lakeforge.training.promotion import read_log
+    from lakeforge.training import progress
+    from lakeforge.training.promotion import describe, read_log
 
     s = get_settings()
     bag = DagBag(dag_folder=str(s.dags_folder / "train_delay_model.py"))
@@ -44,8 +47,12 @@ def run_training(start: date, end: date, family: str | None = None) -> dict[str,
         "search_budget": DEMO_SEARCH_BUDGET,
         "search_parallelism": s.search_parallelism,
     }
+    baseline = ", the LR baseline first" if conf["model_family"] != "lr" else ""
+    print(f"\ntraining {conf['model_family']} (search budget {conf['search_budget']}{baseline}); "
+          f"trials as they finish:", flush=True)
     t = time.perf_counter()
-    dr = bag.dags["train_delay_model"].test(logical_date=pendulum.now("UTC"), run_conf=conf)
+    with progress.follow():
+        dr = bag.dags["train_delay_model"].test(logical_date=pendulum.now("UTC"), run_conf=conf)
     seconds = time.perf_counter() - t
     states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
     if str(dr.state) != "success" or states.get("train_and_register") != "success":
@@ -57,7 +64,8 @@ def run_training(start: date, end: date, family: str | None = None) -> dict[str,
     print(f"\ntrain_delay_model (one Spark app, {s.spark_master}): {seconds:.1f}s in Airflow; "
           f"{conf['model_family']} search budget {conf['search_budget']}, holdout {entry['holdout'][0]}.."
           f"{entry['holdout'][1]}")
-    print(f"this run: version {entry['version']} {entry['decision']}: " + "; ".join(entry["reasons"]))
+    print(f"this run: version {entry['version']}: {describe(entry)}")
+    print("  reasons: " + "; ".join(entry["reasons"]))
     if entry.get("excluded_days"):
         print(f"  compared on {len(entry['compared_days'])} holdout day(s) only; left out (the champion trained "
               f"on them): {', '.join(entry['excluded_days'])}")
@@ -66,7 +74,7 @@ def run_training(start: date, end: date, family: str | None = None) -> dict[str,
     else:
         m = champion["metrics"]
         print(f"champion: {s.model_name} v{champion['version']} ({champion['family']}, run {champion['run_id']})")
-        print("  holdout " + ", ".join(f"{k} {m[k]:.4f}" for k in
+        print(f"  holdout {champion['holdout']}: " + ", ".join(f"{k} {m[k]:.4f}" for k in
                                        ("roc_auc", "pr_auc", "log_loss", "brier", "positive_rate") if k in m))
     print(f"open it: .venv/bin/mlflow ui --backend-store-uri {s.mlflow_tracking_uri} --host 127.0.0.1 --port 5000"
           f"  ->  http://127.0.0.1:5000/#/models/{s.model_name}")
@@ -77,14 +85,16 @@ def run_training(start: date, end: date, family: str | None = None) -> dict[str,
 def _champion(name: str) -> dict[str, Any] | None:
     import mlflow
 
+    from lakeforge.monitoring.store import holdout_metrics
     from lakeforge.training import registry
 
     mlflow.set_tracking_uri(get_settings().mlflow_tracking_uri)
     v = registry.champion_version(name)
     if v is None:
         return None
-    run = mlflow.MlflowClient().get_run(v.run_id)
-    metrics = {k: run.data.metrics[k] for k in ("roc_auc", "pr_auc", "log_loss", "brier", "positive_rate",
-                                                 "calibration_error") if k in run.data.metrics}
+    metrics = holdout_metrics(mlflow.MlflowClient(), name, v.version)  # the run's holdout_* metrics
+    metrics = {k: metrics[k] for k in ("roc_auc", "pr_auc", "log_loss", "brier", "positive_rate",
+                                       "calibration_error") if k in metrics}
     return {"version": v.version, "run_id": v.run_id, "family": v.tags.get("lakeforge.family"),
+            "holdout": v.tags.get("lakeforge.holdout"), "description": v.description,
             "metrics": metrics, "tags": json.loads(json.dumps(dict(v.tags)))}

@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
+    import numpy as np
+    from matplotlib.figure import Figure
     from pyspark.sql import DataFrame
 
 BINS = 10_000
@@ -117,14 +119,19 @@ def metrics_from_histogram(hist: Histogram) -> dict[str, float]:
     }
 
 
-def plot_curves(hist: Histogram, out_dir: str, title: str) -> list[str]:
-    """ROC, PR and calibration plots as PNG files in ``out_dir``; returns their paths."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    paths = []
+    return plt
+
+
+def curve_figures(hist: Histogram, title: str) -> dict[str, "Figure"]:
+    """ROC, PR and calibration plots as matplotlib figures, by file name (``roc_curve.png``...);
+    the caller logs (``mlflow.log_figure``) and closes them."""
+    plt = _pyplot()
     roc = roc_points(hist)
     pr = pr_points(hist)
     rel = reliability(hist)
@@ -135,31 +142,55 @@ def plot_curves(hist: Histogram, out_dir: str, title: str) -> list[str]:
         ("calibration.png", "mean predicted probability", "observed delay rate",
          [([m for m, _, _ in rel], [r for _, r, _ in rel], "model"), ([0, 1], [0, 1], "perfect")]),
     ]
+    figures = {}
     for name, xlabel, ylabel, lines in specs:
-        fig, ax = plt.subplots(figsize=(5, 4))
+        fig, ax = plt.subplots(figsize=(5, 4), dpi=80)
         for xs, ys, label in lines:
             ax.plot(xs, ys, label=label, linestyle="--" if label in ("chance", "perfect") else "-")
         ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{title}: {name[:-4].replace('_', ' ')}")
         ax.legend()
         fig.tight_layout()
-        path = f"{out_dir}/{name}"
-        fig.savefig(path, dpi=80)
+        figures[name] = fig
+    return figures
+
+
+def importance_figure(importance: dict[str, float], title: str, top: int = 20) -> "Figure":
+    plt = _pyplot()
+    items = sorted(importance.items(), key=lambda kv: kv[1])[-top:]
+    fig, ax = plt.subplots(figsize=(6, 0.3 * len(items) + 1), dpi=80)
+    ax.barh([k for k, _ in items], [v for _, v in items])
+    ax.set(title=f"{title}: feature importance")
+    fig.tight_layout()
+    return fig
+
+
+def figure_pixels(fig) -> "np.ndarray":
+    """The rendered figure as an RGB array (``mlflow.log_image``'s input)."""
+    import numpy as np
+
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def close(figures) -> None:
+    plt = _pyplot()
+    for fig in figures:
         plt.close(fig)
-        paths.append(path)
+
+
+def plot_curves(hist: Histogram, out_dir: str, title: str) -> list[str]:
+    """ROC, PR and calibration plots as PNG files in ``out_dir``; returns their paths."""
+    figures = curve_figures(hist, title)
+    paths = []
+    for name, fig in figures.items():
+        fig.savefig(f"{out_dir}/{name}", dpi=80)
+        paths.append(f"{out_dir}/{name}")
+    close(figures.values())
     return paths
 
 
 def plot_importance(importance: dict[str, float], path: str, title: str, top: int = 20) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    items = sorted(importance.items(), key=lambda kv: kv[1])[-top:]
-    fig, ax = plt.subplots(figsize=(6, 0.3 * len(items) + 1))
-    ax.barh([k for k, _ in items], [v for _, v in items])
-    ax.set(title=f"{title}: feature importance")
-    fig.tight_layout()
+    fig = importance_figure(importance, title, top)
     fig.savefig(path, dpi=80)
-    plt.close(fig)
+    close([fig])
     return path

@@ -198,6 +198,75 @@ def decide(challenger: dict[str, float], champion: dict[str, float] | None, base
     return Decision(beats and all(guards.values()), reasons, reference, improvement, guards)
 
 
+# -- the one line a person reads on the version -------------------------------------------------
+
+METRIC_LABELS = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC", "log_loss": "log loss", "brier": "Brier score"}
+
+
+def short_span(days) -> str:
+    """``2013-03-18..03-31`` (the end without its year when it is the same), one day as itself."""
+    days = list(days)
+    if not days:
+        return "none"
+    first, last = days[0], days[-1]
+    if first == last:
+        return first
+    return f"{first}..{last[5:] if last[:4] == first[:4] else last}"
+
+
+def describe(entry: dict[str, Any]) -> str:
+    """What was decided and why, in one line (the registered version's description), from a
+    promotion log entry (``log_entry``). The full reasons and both models' metrics stay in the entry."""
+    outcome = entry["decision"]
+    before = entry.get("champion_before")
+    champ_v = before["version"] if before else None
+    stays = f"; v{champ_v} stays champion" if champ_v else "; no champion yet"
+    if outcome == "no_decision":
+        window = (before or {}).get("window")
+        if champ_v and window and window.get("train_end"):
+            why = (f"every holdout day ({short_span(entry['holdout'])}) is on or before champion v{champ_v}'s "
+                   f"last training day {window['train_end']}, so the two cannot be compared fairly")
+        elif champ_v:
+            why = f"champion v{champ_v}'s training window is unknown, so it cannot be scored fairly"
+        else:
+            why = entry["reasons"][0] if entry.get("reasons") else "nothing was compared"
+        return f"No decision, kept as challenger: {why}{stays}"
+
+    m = entry["policy"]["metric"]
+    label = METRIC_LABELS.get(m, m)
+    margin = entry["policy"]["margin"]
+    mine = entry["challenger"]["metrics"][m]
+    compared, excluded = entry.get("compared_days") or [], entry.get("excluded_days") or []
+    days = short_span(compared)
+    if excluded:
+        days += (f", {len(compared)} of the {len(compared) + len(excluded)} holdout days: "
+                 f"v{champ_v} trained on the rest")
+    if entry["reference"] == "champion":
+        theirs = before["metrics"][m]
+        versus = f"holdout {label} {mine:.4f} vs champion v{champ_v} {theirs:.4f} on the same days ({days})"
+    else:
+        theirs = entry["baseline"][m]
+        versus = f"holdout {label} {mine:.4f} vs the trivial baseline {theirs:.4f} ({days})"
+    improvement = entry["improvement"]
+    failed = [g for g, ok in (entry.get("guards") or {}).items() if not ok]
+    if outcome == "promoted":
+        first = " (first model)" if entry["reference"] == "baseline" else ""
+        return f"Promoted to champion{first}: {versus}, {improvement:+.4f} > margin {margin:.4f}"
+    ref = f"champion v{champ_v}" if entry["reference"] == "champion" else "the baseline"
+    if improvement > margin:
+        why = f"{improvement:+.4f} > margin {margin:.4f}"
+    elif improvement > 0:
+        why = f"{improvement:+.4f}, not above the margin {margin:.4f}"
+    elif mine == theirs:
+        why = f"no better than {ref}"
+    else:
+        worse = "below" if HIGHER_IS_BETTER.get(m, True) else "above"
+        why = f"{worse} {ref} by {abs(mine - theirs):.4f}"
+    if failed:
+        why += f", guard {' and '.join(failed)} failed"
+    return f"Kept as challenger: {versus}, {why}{stays}"
+
+
 # -- the promotion log -------------------------------------------------------------------------
 
 def promotion_log_dir(model_name: str) -> str:
@@ -226,7 +295,7 @@ def log_entry(
     trigger: dict[str, Any],
     decided_at: str,
 ) -> dict[str, Any]:
-    """One decision, exactly as it is written to the lake (and summarized in version tags).
+    """One decision, exactly as it is written to the lake (its one-line summary: ``describe``).
 
     ``challenger`` / ``champion`` / ``baseline``: metrics on ``comparison.days`` (the champion's
     are None when it was not scored: no comparison possible). ``challenger_window``: the

@@ -1,7 +1,8 @@
 """Registry operations for one training run: idempotent registration and the alias moves.
 
 A version is registered with the run key (``<dag_id>/<run_id>``) in tag ``lakeforge.run_key`` and
-``lakeforge.state = pending``. The decision is then written (version tags + promotion log entry),
+``lakeforge.state = pending``. The decision is then written (promotion log entry, then the version's
+``lakeforge.decision`` / ``lakeforge.champion_before`` tags and its one-line description),
 ``lakeforge.state`` becomes ``complete``, and only then does ``champion`` move: the alias is the
 commit point. A retry of the same run key
 
@@ -10,9 +11,16 @@ commit point. A retry of the same run key
 - finds ``pending`` versions (a run that died half-way): they are deleted before training again,
   so exactly one version per run key survives.
 
-Every version records the days its model saw (``window_tags``: ``lakeforge.train_start`` /
-``train_end`` / ``validation_start`` / ``validation_end``, and its ``holdout_start`` / ``holdout_end``):
-when it is champion, the gate reads them (``training_window``) so it is never scored on them.
+A version carries what a person reads (``VERSION_TAGS``: the decision, the champion it was
+compared with, its holdout value of the promotion metric, its holdout and training days, family,
+trigger, data hash) and what the code needs (run key, state, artifact digest and manifest); the
+description says in one line what was decided and why (``promotion.describe``). Everything else
+is on its run (params, metrics, tags) and in the promotion log.
+
+The days a version's model saw are read from its run's split params (``train_start`` ... logged by
+every training run; versions registered before carry them as tags too): when it is champion, the
+gate reads them (``training_window``) so it is never scored on them; monitoring reads its holdout
+days (``holdout_window``) for its reference predictions.
 
 Every version's artifact digest is recorded before its first alias (``artifact_digest``): a model
 whose artifacts changed since is refused by ``artifact_digest.load_verified_model``.
@@ -29,11 +37,18 @@ log = logging.getLogger(__name__)
 
 RUN_KEY_TAG = "lakeforge.run_key"
 STATE_TAG = "lakeforge.state"
+DECISION_TAG = "lakeforge.decision"
+CHAMPION_BEFORE_TAG = "lakeforge.champion_before"
 CHAMPION, CHALLENGER = "champion", "challenger"
-# The split boundaries recorded on every version (the champion's are read back by the gate).
+# The split boundaries of a challenger (its promotion log entry's window; its run's params).
 WINDOW_KEYS = ("train_start", "train_end", "validation_start", "validation_end", "holdout_start", "holdout_end")
-# Holdout metrics of both models written on every decided version.
-TAGGED_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "calibration_error", "positive_rate", "mean_prediction")
+# What a person reads on a version (``lakeforge.holdout_<metric>``: the promotion metric's name,
+# ``lakeforge.trigger_reason`` only when a retraining request triggered the run). With the
+# machine's own (run key, state, artifact digest and manifest) they are all its tags.
+VERSION_TAGS = ("lakeforge.decision", "lakeforge.champion_before", "lakeforge.holdout_<metric>",
+                "lakeforge.holdout", "lakeforge.train_window", "lakeforge.family", "lakeforge.trigger",
+                "lakeforge.trigger_reason", "lakeforge.data_sha256")
+PENDING_DESCRIPTION = "Pending: registered, the registry gate has not decided yet (run key {run_key})"
 
 
 def client():
@@ -88,38 +103,72 @@ def champion_version(name: str):
         raise
 
 
-def window_tags(boundaries: dict[str, str]) -> dict[str, str]:
-    """Version tags for a split's boundaries (``Split.boundaries()``)."""
-    return {f"lakeforge.{k}": boundaries[k] for k in WINDOW_KEYS}
+def version_tags(*, family: str, boundaries: dict[str, str], metric: str, holdout_value: float,
+                 data_sha256: str, triggered_by: str, reason: str | None = None) -> dict[str, str]:
+    """The tags a version is registered with (``register``): what it is, on which days, measured how.
+    ``boundaries``: ``Split.boundaries()``; ``holdout_value``: its ``metric`` on the whole holdout
+    (its run's ``holdout_<metric>``, the value monitoring compares its days with)."""
+    return {
+        "lakeforge.family": family,
+        "lakeforge.train_window": f"{boundaries['train_start']}..{boundaries['train_end']}",
+        "lakeforge.holdout": f"{boundaries['holdout_start']}..{boundaries['holdout_end']}",
+        f"lakeforge.holdout_{metric}": f"{holdout_value:.4f}",
+        "lakeforge.data_sha256": data_sha256,
+        "lakeforge.trigger": triggered_by or "",
+        **({"lakeforge.trigger_reason": reason[:5000]} if reason else {}),
+    }
+
+
+def _run_params(version) -> dict[str, str]:
+    """The params of ``version``'s run ({} when it has none or cannot be read, with a warning)."""
+    from mlflow.exceptions import MlflowException
+
+    if not version.run_id:
+        return {}
+    try:
+        return dict(client().get_run(version.run_id).data.params)
+    except MlflowException as exc:
+        log.warning("run %s of %s v%s unreadable (%s): its split is not in its params",
+                    version.run_id, version.name, version.version, exc)
+        return {}
 
 
 def training_window(version):
     """The days ``version``'s model trained on (its search validated on their last days), or None
-    when nothing says: its window tags; for a version registered before they existed, its run's
-    split params (logged by every training run), else its ``lakeforge.train_window`` tag."""
-    from mlflow.exceptions import MlflowException
-
+    when nothing says: its run's split params (logged by every training run); else the window tags
+    of a version registered before the tags were cut (``lakeforge.train_start`` ...); else its
+    ``lakeforge.train_window`` tag (``start..end``)."""
     from lakeforge.training.promotion import TrainingWindow
 
+    params = _run_params(version)
+    if params.get("train_start") and params.get("train_end"):
+        return TrainingWindow(params["train_start"], params["train_end"], params.get("validation_start"),
+                              params.get("validation_end"), source=f"run {version.run_id} params")
     tags = version.tags or {}
     if tags.get("lakeforge.train_start") and tags.get("lakeforge.train_end"):
         return TrainingWindow(tags["lakeforge.train_start"], tags["lakeforge.train_end"],
                               tags.get("lakeforge.validation_start"), tags.get("lakeforge.validation_end"),
                               source="version tags")
-    params: dict[str, str] = {}
-    if version.run_id:
-        try:
-            params = client().get_run(version.run_id).data.params
-        except MlflowException as exc:
-            log.warning("run %s of %s v%s unreadable (%s): its training window is not in its params",
-                        version.run_id, version.name, version.version, exc)
-    if params.get("train_start") and params.get("train_end"):
-        return TrainingWindow(params["train_start"], params["train_end"], params.get("validation_start"),
-                              params.get("validation_end"), source=f"run {version.run_id} params")
     legacy = tags.get("lakeforge.train_window", "")
     if ".." in legacy:
         start, end = legacy.split("..", 1)
         return TrainingWindow(start, end, source="version tag lakeforge.train_window")
+    return None
+
+
+def holdout_window(version) -> tuple[str, str] | None:
+    """(first, last) holdout day of ``version`` (the days its run scored it on), or None: its run's
+    ``holdout_start`` / ``holdout_end`` params, else the tags of an older version."""
+    params = _run_params(version)
+    if params.get("holdout_start") and params.get("holdout_end"):
+        return params["holdout_start"], params["holdout_end"]
+    tags = version.tags or {}
+    if tags.get("lakeforge.holdout_start") and tags.get("lakeforge.holdout_end"):
+        return tags["lakeforge.holdout_start"], tags["lakeforge.holdout_end"]
+    span = tags.get("lakeforge.holdout", "")
+    if ".." in span:
+        start, end = span.split("..", 1)
+        return start, end
     return None
 
 
@@ -139,65 +188,41 @@ def register(name: str, model_uri: str, run_id: str, run_key: str, tags: dict[st
     # A logged model's URI (models:/m-...) is accepted only with its model id (MLflow 3.17's server).
     model_id = model_uri.split("/", 1)[1] if model_uri.startswith("models:/m-") else None
     v = c.create_model_version(name, model_uri, run_id=run_id, model_id=model_id,
-                               tags={RUN_KEY_TAG: run_key, STATE_TAG: "pending", **tags})
+                               tags={RUN_KEY_TAG: run_key, STATE_TAG: "pending", **tags},
+                               description=PENDING_DESCRIPTION.format(run_key=run_key))
     record_digest(c, name, v.version)
     c.set_registered_model_alias(name, CHALLENGER, v.version)
     return str(v.version)
 
 
 def record_decision(name: str, version: str, entry: dict[str, Any]) -> None:
-    """Decision tags on the version, then ``state = complete`` (the promotion log entry is written
-    before this by the caller)."""
+    """The decision on the version: tags ``lakeforge.decision`` and ``lakeforge.champion_before``,
+    its description (``promotion.describe``: what was decided and why, in one line), then
+    ``state = complete``. The promotion log entry (reasons, both models' metrics, the days and
+    windows) is written before this by the caller."""
+    from lakeforge.training.promotion import describe
+
     c = client()
-    m = entry["policy"]["metric"]
     before = entry["champion_before"]
-    window = (before or {}).get("window") or {}
-    compared, excluded = entry["compared_days"], entry["excluded_days"]
-
-    def span(days: list[str]) -> str:
-        return f"{days[0]}..{days[-1]}" if days else "none"
-
-    def metric(metrics: dict[str, float] | None, k: str) -> str:
-        return f"{metrics[k]:.6f}" if metrics else "none"
-
-    tags = {
-        "lakeforge.decision": entry["decision"],
-        "lakeforge.decision.reasons": " | ".join(entry["reasons"]),
-        "lakeforge.decision.reference": entry["reference"],
-        "lakeforge.decision.metric": m,
-        "lakeforge.decision.margin": str(entry["policy"]["margin"]),
-        "lakeforge.decision.improvement": ("none" if entry["improvement"] is None
-                                           else f"{entry['improvement']:.6f}"),
-        "lakeforge.decision.guards": ",".join(f"{k}={'ok' if ok else 'failed'}" for k, ok in entry["guards"].items()),
-        "lakeforge.decision.decided_at": entry["decided_at"],
-        "lakeforge.decision.champion_before": before["version"] if before else "none",
-        # The days the decision used, and the champion's window they were kept clear of.
-        "lakeforge.decision.compared_on": span(compared),
-        "lakeforge.decision.compared_days": str(len(compared)),
-        "lakeforge.decision.excluded_days": span(excluded),
-        "lakeforge.decision.champion_train_start": window.get("train_start") or ("unknown" if before else "none"),
-        "lakeforge.decision.champion_train_end": window.get("train_end") or ("unknown" if before else "none"),
-        "lakeforge.decision.champion_window_source": window.get("source") or ("unknown" if before else "none"),
-        **{f"lakeforge.challenger.{k}": metric(entry["challenger"]["metrics"], k) for k in TAGGED_METRICS},
-        **{f"lakeforge.champion.{k}": metric(before and before["metrics"], k) for k in TAGGED_METRICS},
-        f"lakeforge.baseline.{m}": f"{entry['baseline'][m]:.6f}",
-        "lakeforge.holdout": "..".join(entry["holdout"]),
-        "lakeforge.trigger": entry["trigger"].get("triggered_by", ""),
-        "lakeforge.dag_id": entry["trigger"].get("dag_id") or "",
-        "lakeforge.dag_run_id": entry["trigger"].get("dag_run_id") or "",
-        # Why the run was requested: the retraining policy's reason (absent for other runs).
-        **({"lakeforge.trigger_reason": entry["trigger"]["reason"][:5000]} if entry["trigger"].get("reason") else {}),
-    }
-    for key, value in tags.items():
-        c.set_model_version_tag(name, version, key, value)
+    c.set_model_version_tag(name, version, DECISION_TAG, entry["decision"])
+    c.set_model_version_tag(name, version, CHAMPION_BEFORE_TAG, before["version"] if before else "none")
+    c.update_model_version(name, version, description=describe(entry))
     c.set_model_version_tag(name, version, STATE_TAG, "complete")
+
+
+def champion_before(version) -> str | None:
+    """The champion ``version`` was decided against (None: there was none), from its tag (or the
+    tag's name before the tags were cut)."""
+    tags = version.tags or {}
+    before = tags.get(CHAMPION_BEFORE_TAG, tags.get("lakeforge.decision.champion_before"))
+    return None if before in (None, "", "none") else before
 
 
 def promoted_version(name: str, run_key: str) -> str | None:
     """The version this run key made champion, or None: its complete version was decided
     ``promoted`` AND the ``champion`` alias is on it (the alias is the commit point)."""
     v = complete_version(name, run_key)
-    if v is None or v.tags.get("lakeforge.decision") != "promoted":
+    if v is None or v.tags.get(DECISION_TAG) != "promoted":
         return None
     current = champion_version(name)
     return str(v.version) if current is not None and str(current.version) == str(v.version) else None

@@ -7,17 +7,28 @@ best on the validation days. The executor slots are shared: with ``parallelism``
 ``slots // parallelism`` workers (at least one), so concurrent barrier stages never wait on each
 other for slots. Trials fit on the search-train days and are scored on the validation days; the
 best configuration (validation ROC AUC) is returned for the refit on the whole window.
+
+Each finished trial is reported as it finishes (``progress.report``: the task log, and the
+terminal of ``make demo``), e.g.
+``trial 2/3: lightgbm num_leaves=63 learning_rate=0.05 ... -> val ROC AUC 0.6740 (best so far 0.6740, trial 2), fit 5.1s``;
+trials are numbered from 1 as their nested runs are named (``trial-02-lightgbm``), "best so far"
+is over the trials finished by then.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from lakeforge.training import progress
 from lakeforge.training.evaluate import holdout_metrics, with_probability
 from lakeforge.training.trainers import DEFAULTS, IMPUTING_FAMILIES, build_pipeline, candidates, observed_numeric
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,6 +43,18 @@ class Trial:
 
 def workers_per_trial(slots: int, parallelism: int) -> int:
     return max(1, slots // max(1, parallelism))
+
+
+def format_params(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items())
+
+
+def trial_line(number: int, total: int, family: str, params: dict[str, Any], val_auc: float,
+               best_auc: float, best_number: int, fit_s: float, baseline: bool = False) -> str:
+    """The progress line of one finished trial (numbers from 1)."""
+    name = f"{family} (baseline)" if baseline else family
+    return (f"trial {number}/{total}: {name} {format_params(params)} -> val ROC AUC {val_auc:.4f} "
+            f"(best so far {best_auc:.4f}, trial {best_number}), fit {fit_s:.1f}s")
 
 
 def fit_and_score(family: str, params: dict[str, Any], train, score, num_workers: int):
@@ -67,10 +90,17 @@ def run_search(
         configs.insert(0, ("lr", dict(DEFAULTS["lr"])))
     parallelism = max(1, min(parallelism, len(configs)))
     workers = workers_per_trial(slots, parallelism)
+    total = len(configs)
+    lock = threading.Lock()
+    finished: list[Trial] = []
+    tuned = sum(1 for f, _ in configs if f == family)
+    what = f"{tuned} {family}" + (" + the lr baseline" if tuned < total else "")
+    progress.report(log, f"search: {total} trial(s) ({what}), {parallelism} at a time, scored on the validation days")
 
     def one(item: tuple[int, tuple[str, dict[str, Any]]]) -> Trial:
         i, (fam, params) = item
-        run = client.create_run(experiment_id, run_name=f"trial-{i:02d}-{fam}", tags={
+        baseline_trial = baseline and fam == "lr" and family != "lr" and i == 0
+        run = client.create_run(experiment_id, run_name=f"trial-{i + 1:02d}-{fam}", tags={
             "mlflow.parentRunId": parent_run_id, "lakeforge.kind": "search_trial", "lakeforge.family": fam})
         rid = run.info.run_id
         try:
@@ -79,12 +109,21 @@ def run_search(
             _, metrics, _, fit_s = fit_and_score(fam, params, train, validation, workers)
             now = int(time.time() * 1000)
             client.log_batch(rid, metrics=[Metric(f"valid_{k}", v, now, 0) for k, v in metrics.items()]
-                             + [Metric("fit_s", fit_s, now, 0)], tags=[RunTag("lakeforge.trial", str(i))])
+                             + [Metric("fit_s", fit_s, now, 0)], tags=[RunTag("lakeforge.trial", str(i + 1))])
             client.set_terminated(rid, "FINISHED")
-            return Trial(i, fam, params, metrics, fit_s, rid)
-        except BaseException:
+        except BaseException as exc:
             client.set_terminated(rid, "FAILED")
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            progress.report(log, f"trial {i + 1}/{total}: {fam} {format_params(params)} failed: "
+                                 f"{type(exc).__name__}: {first}", logging.ERROR)
             raise
+        trial = Trial(i, fam, params, metrics, fit_s, rid)
+        with lock:
+            finished.append(trial)
+            best = max(finished, key=lambda t: (t.metrics["roc_auc"], -t.index))
+            progress.report(log, trial_line(i + 1, total, fam, params, metrics["roc_auc"], best.metrics["roc_auc"],
+                                            best.index + 1, fit_s, baseline_trial))
+        return trial
 
     for fam in {f for f, _ in configs}:  # imports happen here, not racing in the trial threads
         build_pipeline(fam, dict(DEFAULTS[fam]), num_workers=workers)

@@ -9,6 +9,11 @@ must, so a sensor never sees half a file.
 It can also deliver faulty files for tests and demos (``FAULTS``).
 
     lakeforge-simulate --start 2013-01-01 --end 2013-01-31 [--landing URI] [--fault truncated:flights:2013-01-05]
+    lakeforge-simulate --start 2013-01-01 --end 2013-01-31 --follow --every 60
+
+``--follow`` delivers as the exporter would, day by day: one day, a line saying what was
+delivered, then a pause of ``--every`` seconds (0: no pause); each ``--fault`` right after its
+day. Ctrl-C stops it between days (a day is never half delivered) and says where to resume.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import argparse
 import functools
 import gzip
 import importlib.util
+import signal
+import threading
 import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -165,6 +172,46 @@ def _parse_fault(text: str) -> tuple[str, str, date]:
         raise argparse.ArgumentTypeError(f"--fault wants KIND:TABLE:YYYY-MM-DD, got {text!r}") from None
 
 
+def follow(landing: Lake, start: date, end: date, every: float, *, snapshots: bool = True,
+           faults: list[tuple[str, str, date]] = (), out=print) -> DeliveryReport:
+    """Deliver ``start``..``end`` one day at a time, ``every`` seconds apart, printing each day;
+    each fault right after its day (those outside the range at the end). Ctrl-C (SIGINT) stops
+    between days: the day being written is finished first, the pause is cut short."""
+    stop = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    report, day, last = DeliveryReport(), start, None
+    pending = sorted(faults, key=lambda f: f[2])
+    try:
+        while day <= end and not stop.is_set():
+            today = deliver(landing, day, day, snapshots=snapshots)
+            for kind, table, when in [f for f in pending if f[2] == day]:
+                today.files.append(deliver_fault(landing, kind, table, when))
+                pending.remove((kind, table, when))
+            report.files += today.files
+            report.bytes += today.bytes
+            report.missing += today.missing
+            last = day
+            tables = ", ".join(rel.split("/")[0] for rel in today.files) or "nothing"
+            absent = ", ".join(m.split("/")[0] for m in today.missing)
+            missing = f" (no rows upstream: {absent})" if absent else ""
+            out(f"{day}: delivered {tables}, {today.bytes / 1e6:.2f} MB{missing}", flush=True)
+            day += timedelta(days=1)
+            if day <= end and every > 0:
+                stop.wait(every)
+        if stop.is_set():
+            resume = f"; resume with --start {day}" if day <= end else ""
+            out(f"stopped (Ctrl-C) after {last or 'no day'}{resume}", flush=True)
+        else:
+            for kind, table, when in pending:
+                report.files.append(deliver_fault(landing, kind, table, when))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    return report
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--start", type=date.fromisoformat, required=True)
@@ -173,11 +220,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-snapshots", action="store_true", help="skip reference snapshots")
     parser.add_argument("--fault", type=_parse_fault, action="append", default=[],
                         help=f"KIND:TABLE:DATE, KIND one of {', '.join(FAULTS)}")
+    parser.add_argument("--follow", action="store_true",
+                        help="deliver day by day, printing each day, --every seconds apart (Ctrl-C stops between days)")
+    parser.add_argument("--every", type=float, metavar="SECONDS",
+                        help="with --follow: seconds between two days (default 60; 0: no pause)")
     args = parser.parse_args(argv)
+    if args.end < args.start:
+        parser.error(f"--end {args.end} is before --start {args.start}")
+    if args.every is not None and not args.follow:
+        parser.error("--every paces --follow: add --follow")
+    if args.every is not None and args.every < 0:
+        parser.error("--every must be 0 or more seconds")
     landing = landing_for(SOURCE, args.landing)
-    report = deliver(landing, args.start, args.end, snapshots=not args.no_snapshots)
-    for kind, table, day in args.fault:
-        report.files.append(deliver_fault(landing, kind, table, day))
+    if args.follow:
+        every = 60.0 if args.every is None else args.every
+        print(f"delivering {args.start}..{args.end} to {landing.root_uri}, a day every {every:g}s (Ctrl-C stops)",
+              flush=True)
+        report = follow(landing, args.start, args.end, every, snapshots=not args.no_snapshots, faults=args.fault)
+    else:
+        report = deliver(landing, args.start, args.end, snapshots=not args.no_snapshots)
+        for kind, table, day in args.fault:
+            report.files.append(deliver_fault(landing, kind, table, day))
     print(f"delivered {len(report.files)} files, {report.bytes / 1e6:.1f} MB to {landing.root_uri}")
     for miss in report.missing:
         print(f"  not delivered (no rows upstream): {miss}")
