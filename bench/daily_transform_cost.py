@@ -8,10 +8,17 @@ does); the median wall time and the job's own timings are reported, and the rati
 version to the first one.
 
     python -m bench.daily_transform_cost                                  # this checkout only
-    git worktree add /tmp/lf-before <commit>
+    mkdir /tmp/lf-before && git archive <commit> | tar -x -C /tmp/lf-before
     python -m bench.daily_transform_cost --code before=/tmp/lf-before --code after=.
 
-Writes ``bench/results/daily_transform.json``.
+Every version runs with this checkout's ``LAKEFORGE_HOME`` (unless set): the same Spark class
+archive and local file system jar (``make spark-cds``), which a bare checkout lacks (without them
+a run starts slower and writes through Hadoop's own local file system: the versions would not be
+compared on equal terms). Each run records the 1-minute load average before and after it: other
+people's jobs on these 2 cores move the timings.
+
+Writes ``bench/results/daily_transform.json``; the previous file's medians are kept under
+``previous``.
 """
 
 from __future__ import annotations
@@ -42,8 +49,11 @@ def log(msg: str) -> None:
 
 def transform(code: Path, lake_uri: str, dates_args: list[str]) -> dict[str, Any]:
     """``spark_jobs.transform_flights`` from the checkout ``code``, in a fresh process."""
+    from lakeforge.settings import get_settings
+
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code / "plugins"), str(code)]),
-           "LAKEFORGE_SPARK_MASTER": "local[2]"}
+           "LAKEFORGE_SPARK_MASTER": "local[2]", "LAKEFORGE_HOME": os.environ.get("LAKEFORGE_HOME", str(get_settings().home))}
+    load = os.getloadavg()[0]
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "spark_jobs.transform_flights", *dates_args, "--lake", lake_uri],
                           cwd=code, env=env, text=True, capture_output=True)
@@ -52,7 +62,8 @@ def transform(code: Path, lake_uri: str, dates_args: list[str]) -> dict[str, Any
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"transform {dates_args} from {code} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     result = json.loads(lines[-1][len(MARK):])
-    return {"wall_s": wall, "timings": result["timings"], "rows": result["rows"]}
+    return {"wall_s": wall, "timings": result["timings"], "rows": result["rows"],
+            "load1_before": round(load, 2), "load1_after": round(os.getloadavg()[0], 2)}
 
 
 def measure(label: str, code: Path, cache: Path, start: date, day: date, repeats: int, workdir: Path) -> dict[str, Any]:
@@ -60,17 +71,20 @@ def measure(label: str, code: Path, cache: Path, start: date, day: date, repeats
     shutil.rmtree(lake_dir, ignore_errors=True)
     uri = scaled_lake.link_run_lake(cache, lake_dir, start, day)
     history = transform(code, uri, ["--start", str(start), "--end", str(day - timedelta(days=1))])
-    log(f"{label}: history {start}..{day - timedelta(days=1)} in {history['wall_s']:.1f}s")
+    log(f"{label}: history {start}..{day - timedelta(days=1)} in {history['wall_s']:.1f}s "
+        f"(load {history['load1_before']:.1f} -> {history['load1_after']:.1f})")
     runs = []
     for i in range(repeats):
         quiet = wait_for_quiet(60.0)
         r = transform(code, uri, ["--dates", str(day)])
         r["quiet"] = quiet
         runs.append(r)
-        log(f"{label}: one day, run {i + 1}: wall {r['wall_s']:.1f}s, features {r['timings'].get('features_s', 0):.1f}s")
+        log(f"{label}: one day, run {i + 1}: wall {r['wall_s']:.1f}s, features {r['timings'].get('features_s', 0):.1f}s "
+            f"(load {r['load1_before']:.1f} -> {r['load1_after']:.1f})")
     shutil.rmtree(lake_dir, ignore_errors=True)
     median = statistics.median(r["wall_s"] for r in runs)
-    return {"code": str(code), "history_wall_s": history["wall_s"], "median_wall_s": median,
+    return {"code": str(code), "history_wall_s": history["wall_s"],
+            "history_load1": [history["load1_before"], history["load1_after"]], "median_wall_s": median,
             "median_features_s": statistics.median(r["timings"]["features_s"] for r in runs),
             "median_total_s": statistics.median(r["timings"]["total_s"] for r in runs), "runs": runs}
 
@@ -83,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--code", action="append", default=[], help="LABEL=DIR of a checkout (repeatable)")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/lakeforge-daily-bench"))
+    p.add_argument("--note", help="what was measured, stored with the results")
     args = p.parse_args(argv)
     versions = [tuple(c.split("=", 1)) for c in args.code] or [("this", str(REPO))]
     start = args.day - timedelta(days=args.history_days)
@@ -94,8 +109,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    % (args.scale, args.day, args.history_days, args.repeats),
            "versions": results,
            "wall_ratio_vs_first": {label: r["median_wall_s"] / first for label, r in results.items()}}
+    if args.note:
+        out["note"] = args.note
+    path = RESULTS / "daily_transform.json"
+    if path.exists():  # the earlier medians stay on record beside the new runs
+        before = json.loads(path.read_text())
+        out["previous"] = {k: before[k] for k in ("what", "note") if k in before}
+        out["previous"]["versions"] = {
+            label: {k: r[k] for k in ("code", "history_wall_s", "median_wall_s", "median_features_s") if k in r}
+            for label, r in before.get("versions", {}).items()}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "daily_transform.json").write_text(json.dumps(out, indent=2) + "\n")
+    path.write_text(json.dumps(out, indent=2) + "\n")
     for label, r in results.items():
         log(f"{label}: median wall {r['median_wall_s']:.1f}s (features {r['median_features_s']:.1f}s), "
             f"{r['median_wall_s'] / first:.2f}x")

@@ -39,9 +39,11 @@ scheduled: cancelled (no departure) and diverted (no recorded arrival) flights c
 
 Scalable forms (a one-day run and a year's backfill are the same code): "live" windows are running
 sums over the union of events and query rows, partitioned by key and UTC day bucket (events are
-copied into the buckets their window can reach); history is a running sum over daily +/- deltas;
-weather is four broadcast equi-joins on the candidate observation hours; the aircraft's legs are
-one window over the tail, across day boundaries.
+copied into the buckets their window can reach), asked once per distinct (carrier, origin, dest,
+previous destination, cutoff); history is a running sum over daily +/- deltas; weather is one
+broadcast equi-join on the newest candidate observation hour; the aircraft's legs are one window
+over the tail, across day boundaries, and the congestion counts windows over the timetable, both
+over the few columns they read.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ WEATHER_MAX_AGE_HOURS = 4
 _LIVE_MAX_WINDOW_S = 12 * 3600  # the longest "live" window (live_origin_dep_*_720)
 _MAX_DELAY_DAYS = 2  # clean flights' delays are at most 48 h: a D - 3 flight can still depart on D - 1
 _BUCKET_S = 86400
+_SMALL_RUN_DAYS = 3  # up to this many days, the per-flight tables a run joins back are broadcast
 
 # Outcomes: measured at or after departure. Never features.
 LEAKY_COLUMNS = frozenset({
@@ -301,25 +304,23 @@ def join_destinations(flights: DataFrame, airports: DataFrame) -> DataFrame:
 
 def previous_leg_features(flights: DataFrame) -> DataFrame:
     """The aircraft's previous two legs by ``lag`` over its legs in time order, across day
-    boundaries (a red-eye's previous leg is yesterday's). Rows without a tail skip the window (one
-    partition of every tail-less flight would pair unrelated flights): they get no previous leg."""
+    boundaries (a red-eye's previous leg is yesterday's). Rows without a tail get no previous leg:
+    the window pairs them among themselves (one partition of every tail-less flight) and their
+    values are nulled (a filter and a union instead read the flights twice)."""
     legs = Window.partitionBy("tailnum").orderBy("ds", "t_sched", "flight", "flight_key")
     of_day = Window.partitionBy("tailnum", "ds").orderBy("t_sched", "flight", "flight_key")  # same sort
     lookback = PREVIOUS_LEG_HOURS * 3600
+    has_tail = F.col("tailnum").isNotNull()
 
     def lagged(k: int, name: str) -> Column:
         recent = F.col("t_sched") - F.lag("t_sched", k).over(legs) <= lookback
-        return F.when(recent, F.lag(name, k).over(legs))
+        return F.when(has_tail & recent, F.lag(name, k).over(legs))
 
-    with_tail = flights.where(F.col("tailnum").isNotNull()).withColumns({
+    return flights.withColumns({
         **{f"p1_{n}": lagged(1, n) for n in ("t_sched", "t_dep", "t_sarr", "t_arr", "dep_delay", "arr_delay", "dest")},
         **{f"p2_{n}": lagged(2, n) for n in ("t_sched", "t_dep", "dep_delay")},
-        "tail_leg_of_day": F.row_number().over(of_day) - 1,
+        "tail_leg_of_day": F.when(has_tail, F.row_number().over(of_day) - 1),
     })
-    legs_cols = [c for c in with_tail.columns if c not in flights.columns]
-    no_tail = flights.where(F.col("tailnum").isNull()).withColumns(
-        {c: F.lit(None).cast(with_tail.schema[c].dataType) for c in legs_cols})
-    return with_tail.unionByName(no_tail)
 
 
 def _leg_state(t_sched: str, t_done: str, delay: str) -> tuple[Column, Column]:
@@ -362,27 +363,36 @@ def previous_leg_columns(flights: DataFrame) -> DataFrame:
 # Congestion: counts of timetable rows (days <= D only)
 
 
+# What the legs' and congestion windows read of a flight.
+_WINDOW_INPUTS = ["flight_key", "tailnum", "ds", "dn", "flight", "carrier", "origin", "dest", "sched_dep_hour",
+                  "t_sched", "t_dep", "t_sarr", "t_arr", "dep_delay", "arr_delay"]
+
+
 def congestion_features(flights: DataFrame) -> DataFrame:
     """Window counts over the timetable. ``flights`` holds the target days and the day before; a
-    count never looks at D + 1 (not published when day D runs: a backfill would differ)."""
+    count never looks at D + 1 (not published when day D runs: a backfill would differ). The
+    counts within a day all run over one partitioning by day (a sort each, no shuffle)."""
     count = F.count(F.lit(1))
     by_origin_time = Window.partitionBy("origin").orderBy("t_sched")
     by_origin_day_time = Window.partitionBy("origin", "dn").orderBy("t_sched")
     # arrivals in the hour, of days up to the flight's own (a D + 1 red-eye may land in it too)
     by_dest_arr_hour = Window.partitionBy("dest", F.floor(F.col("t_sarr") / 3600)).orderBy("dn") \
         .rangeBetween(Window.unboundedPreceding, 0)
+    across_days = flights.withColumns({
+        # [t - 30 min, t) over the days before too; [t, t + 30 min) within the flight's day below
+        "_pm30_before": F.coalesce(count.over(by_origin_time.rangeBetween(-1800, -1)), F.lit(0)),
+        "cong_dest_arr_hour": F.when(F.col("t_sarr").isNotNull(), count.over(by_dest_arr_hour)).cast("int"),
+    })
     counts = {
-        # [t - 30 min, t) over the days before too, [t, t + 30 min) within the flight's day
-        "cong_origin_pm30": F.coalesce(count.over(by_origin_time.rangeBetween(-1800, -1)), F.lit(0))
-        + count.over(by_origin_day_time.rangeBetween(0, 1799)),
+        "cong_origin_pm30": F.col("_pm30_before") + count.over(by_origin_day_time.rangeBetween(0, 1799)),
         "cong_origin_day": count.over(Window.partitionBy("origin", "dn")),
         "cong_origin_hour": count.over(Window.partitionBy("origin", "dn", "sched_dep_hour")),
         "cong_nyc_hour": count.over(Window.partitionBy("dn", "sched_dep_hour")),
         "cong_carrier_origin_day": count.over(Window.partitionBy("carrier", "origin", "dn")),
         "cong_dest_day": count.over(Window.partitionBy("dest", "dn")),
-        "cong_dest_arr_hour": F.when(F.col("t_sarr").isNotNull(), count.over(by_dest_arr_hour)),
     }
-    return flights.withColumns({name: value.cast("int") for name, value in counts.items()})
+    return across_days.repartition("dn").withColumns({name: value.cast("int") for name, value in counts.items()}) \
+        .drop("_pm30_before")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,6 +467,10 @@ def live_events(events: DataFrame, lo: int, hi: int) -> DataFrame:
             rows.append(F.struct(_live_key(family, stream, _LIVE_KEYS[family]).alias("k"), start.alias("anchor"),
                                  end.alias("end"), F.lit(t_done is not None).alias("leaves"),
                                  *[v.alias(f"v{i}") for i, v in enumerate(slots)]))
+    # A flight none of whose events reaches [lo, hi) is left out before the explode (an event
+    # reaches at most _LIVE_MAX_WINDOW_S past its time): the same events survive, fewer rows explode.
+    anchors = sorted({_STREAMS[stream][0] for streams in _LIVE_EVENTS.values() for stream in streams})
+    events = events.where((F.greatest(*anchors) + _LIVE_MAX_WINDOW_S >= lo) & (F.least(*anchors) < hi))
     one = events.select(F.explode(F.array(*rows)).alias("e")).select("e.*") \
         .where((F.col("anchor") < hi) & (F.col("end") >= lo))
     # the -values row at ``end`` of an overdue row (an explode, not a second scan of the events)
@@ -467,9 +481,14 @@ def live_events(events: DataFrame, lo: int, hi: int) -> DataFrame:
     return signed
 
 
+# Query points by number (``q``: an int compares cheaper than the point's name in the regrouping).
+_POINT_ID = {p: i for i, p in enumerate(dict.fromkeys(p for name in _LIVE_QUERIES for p in _query_points(name)))}
+
+
 def live_sums(day: DataFrame, events: DataFrame, lo: int, hi: int) -> DataFrame:
-    """``flight_key, q, v0..v2``: per flight and query point (``_query_points``) the running sums
-    of its stream before that time; every cutoff of ``day`` lies in [lo, hi).
+    """``_live_id, q, v0..v2``: per query row of ``day`` (``_live_id``, ``c`` and the key columns
+    ``_LIVE_INPUTS``) and query point (``_query_points``) the running sums of its stream before
+    that time; every cutoff of ``day`` lies in [lo, hi).
 
     Query points sort before events of the same time, so a running sum at c counts events
     strictly before c. Rows are partitioned by key and UTC day bucket, an event copied into every bucket
@@ -491,12 +510,13 @@ def live_sums(day: DataFrame, events: DataFrame, lo: int, hi: int) -> DataFrame:
         .groupBy("k", "t", "bucket").agg(*[F.sum(f"v{i}").alias(f"v{i}") for i in range(3)]) \
         .withColumn("is_ev", F.lit(1))
     points = {p: (name, int(p.rsplit("@", 1)[1])) for name in _LIVE_QUERIES for p in _query_points(name)}
-    queries = F.array(*[F.struct(F.lit(p).alias("q"), _live_key(_LIVE_QUERIES[name][0], p.split(".")[1].split("@")[0],
-                                                                _query_columns(name)).alias("k"),
+    queries = F.array(*[F.struct(F.lit(_POINT_ID[p]).alias("q"),
+                                 _live_key(_LIVE_QUERIES[name][0], p.split(".")[1].split("@")[0],
+                                           _query_columns(name)).alias("k"),
                                  (F.col("c") - offset).alias("t"))
                         for p, (name, offset) in points.items()])
-    asked = day.select("flight_key", "c", F.explode(queries).alias("x")).where(F.col("x.k").isNotNull()).select(
-        "flight_key", F.col("x.q").alias("q"), F.col("x.k").alias("k"), F.col("x.t").alias("t"),
+    asked = day.select(_LIVE_ID, "c", F.explode(queries).alias("x")).where(F.col("x.k").isNotNull()).select(
+        _LIVE_ID, F.col("x.q").alias("q"), F.col("x.k").alias("k"), F.col("x.t").alias("t"),
         bucket(F.col("c")).alias("bucket"))
     # Flights of the same key and cutoff ask the same sum (a bank of departures at one minute;
     # x20 copies of a day): the running sums are taken once per distinct point, then joined back.
@@ -507,7 +527,7 @@ def live_sums(day: DataFrame, events: DataFrame, lo: int, hi: int) -> DataFrame:
         "k", "t", "bucket", "is_ev", *[F.coalesce(F.sum(f"v{i}").over(running), F.lit(0.0)).alias(f"v{i}")
                                        for i in range(3)])
     at_points = summed.where(F.col("is_ev") == 0).drop("is_ev")
-    return asked.join(at_points, on=["k", "t", "bucket"], how="inner").select("flight_key", "q", "v0", "v1", "v2")
+    return asked.join(at_points, on=["k", "t", "bucket"], how="inner").select(_LIVE_ID, "q", "v0", "v1", "v2")
 
 
 def _mean(total: Column | str, n: Column | str) -> Column:
@@ -515,14 +535,27 @@ def _mean(total: Column | str, n: Column | str) -> Column:
     return F.when(n > 0, total / n)
 
 
+# What a flight's "live" features depend on: the key columns its queries read, and its cutoff.
+_LIVE_INPUTS = sorted({c for name in _LIVE_QUERIES for c in _query_columns(name)}) + ["c"]
+_LIVE_ID = "_live_id"
+
+
+def live_id() -> Column:
+    """One string per distinct ``_LIVE_INPUTS`` (a null is a NUL character: no code is one)."""
+    return F.concat_ws("|", *[F.coalesce(F.col(c).cast("string"), F.lit("\u0000")) for c in _LIVE_INPUTS])
+
+
 def live_features(day: DataFrame, events: DataFrame, lo: int, hi: int) -> DataFrame:
-    """``flight_key`` + the "live" features of ``day``'s flights (same day, before the cutoff, in
-    [lo, hi)) from ``events`` (the flights whose departures, arrivals and labels can fall before them)."""
-    sums = live_sums(day, events, lo, hi)
+    """``_live_id`` (``live_id()``) + the "live" features of ``day``'s flights (same day, before
+    the cutoff, in [lo, hi)) from ``events`` (the flights whose departures, arrivals and labels can
+    fall before them). They are functions of ``_LIVE_INPUTS`` alone: computed once per distinct
+    combination (flights of one carrier, route and minute; x20's copies), joined back on the id."""
+    queries = day.select(*_LIVE_INPUTS).distinct().withColumn(_LIVE_ID, live_id())
+    sums = live_sums(queries, events, lo, hi)
 
     def v(query: str, slot: int = 0) -> Column:
         """The stream's sum over the query's window: run(c), or run(c) - run(c - W)."""
-        at = [F.max(F.when(F.col("q") == p, F.col(f"v{slot}"))) for p in _query_points(query)]
+        at = [F.max(F.when(F.col("q") == _POINT_ID[p], F.col(f"v{slot}"))) for p in _query_points(query)]
         return at[0] if len(at) == 1 else at[0] - at[1]
 
     def stream_stats(name: str, query: str, minutes: int, count: bool = True) -> list[Column]:
@@ -548,7 +581,7 @@ def live_features(day: DataFrame, events: DataFrame, lo: int, hi: int) -> DataFr
             v(f"{fam}.known360").cast("int").alias(f"live_{fam}_known_n_360"),
             _mean(v(f"{fam}.known360", 1), v(f"{fam}.known360")).alias(f"live_{fam}_known_late_360"))],
     ]
-    return sums.groupBy("flight_key").agg(*aggs)
+    return sums.groupBy(_LIVE_ID).agg(*aggs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -613,9 +646,10 @@ def history_features(day: DataFrame, counts: DataFrame, days: list[str]) -> Data
     days of the deltas per key (the query days join in with zero deltas, so every queried (key,
     day) has a row); a one-day run sums its snapshot directly."""
     sums = [f"{v}_{w}" for w in _HISTORY_WINDOWS for v in ("n", "s")]
-    keys = F.array(*[F.struct(F.lit(name).alias("name"), _history_key(name, cols).alias("hk"))
+    names = {name: i for i, name in enumerate([*_HISTORY_KEYS, "prevdest"])}  # by number: cheaper to compare
+    keys = F.array(*[F.struct(F.lit(names[name]).alias("name"), _history_key(name, cols).alias("hk"))
                      for name, cols in _HISTORY_KEYS.items()],
-                   F.struct(F.lit("prevdest").alias("name"), _history_key("dest", ["prev_dest"]).alias("hk")))
+                   F.struct(F.lit(names["prevdest"]).alias("name"), _history_key("dest", ["prev_dest"]).alias("hk")))
     queries = day.select("flight_key", "dn", F.explode(keys).alias("x")).select(
         "flight_key", F.col("dn").alias("day"), "x.*").where(F.col("hk").isNotNull())
     rows = counts.join(F.broadcast(queries.select("hk").distinct()), on="hk", how="left_semi")
@@ -630,7 +664,7 @@ def history_features(day: DataFrame, counts: DataFrame, days: list[str]) -> Data
         counts = queries.join(daily, on=["hk", "day"], how="inner")
 
     def get(name: str, col: str) -> Column:
-        return F.max(F.when(F.col("name") == name, F.coalesce(F.col(col), F.lit(0.0))))
+        return F.max(F.when(F.col("name") == names[name], F.coalesce(F.col(col), F.lit(0.0))))
 
     prior = {w: F.coalesce(_mean(get("all", f"s_{w}"), get("all", f"n_{w}")), F.lit(NO_HISTORY_RATE))
              for w in _HISTORY_WINDOWS}
@@ -668,19 +702,18 @@ def hourly_weather(weather: DataFrame) -> DataFrame:
 
 def weather_at_cutoff(flights: DataFrame, weather: DataFrame) -> DataFrame:
     """``wxc_*``: the latest hourly observation known before c (time_hour + 1 h < c), at most
-    4 h old. The candidates are the four whole hours before c - 1 h: four broadcast equi-joins
-    (the weather is a few rows a day), the first that matched wins; no shuffle of the flights."""
+    4 h old. The candidates are the four whole hours before c - 1 h: each observation is listed
+    under the four candidate hours it can serve (its own and the three after it), the newest one
+    kept per origin and hour (the weather is a few rows a day), and the flights look up their
+    newest candidate hour: one broadcast equi-join, no shuffle of the flights."""
     obs = hourly_weather(weather)
-    wx = obs.select("origin", "t_obs", F.struct(*_WX, *_WX_ROLLING).alias("wx"))
+    served = obs.select("origin", F.struct(*_WX, *_WX_ROLLING).alias("wx"),
+                        F.explode(F.sequence(F.lit(0), F.lit(WEATHER_MAX_AGE_HOURS - 1))).alias("_age"),
+                        "t_obs").withColumn("_t_obs", F.col("t_obs") + F.col("_age") * 3600)
+    newest_obs = served.groupBy("origin", "_t_obs").agg(F.min_by("wx", "_age").alias("_wx"))
     newest = (F.ceil((F.col("c") - 3600) / 3600) - 1) * 3600  # latest whole hour strictly before c - 1 h
-    out = flights
-    for k in range(WEATHER_MAX_AGE_HOURS):
-        out = out.withColumn("_t_obs", newest - k * 3600).join(
-            F.broadcast(wx.withColumnRenamed("t_obs", "_t_obs").withColumnRenamed("wx", f"_wx{k}")),
-            on=["origin", "_t_obs"], how="left").drop("_t_obs")
-    found = F.coalesce(*[F.col(f"_wx{k}") for k in range(WEATHER_MAX_AGE_HOURS)])
-    return out.withColumns({f"wxc_{c}": found[c] for c in _WX + _WX_ROLLING}) \
-        .drop(*[f"_wx{k}" for k in range(WEATHER_MAX_AGE_HOURS)])
+    out = flights.withColumn("_t_obs", newest).join(F.broadcast(newest_obs), on=["origin", "_t_obs"], how="left")
+    return out.withColumns({f"wxc_{c}": F.col("_wx")[c] for c in _WX + _WX_ROLLING}).drop("_t_obs", "_wx")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -714,8 +747,14 @@ def build_features(flights: DataFrame, weather: DataFrame, planes: DataFrame, ai
     if counts is None:
         counts = label_counts(flights, cutoff_hours)
     timed = with_times(flights.where(F.col("ds") >= shift_day(first, -flight_days_before(cutoff_hours))), cutoff_s)
-    legs = previous_leg_columns(previous_leg_features(timed))
-    day = congestion_features(legs.where(F.col("ds") >= shift_day(first, -1))).where(F.col("ds").isin(days))
+    # The aircraft's legs and the congestion counts are windows (a shuffle and a sort each) over the
+    # days before too: taken over the few columns they read, then joined to the run's own rows.
+    legs = previous_leg_features(timed.select(*_WINDOW_INPUTS))
+    windowed = congestion_features(legs.where(F.col("ds") >= shift_day(first, -1))).where(F.col("ds").isin(days)) \
+        .drop(*[c for c in _WINDOW_INPUTS if c != "flight_key"])
+    if len(days) <= _SMALL_RUN_DAYS:
+        windowed = F.broadcast(windowed)
+    day = previous_leg_columns(timed.where(F.col("ds").isin(days)).join(windowed, on="flight_key", how="inner"))
     # Three branches read the day's rows (live queries, history queries, the output): computed once.
     day = day.select(*[c for c in day.columns if not c.startswith(("p1_", "p2_"))]).localCheckpoint(eager=True)
     # every cutoff of the run lies in [lo, hi) (local midnights of its days, 24:00 flights included)
@@ -723,7 +762,10 @@ def build_features(flights: DataFrame, weather: DataFrame, planes: DataFrame, ai
     hi = _local_midnight(shift_day(last, 1)) - cutoff_s + 3600
     live = live_features(day, timed, lo, hi)
     history = history_features(day, counts, days)
+    if len(days) <= _SMALL_RUN_DAYS:  # a few thousand rows a day: no shuffle of the day's rows to join them
+        live, history = F.broadcast(live), F.broadcast(history)
     enriched = weather_at_cutoff(
         join_destinations(join_planes(static_features(day), planes), airports), weather,
-    ).join(live, on="flight_key", how="left").join(history, on="flight_key", how="left")
+    ).withColumn(_LIVE_ID, live_id()).join(live, on=_LIVE_ID, how="left") \
+        .join(history, on="flight_key", how="left")
     return enriched.select(*FEATURES_TABLE_COLUMNS, "ds")

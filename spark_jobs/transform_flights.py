@@ -378,9 +378,11 @@ def _run(spark, lake: Lake, dates: list[str], run_id: str | None = None,
     cutoff_s = int(round(cutoff_hours * 3600))
     run_flights = read_staged(spark, lake, staging["clean/flights"], flights)
     # one file per day: a few thousand rows each
+    counted = time.perf_counter()
     staged[LABEL_COUNTS] = label_counts(run_flights, cutoff_hours).repartition("ds")
     staging[LABEL_COUNTS] = write_partitioned(staged[LABEL_COUNTS], lake, LABEL_COUNTS)
     read_footers(LABEL_COUNTS)
+    timings["label_counts_s"] = time.perf_counter() - counted  # part of features_s
     history_counts = read_staged(spark, lake, staging[LABEL_COUNTS], staged[LABEL_COUNTS]).unionByName(
         history_label_counts(spark, lake, history_days(dates, HISTORY_DAYS), cutoff_s, flights))
     flights_seen = run_flights.unionByName(
