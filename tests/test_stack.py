@@ -2,15 +2,23 @@
 a stack started ONCE for the module in a fresh LAKEFORGE_HOME: PostgreSQL, MLflow with its logins and
 Airflow's four services.
 
-- every listening socket of every process the stack started (children included, task processes
-  sampled while a run executes) is on loopback;
+- every listening socket of every process the stack started (children included, task processes and
+  their Spark JVMs sampled while runs execute) is on loopback;
 - the logins are generated, printed once, kept in 0600 files; the historical defaults are refused;
   no service gets another's secrets;
-- a day delivered with the documented command is ingested by the scheduler; a browser (Playwright
-  driving Debian's Chromium) logs in to Airflow and MLflow with the printed credentials and sees the
-  DAGs, the green run and the experiment in the model-training view (screenshots in the test's tmp);
-- status reports each service, a killed one as down; down stops everything by PID and keeps the data;
-  a second up resumes it.
+- the days through the scheduler: four days (2013-01-01..04, the fewest that train a real model)
+  delivered with the documented command are ingested (ingest_flights, unpaused through the REST API;
+  the catch-up runs of the days not delivered are deleted) and transformed (transform_flights);
+- a browser (Playwright driving Debian's Chromium) logs in to Airflow with the printed credentials,
+  triggers train_delay_model from its form (three training days, one holdout day, LightGBM, one
+  search trial; "unpause on trigger" ticked) and watches the run turn Success, task by task; the new
+  champion's event runs score_flights; every DAG's last run is green in the DAG list (and in its
+  "Last run: Success" filter); the asset graph shows the DAGs and assets, and the model asset's event
+  from our run's publish_champion that triggered score_flights; the lake's quality reports; in MLflow
+  (viewer login) the experiment in the model-training view, then ``flight_delay`` version 1 with the
+  alias ``champion`` and its one-line decision. Screenshots in the test's tmp_path (printed);
+- status reports each service (a killed one as down), each DAG's last run, the newest day per layer and
+  the champion; down stops everything by PID and keeps the data; a second up resumes it.
 """
 
 from __future__ import annotations
@@ -39,9 +47,21 @@ from lakeforge.ports import free_loopback_port
 pytestmark = pytest.mark.airflow
 
 STACK = [sys.executable, "-m", "lakeforge.stack"]
-DAY = "2013-01-01"
-DAGS = ("ingest_flights", "train_delay_model", "transform_flights")
+# The fewest days that train a real model: three training days (the last one scores the search's
+# trial) and a holdout day (lakeforge.training.split); 2013-01-05 would be a poor holdout (half the
+# training days' delay rate: the calibration guard rejects any model).
+DAYS = ("2013-01-01", "2013-01-02", "2013-01-03", "2013-01-04")
+# The trigger form's values: that window, LightGBM (the default family) and one search trial.
+TRAIN_FORM = {"end": DAYS[-1], "window_days": 3, "holdout_days": 1, "validation_days": 1, "model_family": "lightgbm",
+              "search_budget": 1, "search_parallelism": 1}
+DAGS = ("ingest_flights", "score_flights", "train_delay_model", "transform_flights")
+SCREENSHOTS = ("airflow-train-trigger-form.png", "airflow-train-run.png", "airflow-dags.png", "airflow-asset-graph.png",
+               "airflow-ingest-runs.png", "airflow-quality-reports.png", "mlflow-experiment.png", "mlflow-model.png",
+               "mlflow-champion-version.png")
 RUN_TIMEOUT_S = 300
+TRANSFORM_TIMEOUT_S = 420
+TRAIN_TIMEOUT_S = 600
+SCORE_TIMEOUT_S = 420
 
 
 @dataclass
@@ -332,36 +352,83 @@ def test_jobs_reach_mlflow_with_their_own_account(stack):
     assert code == 403
 
 
-def test_a_delivered_day_is_ingested_and_seen_in_the_browser(stack, tmp_path):
-    delivered = subprocess.run([str(Path(sys.executable).with_name("lakeforge-simulate")), "--start", DAY,
-                                "--end", DAY], env=stack.env, capture_output=True, text=True, timeout=120)
+def dag_runs(s: Stack, dag: str, headers: dict[str, str]) -> list[dict]:
+    code, body = request(f"{s.airflow}/api/v2/dags/{dag}/dagRuns?limit=100&order_by=run_after", headers=headers)
+    assert code == 200, body
+    return body["dag_runs"]
+
+
+def set_paused(s: Stack, dag: str, paused: bool, headers: dict[str, str]) -> None:
+    code, body = request(f"{s.airflow}/api/v2/dags/{dag}", data={"is_paused": paused}, method="PATCH", headers=headers)
+    assert code == 200, body
+
+
+def wait_until(s: Stack, what: str, done, timeout: float = RUN_TIMEOUT_S, every: float = 3):
+    """Poll ``done()`` (a truthy value ends the wait), sampling the stack's sockets meanwhile (the
+    task processes and their Spark JVMs too, while they run)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s.sample_sockets()
+        result = done()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f}s waiting for {what}:\n{logs(s.home)}"
+        time.sleep(every)
+
+
+def settled(s: Stack, dag: str, headers: dict[str, str]) -> list[dict] | None:
+    """The DAG's runs once none is queued or running; a failed one fails the test."""
+    runs = dag_runs(s, dag, headers)
+    failed = [(r["dag_run_id"], r.get("note")) for r in runs if r["state"] == "failed"]
+    assert not failed, f"{dag}: failed runs {failed}:\n{logs(s.home)}"
+    return None if any(r["state"] in ("queued", "running") for r in runs) else runs
+
+
+def test_delivered_days_flow_and_the_browser_trains_the_champion(stack, tmp_path):
+    t0 = time.monotonic()
+    delivered = subprocess.run([str(Path(sys.executable).with_name("lakeforge-simulate")), "--start", DAYS[0],
+                                "--end", DAYS[-1]], env=stack.env, capture_output=True, text=True, timeout=120)
     assert delivered.returncode == 0, delivered.stderr
     headers = airflow_headers(stack)
-    code, body = request(f"{stack.airflow}/api/v2/dags/ingest_flights", data={"is_paused": False}, method="PATCH",
-                         headers=headers)
-    assert code == 200, body
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    state = None
+    set_paused(stack, "transform_flights", False, headers)
+    set_paused(stack, "ingest_flights", False, headers)
+
+    # Catch-up runs every day of 2013: the delivered days are ingested, the others' sensors give up.
+    def ingested():
+        states = {r["logical_date"][:10]: r["state"] for r in dag_runs(stack, "ingest_flights", headers)}
+        bad = {d: states[d] for d in DAYS if states.get(d) == "failed"}
+        assert not bad, f"ingest runs failed: {bad}:\n{logs(stack.home)}"
+        return all(states.get(d) == "success" for d in DAYS)
+
     try:
-        while time.monotonic() < deadline:
-            stack.sample_sockets()  # task processes too, while they run
-            code, body = request(f"{stack.airflow}/api/v2/dags/ingest_flights/dagRuns?limit=20&order_by=logical_date",
-                                 headers=headers)
-            assert code == 200, body
-            runs = {r["logical_date"][:10]: r for r in body["dag_runs"]}
-            state = runs.get(DAY, {}).get("state")
-            if state in ("success", "failed"):
-                break
-            time.sleep(2)
-    finally:  # no more catch-up runs (the other days were not delivered)
-        request(f"{stack.airflow}/api/v2/dags/ingest_flights", data={"is_paused": True}, method="PATCH",
-                headers=headers)
-    assert state == "success", f"the {DAY} run is {state}:\n{logs(stack.home)}"
+        wait_until(stack, f"the ingest runs of {DAYS[0]}..{DAYS[-1]}", ingested)
+    finally:  # no more catch-up runs: the other days were not delivered
+        set_paused(stack, "ingest_flights", True, headers)
+    # The runs of the days that were not delivered go, as a person would clear them: the last run
+    # of ingest_flights is then the last delivered day's.
+    for run in dag_runs(stack, "ingest_flights", headers):
+        if run["logical_date"][:10] > DAYS[-1]:
+            url = f"{stack.airflow}/api/v2/dags/ingest_flights/dagRuns/{run['dag_run_id']}"
+            if run["state"] in ("queued", "running"):  # a running run cannot be deleted
+                assert request(url, data={"state": "failed"}, method="PATCH", headers=headers)[0] == 200
+            assert request(url, method="DELETE", headers=headers)[0] == 204
+    for day in DAYS:
+        assert (stack.home / "lake" / "nycflights" / "raw" / "flights" / f"ds={day}").is_dir()
+    t_ingest = time.monotonic() - t0
+
+    # transform_flights follows the raw assets: every delivered day gets its features.
+    features = stack.home / "lake" / "nycflights" / "features" / "flights"
+    wait_until(stack, "the transform runs", lambda: settled(stack, "transform_flights", headers)
+               and all((features / f"ds={d}").is_dir() for d in DAYS), timeout=TRANSFORM_TIMEOUT_S)
+    t_transform = time.monotonic() - t0
+    # Batch scoring follows the champion: unpaused now, its first run is the new champion's.
+    set_paused(stack, "score_flights", False, headers)
     wide = [s for s in stack.sockets if not is_loopback(s[0])]
     assert not wide, f"sockets bound beyond loopback while tasks ran: {wide}"
-    assert (stack.home / "lake" / "nycflights" / "raw" / "flights" / f"ds={DAY}").is_dir()
 
-    browse(stack, tmp_path)
+    browse(stack, tmp_path, headers)
+    print(f"\ningested in {t_ingest:.0f}s, transformed at +{t_transform:.0f}s, trained, scored and seen in "
+          f"the browser at +{time.monotonic() - t0:.0f}s; screenshots in {tmp_path}")
 
 
 def chromium() -> str:
@@ -371,12 +438,45 @@ def chromium() -> str:
     raise AssertionError("Chromium is not installed: run tools/bootstrap-system.sh (Debian's chromium)")
 
 
-def browse(stack: Stack, shots: Path) -> None:
-    """Log in as a person does, with what up printed; assert on what the pages show."""
+def airflow_login(page, s: Stack, user: str, password: str) -> None:
+    page.goto(s.airflow)
+    page.wait_for_url("**/auth/login**")
+    page.locator("input[name=username], input:not([type=password])").first.fill(user)
+    page.locator("input[type=password]").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{s.airflow}/")  # signed in: back on the home page
+
+
+def trigger_training(page, s: Stack, shots: Path) -> str:
+    """Trigger train_delay_model from its form with a small window and search; the run's id."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{s.airflow}/dags/train_delay_model")
+    page.get_by_test_id("trigger-dag-button").click()
+    form = page.get_by_role("dialog")
+    expect(form.get_by_text("Run Parameters")).to_be_visible()
+    form.locator("input[name=element_end]").fill(TRAIN_FORM["end"])  # the "Last day" date field
+    for label, key in (("Training window (days)", "window_days"), ("Holdout (days)", "holdout_days"),
+                       ("Validation (days)", "validation_days"), ("Search budget", "search_budget"),
+                       ("Parallel trials", "search_parallelism")):
+        form.get_by_label(label).fill(str(TRAIN_FORM[key]))
+    expect(form.locator("input[name=element_model_family]")).to_have_value(TRAIN_FORM["model_family"])
+    expect(form.get_by_label("Unpause train_delay_model on trigger")).to_be_checked()  # it starts paused
+    page.screenshot(path=shots / "airflow-train-trigger-form.png", full_page=True)
+    form.get_by_role("button", name="Trigger", exact=True).click()
+    page.wait_for_url("**/dags/train_delay_model/runs/manual__*")  # the UI opens the new run
+    return page.url.rsplit("/runs/", 1)[1]
+
+
+def browse(stack: Stack, shots: Path, headers: dict[str, str]) -> None:
+    """Log in as a person does, with what up printed; trigger the training from its form and watch
+    it; assert on what the pages show."""
+    from urllib.parse import unquote
+
     from playwright.sync_api import expect, sync_playwright
 
     logins = printed_logins(stack.up_output)
-    code, body = request(f"{stack.airflow}/api/v2/dags?limit=100", headers=airflow_headers(stack))
+    code, body = request(f"{stack.airflow}/api/v2/dags?limit=100", headers=headers)
     dags = sorted(d["dag_id"] for d in body["dags"])
     assert set(DAGS) <= set(dags), dags
     mlflow_url = re.search(r"MLflow\s+(\S+)", stack.up_output).group(1)
@@ -385,19 +485,82 @@ def browse(stack: Stack, shots: Path) -> None:
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.set_default_timeout(60_000)
-            page.goto(stack.airflow)
-            page.wait_for_url("**/auth/login**")
-            page.locator("input[name=username], input:not([type=password])").first.fill(logins["airflow"][0])
-            page.locator("input[type=password]").fill(logins["airflow"][1])
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url(f"{stack.airflow}/")  # signed in: back on the home page
+            airflow_login(page, stack, *logins["airflow"])
+
+            # train_delay_model from its trigger form; the run page turns Success.
+            t0 = time.monotonic()
+            run_id = unquote(trigger_training(page, stack, shots))
+            header = page.get_by_test_id("header-card")
+            expect(header.get_by_text(run_id)).to_be_visible()
+
+            def run_ended():
+                state = header.get_by_test_id("state-badge").inner_text().strip()
+                if state in ("Failed", "Upstream Failed"):
+                    page.screenshot(path=shots / "airflow-train-run.png", full_page=True)
+                    raise AssertionError(f"train_delay_model {run_id} is {state}:\n{logs(stack.home)}")
+                if state != "Success":
+                    page.reload()  # the page refreshes itself too; a reload is certain
+                    header.get_by_test_id("state-badge").wait_for()
+                return state == "Success"
+
+            wait_until(stack, f"train_delay_model {run_id} to succeed in the UI", run_ended,
+                       timeout=TRAIN_TIMEOUT_S, every=5)
+            trained_s = time.monotonic() - t0
+            expect(header.get_by_text("Manual", exact=True)).to_be_visible()
+            # The run's note: the window it trained on (the lakeforge_run_notes listener writes it as
+            # the run ends, a moment after the state: reloaded until it shows).
+            note = page.get_by_text(f"{TRAIN_FORM['model_family']} on {DAYS[0]}..{DAYS[-2]}, holdout "
+                                    f"{DAYS[-1]}..{DAYS[-1]}: ")
+
+            def note_shown():
+                if note.is_visible():
+                    return True
+                page.reload()
+                header.get_by_test_id("state-badge").wait_for()
+                return False
+
+            wait_until(stack, f"the note of {run_id}", note_shown, timeout=60, every=3)
+            for task in ("plan_training", "anything_to_train", "train_and_register", "publish_champion"):
+                row = page.get_by_role("row").filter(has=page.get_by_role("link", name=task, exact=True))
+                expect(row.get_by_test_id("state-badge")).to_have_text("Success")
+            page.screenshot(path=shots / "airflow-train-run.png", full_page=True)
+
+            # The champion event schedules score_flights; when every DAG has settled, each one's
+            # last run is green in the DAG list.
+            wait_until(stack, "score_flights on the new champion", lambda: (
+                runs := settled(stack, "score_flights", headers)) and any(r["state"] == "success" for r in runs),
+                timeout=SCORE_TIMEOUT_S)
+            scored_s = time.monotonic() - t0
+            for dag in DAGS:
+                wait_until(stack, f"{dag}'s runs to settle", lambda: settled(stack, dag, headers))
             page.goto(f"{stack.airflow}/dags")
-            for dag in dags:
-                expect(page.get_by_text(dag, exact=True).first).to_be_visible()
             expect(page.get_by_text(f"{len(dags)} Dags")).to_be_visible()
+            for dag in dags:
+                latest = page.get_by_test_id("latest-run").filter(has=page.locator(f"a[href^='/dags/{dag}/runs/']"))
+                expect(latest.get_by_test_id("state-badge")).to_have_attribute("aria-label", "success")
             page.screenshot(path=shots / "airflow-dags.png", full_page=True)
+            page.goto(f"{stack.airflow}/dags?last_dag_run_state=success")  # the list's "Last run: Success" filter
+            expect(page.get_by_text(f"{len(dags)} Dags")).to_be_visible()
+            for dag in dags:
+                expect(page.get_by_role("link", name=dag, exact=True)).to_be_visible()
+
+            # The asset graph, from the model's asset: the DAGs and the assets between them, and
+            # the event that the training run emitted, which triggered score_flights.
+            page.goto(f"{stack.airflow}/assets")
+            page.get_by_role("link", name="models.flight_delay", exact=True).click()
+            graph = page.locator(".react-flow")
+            for node in (*DAGS, "nycflights.raw.flights", "nycflights.features.flights", "models.flight_delay",
+                         "nycflights.predictions.flights"):
+                expect(graph.get_by_text(node, exact=True)).to_be_visible()
+            event = page.get_by_test_id("card-list")  # the asset's events: ours, from publish_champion
+            expect(event.get_by_role("link", name="train_delay_model", exact=True)).to_have_attribute(
+                "href", f"/dags/train_delay_model/runs/{run_id}/tasks/publish_champion")
+            expect(event.get_by_text("Triggered Dag Run")).to_be_visible()
+            expect(event.get_by_role("link", name="score_flights", exact=True)).to_be_visible()
+            page.screenshot(path=shots / "airflow-asset-graph.png", full_page=True)
+
             page.goto(f"{stack.airflow}/dags/ingest_flights/runs")
-            row = page.get_by_role("row").filter(has_text=f"scheduled__{DAY}")
+            row = page.get_by_role("row").filter(has_text=f"scheduled__{DAYS[-1]}")
             expect(row.get_by_text("Success", exact=True)).to_be_visible()
             page.screenshot(path=shots / "airflow-ingest-runs.png", full_page=True)
             # The lake's reports, served by the lakeforge_ui plugin to signed-in users (the DAG docs
@@ -418,13 +581,25 @@ def browse(stack: Stack, shots: Path) -> None:
             expect(mlflow.get_by_text("Model registry").first).to_be_visible()
             expect(mlflow.get_by_text("viewer").first).to_be_visible()
             mlflow.screenshot(path=shots / "mlflow-experiment.png", full_page=True)
+            # The registered model: version 1 carries the champion alias, its description says why.
+            mlflow.goto(mlflow_url.split("/#/")[0] + "/#/models/flight_delay")
+            expect(mlflow.get_by_role("heading", name="flight_delay")).to_be_visible()
+            version = mlflow.get_by_role("row").filter(has=mlflow.get_by_role("link", name="Version 1"))
+            expect(version.get_by_text(re.compile(r"^@\s*champion$"))).to_be_visible()
+            mlflow.screenshot(path=shots / "mlflow-model.png", full_page=True)
+            version.get_by_role("link", name="Version 1").click()
+            expect(mlflow.get_by_text(re.compile(r"^@\s*champion$")).first).to_be_visible()
+            expect(mlflow.get_by_text(re.compile(r"^Promoted to champion \(first model\): holdout ROC AUC 0\.\d{4} "
+                                                 r"vs the trivial baseline"))).to_be_visible()
+            mlflow.screenshot(path=shots / "mlflow-champion-version.png", full_page=True)
         finally:
             browser.close()
     code, _ = request(f"{stack.airflow}/lakeforge/quality/nycflights")  # no session: refused
     assert code == 401
-    for name in ("airflow-dags.png", "airflow-ingest-runs.png", "mlflow-experiment.png"):
+    for name in SCREENSHOTS:
         assert (shots / name).stat().st_size > 10_000, name
-    print(f"\nscreenshots in {shots}")
+    print(f"\ntrain_delay_model triggered from the form: Success in the UI after {trained_s:.0f}s, score_flights "
+          f"done at +{scored_s:.0f}s, the pages seen at +{time.monotonic() - t0:.0f}s")
 
 
 def test_status_reports_each_service_and_a_killed_one(stack):
@@ -432,14 +607,19 @@ def test_status_reports_each_service_and_a_killed_one(stack):
     assert done.returncode == 0, done.stdout + done.stderr
     for name in ("postgres", "mlflow", "api-server", "dag-processor", "scheduler", "triggerer"):
         assert re.search(rf"^\s+{name}\s+up \(pid \d+\)", done.stdout, re.M), done.stdout
-    # The newest run (catch-up made some for days not delivered: they fail or wait).
+    # Each DAG's last run: the last delivered day's ingest (the undelivered days' runs went), the
+    # others green too.
     code, runs = request(f"{stack.airflow}/api/v2/dags/ingest_flights/dagRuns?limit=1&order_by=-run_after",
                          headers=airflow_headers(stack))
     newest = runs["dag_runs"][0]
-    assert re.search(rf"ingest_flights\s+paused\s+{newest['state']}\s+{re.escape(newest['dag_run_id'])}\s+"
-                     rf"\(data {newest['logical_date'][:10]}", done.stdout), (newest, done.stdout)
-    assert re.search(rf"nycflights/raw/flights\s+{DAY} \(1 days\)", done.stdout), done.stdout
-    assert "flight_delay@champion: none yet" in done.stdout, done.stdout
+    assert newest["logical_date"][:10] == DAYS[-1], newest
+    assert re.search(rf"ingest_flights\s+paused\s+success\s+{re.escape(newest['dag_run_id'])}\s+"
+                     rf"\(data {DAYS[-1]}", done.stdout), (newest, done.stdout)
+    for dag in ("score_flights", "train_delay_model", "transform_flights"):
+        assert re.search(rf"^\s+{dag}\s+active\s+success\s", done.stdout, re.M), done.stdout
+    for table in ("raw/flights", "features/flights", "predictions/flights"):
+        assert re.search(rf"nycflights/{table}\s+{DAYS[-1]} \({len(DAYS)} days\)", done.stdout), done.stdout
+    assert re.search(r"flight_delay@champion = version 1 \(run \w+\)", done.stdout), done.stdout
     assert f"{stack.airflow}" in done.stdout and "login: admin" in done.stdout and "login: viewer" in done.stdout
 
     record = json.loads((stack.home / "run" / "triggerer.json").read_text())
@@ -477,7 +657,7 @@ def test_down_stops_everything_by_pid_keeps_the_data_and_up_resumes(stack):
         assert not [c for c in psutil.net_connections("inet") if c.laddr and c.laddr.port == port
                     and c.status == psutil.CONN_LISTEN]
     assert (stack.home / "postgres" / "data" / "PG_VERSION").exists()
-    assert (stack.home / "lake" / "nycflights" / "raw" / "flights" / f"ds={DAY}").is_dir()
+    assert (stack.home / "lake" / "nycflights" / "raw" / "flights" / f"ds={DAYS[-1]}").is_dir()
 
     t = time.perf_counter()
     done = stack.run("up")
@@ -487,9 +667,10 @@ def test_down_stops_everything_by_pid_keeps_the_data_and_up_resumes(stack):
     assert not [pw for _, pw in printed_logins(stack.up_output).values() if pw in done.stdout], "logins printed twice"
     status = stack.run("status", timeout=120)
     assert status.returncode == 0, status.stdout
-    # The metadata database kept the run, the lake its day, MLflow its experiment and accounts.
-    assert re.search(r"ingest_flights\s+paused\s+\w+\s+scheduled__2013-01-", status.stdout), status.stdout
-    assert re.search(rf"nycflights/raw/flights\s+{DAY}", status.stdout), status.stdout
+    # The metadata database kept the runs, the lake its days, MLflow its accounts and the champion.
+    assert re.search(rf"ingest_flights\s+paused\s+success\s+scheduled__{DAYS[-1]}", status.stdout), status.stdout
+    assert re.search(rf"nycflights/raw/flights\s+{DAYS[-1]}", status.stdout), status.stdout
+    assert "flight_delay@champion = version 1 " in status.stdout, status.stdout
     assert airflow_headers(stack)
     assert stack.sample_sockets() and not [s for s in stack.sockets if not is_loopback(s[0])]
     print(f"\nmake down took {down_s:.1f}s, make up (resume) {up_s:.1f}s; sockets seen: "

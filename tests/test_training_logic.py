@@ -414,6 +414,22 @@ def test_plan_manual_scheduled_and_asset_runs():
         decide_plan({**PARAMS, "window_days": 12, "validation_days": 12}, "manual", JAN, None, 7)
 
 
+def test_a_lake_too_short_for_the_window_skips_scheduled_runs_and_fails_manual_ones():
+    """Unpausing the DAG starts the last weekly run at once: on a lake a few days old it trains
+    nothing and says why (not a red run); a manual run asked for that window and fails; a window no
+    data can ever fill fails every run."""
+    four_days = JAN[:4]
+    for run_type in ("scheduled", "asset_triggered"):
+        plan = decide_plan(PARAMS, run_type, four_days, None, 1)
+        assert not plan["train"] and plan["reason"].startswith("not enough feature days yet"), plan
+    with pytest.raises(ValueError, match="training window"):
+        decide_plan(PARAMS, "manual", four_days, None, 1)
+    with pytest.raises(ValueError, match="must be smaller than window_days"):
+        decide_plan({**PARAMS, "window_days": 12, "validation_days": 12}, "scheduled", four_days, None, 1)
+    assert decide_plan({**PARAMS, "window_days": 3, "holdout_days": 1, "validation_days": 1},
+                       "scheduled", four_days, None, 1)["train"]
+
+
 def test_mlflow_scratch_space_is_removed_and_the_process_settings_restored(tmp_path, monkeypatch):
     import os
     import tempfile

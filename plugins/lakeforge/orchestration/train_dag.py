@@ -8,7 +8,11 @@ than the last training's holdout, a run triggered by batch scoring's retraining 
 (``<source>.monitoring.retrain_requested``: the policy fired) too, carrying the event's reason to
 the job (``--trigger-reason``: an MLflow tag and the promotion log entry); a features-triggered run
 only when ``min_new_days`` have landed (``LAKEFORGE_TRAIN_MIN_NEW_DAYS``), so a daily trickle of
-partitions does not retrain daily. The
+partitions does not retrain daily. A window the lake cannot fill yet (too few feature days for the
+configured window and holdout) fails a manual run with the reason, the form asked for it; a scheduled
+or asset-triggered run trains nothing and says why (unpausing the DAG starts the last weekly run at
+once: on a lake a few days old that is not a failure). A configuration no data can fill
+(``validation_days >= window_days``) fails every run. The
 training itself is ONE ``spark-submit`` of ``spark_jobs/train_delay_model.py`` whose run key is
 ``<dag_id>/<run_id>``: a retried task registers no second version.
 
@@ -72,11 +76,38 @@ def decide_plan(
             plan["reason"] = (f"{len(new_days)} feature day(s) newer than the last training "
                               f"(holdout end {last_trained_end}); {run_type} runs need {needed}")
             return plan
-    # Raises ValueError (a clear, non-retryable failure) when the window cannot be built.
-    split = make_split(available, end=end, window_days=plan["window_days"], holdout_days=plan["holdout_days"],
-                       validation_days=plan["validation_days"])
+    sizes = {k: plan[k] for k in ("window_days", "holdout_days", "validation_days")}
+    try:
+        split = make_split(available, end=end, **sizes)
+    except ValueError as exc:
+        # A manual run's form asked for this window, and a configuration no data can ever fill
+        # (validation_days >= window_days) is wrong whoever runs it: a clear, non-retryable failure.
+        # A scheduled or asset-triggered run on a lake that is still too short for the configured
+        # window (the weekly run that unpausing the DAG starts, a few days in) is not a failure:
+        # nothing to train yet, and the note says why.
+        if run_type == "manual" or not _fits_full_calendar(end, **sizes):
+            raise
+        plan["reason"] = f"not enough feature days yet for the configured window: {exc}"
+        return plan
     plan.update(train=True, reason=f"{len(new_days)} new feature day(s)", split=split.boundaries())
     return plan
+
+
+def _fits_full_calendar(end: str, *, window_days: int, holdout_days: int, validation_days: int) -> bool:
+    """Whether the split could be built if every calendar day up to ``end`` had a partition: a
+    refusal on the real days is then a shortage of data, not a configuration that cannot work."""
+    from datetime import date, timedelta
+
+    from lakeforge.training.split import make_split
+
+    last = date.fromisoformat(end)
+    every_day = [(last - timedelta(days=i)).isoformat() for i in range(window_days + holdout_days)]
+    try:
+        make_split(every_day, end=end, window_days=window_days, holdout_days=holdout_days,
+                   validation_days=validation_days)
+    except ValueError:
+        return False
+    return True
 
 
 def training_note(plan: dict[str, Any]) -> str:
