@@ -18,24 +18,23 @@ touches nothing of the first; the leases of a run that died are taken over by th
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
-from datetime import date, timedelta
 from typing import Any
 
-from lakeforge.dates import date_range, expand_dates, shift_day
 from lakeforge.lake import Lake, source_lake
-from lakeforge.lease import LeaseHeld
 from lakeforge.publish import list_partitions, partition_name, read_manifest, writing
 from lakeforge.settings import get_settings
 from lakeforge.quality.profile import parquet_footer_stats
-from lakeforge.reports import write_report
 from lakeforge.spark import size_file_splits
-from lakeforge.spark_publish import new_run_staging, publish_written_partitions, published_files, read_published
+from lakeforge.spark_publish import new_run_staging, published_files, read_published
+from lakeforge.transform import steps
+# The generic steps (``lakeforge.transform.steps``), shared with the generic job ``spark_jobs/transform.py``.
+from lakeforge.transform.steps import (arrow_schema, check_accounting, depends_on, driver_jit,  # noqa: F401
+                                       history_days, history_rows, input_bytes, parse_dates, publish,
+                                       publish_staged, published_days, quarantine_ratios, raw_lines,
+                                       read_staged, with_rebuilt, write_partitioned)
 
 log = logging.getLogger("lakeforge.transform_flights")
 
@@ -49,107 +48,9 @@ AUDITED_TABLES = (RAW_FLIGHTS, RAW_WEATHER, "clean/flights", "clean/weather", "f
 LABEL_COUNTS = "features/label_counts"
 
 
-def parse_dates(args: argparse.Namespace) -> list[str]:
-    try:
-        if args.dates:
-            return expand_dates(args.dates)
-        if not (args.start and args.end):
-            raise SystemExit("give --dates or both --start and --end")
-        return date_range(args.start, args.end)
-    except ValueError as exc:
-        raise SystemExit(f"bad dates: {exc}") from None
-
-
-def raw_manifests(lake: Lake, table: str, dates: list[str]) -> dict[str, dict[str, Any]]:
-    """The manifests of the raw partitions of ``dates`` (files, row counts, delivered header)."""
-    manifests = {}
-    for ds in dates:
-        manifest = read_manifest(lake, table, partition_name(ds))
-        if manifest is None:
-            raise SystemExit(f"no raw partition {table}/ds={ds}: ingest it first")
-        manifests[ds] = manifest
-    return manifests
-
-
-def raw_lines(spark, lake: Lake, table: str, manifests: dict[str, dict[str, Any]]):
-    """Text lines (``value``, ``ds``) of exactly the files the manifests list.
-
-    Each day is one file, read whole by one task (``size_file_splits``), so the writes need no
-    shuffle to put a day in one file.
-    """
-    from pyspark.sql import functions as F
-
-    paths = [lake.uri(table, partition_name(ds), f["name"]) for ds, m in manifests.items() for f in m["files"]]
-    # Header lines go by the headers actually delivered (a drifted header is the raw gate's
-    # business; it must not turn into a "malformed row" and upset the row accounting).
-    headers = sorted({",".join(m["columns"]) for m in manifests.values() if m.get("columns")})
-    path = F.col("_metadata.file_path")
-    return spark.read.text(paths).where(~F.col("value").isin(*headers)).select(
-        "value", F.substring_index(F.substring_index(path, "/ds=", -1), "/", 1).alias("ds")
-    )
-
-
 def raw_inputs(lake: Lake, dates: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
     """The manifests of every raw partition the run reads, by table and date."""
-    return {table: raw_manifests(lake, table, dates) for table in (RAW_FLIGHTS, RAW_WEATHER)}
-
-
-def input_bytes(inputs: dict[str, dict[str, dict[str, Any]]]) -> int:
-    """Bytes of the run's raw inputs (``raw_inputs``): what sizes its JVM (``lakeforge.spark``)."""
-    return sum(m["bytes"] for manifests in inputs.values() for m in manifests.values())
-
-
-def driver_jit(spark) -> str:
-    """Which JIT the driver JVM runs with, from its own command line (``lakeforge.spark.jit_options``)."""
-    from lakeforge.spark import SHORT_RUN_JIT
-
-    jvm_args = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()
-    return "C1 only" if SHORT_RUN_JIT in list(jvm_args) else "tiered"
-
-
-def history_rows(lake: Lake, table: str, dates: list[str], days: int = 7, lookback: int = 35) -> dict[str, int]:
-    """Row counts of the latest ``days`` partitions before the run that passed the quality gate
-    (the trailing average's baseline), searched back ``lookback`` days: a day whose latest verdict
-    for ``table`` failed, or that was never audited, is left out, so blocked partial deliveries
-    neither lower the bar for the next day nor push the good days out of the baseline."""
-    from lakeforge.quality.evidence import QUALITY
-
-    first = date.fromisoformat(dates[0])
-    earliest = partition_name((first - timedelta(days=lookback)).isoformat())
-    audited = [p for p in list_partitions(lake, f"{QUALITY}/{table}") if earliest <= p < partition_name(dates[0])]
-    rows: dict[str, int] = {}
-    for partition in reversed(audited):
-        if len(rows) == days:
-            break
-        verdict = read_manifest(lake, f"{QUALITY}/{table}", partition)
-        if verdict is None or verdict.get("status") not in ("passed", "warned"):
-            continue
-        manifest = read_manifest(lake, table, partition)
-        if manifest is not None:
-            rows[manifest["ds"]] = manifest.get("rows", 0)
-    return rows
-
-
-def history_days(dates: list[str], days: int) -> list[str]:
-    """The ``days`` days before each run date that are not run dates themselves: what the
-    features read from the published lake (the run's own days come from its staging)."""
-    wanted = {d for ds in dates for d in date_range(shift_day(ds, -days), shift_day(ds, -1))}
-    return sorted(wanted - set(dates))
-
-
-def published_days(spark, lake: Lake, table: str, like, days: list[str]):
-    """The published partitions of ``table`` among ``days`` (a day never published, or blocked
-    by the quality gate and so never published, is simply absent), with ``like``'s schema, as
-    one scan (``lakeforge.spark_publish.read_published``)."""
-    files = published_files(lake, table, days)
-    if not files:
-        return spark.createDataFrame([], like.schema)
-    return read_published(spark, files, like.drop("ds").schema).select(*like.columns)
-
-
-def depends_on(dates: list[str], blocked: set[str], days: int) -> list[str]:
-    """The run dates whose features read one of the ``blocked`` dates as history."""
-    return [ds for ds in dates if ds not in blocked and any(b in blocked for b in date_range(shift_day(ds, -days), shift_day(ds, -1)))]
+    return steps.raw_inputs(lake, (RAW_FLIGHTS, RAW_WEATHER), dates)
 
 
 def history_label_counts(spark, lake: Lake, days: list[str], cutoff_s: int, like):
@@ -236,55 +137,6 @@ def clean_snapshot(spark, lake: Lake, table: str, schema, meta: dict[str, Any], 
     check_accounting(table, {ds: manifest["rows"]}, {ds: n_good}, {ds: n_bad})
     rows.unpersist()
     return good, {"ds": ds, "rows": n_good, "reused": False}
-
-
-def write_partitioned(df, lake: Lake, table: str) -> str:
-    """One Spark write of all dates into a run staging folder, partitioned by ds.
-
-    No shuffle: every task holds whole days (see ``raw_lines``) and writes them with concurrent
-    writers (``lakeforge.spark``), so a day lands in one file. No dictionary encoding: on clean
-    flights it made the write 1.7x slower and the files 1.4x larger than zstd alone, and reads
-    no faster (59 days at 20x: 3.3 s / 13.9 MB vs 2.0 s / 10.1 MB).
-    """
-    staging = new_run_staging(lake, table)
-    try:
-        df.write.mode("overwrite").option("parquet.enable.dictionary", "false").partitionBy("ds") \
-            .parquet(lake.uri(staging))
-    except Exception as exc:  # Spark names a task's temporary file at best
-        exc.add_note(f"while staging {table} at {lake.uri(staging)}")
-        raise
-    return staging
-
-
-def read_staged(spark, lake: Lake, staging: str, like):
-    """Read back what ``write_partitioned`` staged, with the schema of the frame it wrote (``ds``
-    stays a string, no partition type inference)."""
-    return spark.read.schema(like.schema).parquet(lake.uri(staging))
-
-
-def arrow_schema(df):
-    """The Arrow schema of a DataFrame's data columns (``ds`` lives in the path)."""
-    from pyspark.sql.pandas.types import to_arrow_schema
-
-    return to_arrow_schema(df.drop("ds").schema, timezone="UTC")
-
-
-def publish(df, lake: Lake, table: str, dates: list[str], meta: dict[str, Any]) -> dict[str, int]:
-    """Stage and publish at once (reference snapshots: no gate of their own)."""
-    staging = write_partitioned(df, lake, table)
-    manifests = publish_written_partitions(lake, table, staging, dates, arrow_schema(df), meta=meta)
-    return {ds: m["rows"] for ds, m in manifests.items()}
-
-
-def check_accounting(table: str, raw: dict[str, int], good: dict[str, int], bad: dict[str, int]) -> None:
-    """Every raw row is either clean or quarantined: nothing is lost or invented."""
-    wrong = {ds: (raw[ds], good[ds], bad[ds]) for ds in raw if raw[ds] != good[ds] + bad[ds]}
-    if wrong:
-        raise RuntimeError(f"{table}: raw != clean + quarantined for {wrong}")
-
-
-def quarantine_ratios(raw: dict[str, int], bad: dict[str, int]) -> dict[str, float | None]:
-    return {ds: (bad[ds] / raw[ds] if raw[ds] else None) for ds in raw}
 
 
 def written_tables() -> list[str]:
@@ -419,22 +271,17 @@ def _run(spark, lake: Lake, dates: list[str], run_id: str | None = None,
 
     t = time.perf_counter()
     counts: dict[str, dict[str, int]] = {"raw_flights": raw["flights"], "raw_weather": raw["weather"]}
-    published: dict[str, dict[str, dict[str, Any]]] = {}
-    for table, df in staged.items():  # clean/flights before the label counts derived from it
-        partition_meta = gate.partition_meta(table)
+
+    def partition_meta(table: str, published: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
         if table == LABEL_COUNTS:  # what they were counted from: a day republished since is counted again
-            partition_meta = {ds: {"cutoff_s": cutoff_s, "clean_sha256": published["clean/flights"][ds]["content_sha256"]}
-                              for ds in publishable}
-        # The raw content each day was built from: a scheduled run tells a day transformed from its
-        # current inputs from one redelivered since (lakeforge.orchestration.transform_dag.built_from).
-        partition_meta = {ds: {**partition_meta.get(ds, {}), "inputs": {
-            t: {"content_sha256": inputs[t][ds]["content_sha256"]} for t in (RAW_FLIGHTS, RAW_WEATHER)}}
-            for ds in publishable}
-        published[table] = manifests = publish_written_partitions(
-            lake, table, staging[table], publishable, arrow_schema(df), meta=meta, partition_meta=partition_meta,
-            file_rows={ds: stats.files for ds, stats in footers[table].items()},
-        )
-        counts[table.replace("/", "_")] = {ds: m["rows"] for ds, m in manifests.items()}
+            return {ds: {"cutoff_s": cutoff_s, "clean_sha256": published["clean/flights"][ds]["content_sha256"]}
+                    for ds in publishable}
+        return gate.partition_meta(table)
+
+    # clean/flights before the label counts derived from it
+    published = publish_staged(lake, staged, staging, footers, publishable, meta, inputs, partition_meta)
+    counts.update({table.replace("/", "_"): {ds: m["rows"] for ds, m in manifests.items()}
+                   for table, manifests in published.items()})
     timings["publish_s"] = time.perf_counter() - t
     spark.catalog.clearCache()
     totals = {name: sum(per_ds.values()) for name, per_ds in counts.items()}
@@ -446,11 +293,8 @@ def _run(spark, lake: Lake, dates: list[str], run_id: str | None = None,
     }
     if rebuild:
         log.warning("rebuilding %s without the blocked days in their history", ",".join(rebuild))
-        again = _run(spark, lake, rebuild, run_id, {table: {ds: m[ds] for ds in rebuild} for table, m in inputs.items()})
-        result["published"] = sorted(publishable + again["published"])
-        result["published_days"] = len(result["published"])
-        result["rows"] = {k: v + again["rows"].get(k, 0) for k, v in totals.items()}
-        result["rebuilt"] = {"dates": rebuild, "timings": again["timings"], "quality": again["quality"]}
+        return with_rebuilt(result, rebuild, _run(spark, lake, rebuild, run_id,
+                                                  {table: {ds: m[ds] for ds in rebuild} for table, m in inputs.items()}))
     return result
 
 
@@ -464,39 +308,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     dates = parse_dates(args)
 
-    from lakeforge.quality import gate
     from lakeforge.quality.spec import load_suite
-    from lakeforge.quality.wap import QualityGateFailed
-    from lakeforge.spark import session
+    from lakeforge.transform.job import execute
 
     lake = Lake(args.lake) if args.lake else source_lake(SOURCE_NAME)
-    with ExitStack() as leases:
-        try:  # another run writing any of the tables: exit now, before Spark or Great Expectations start
-            leases.enter_context(writing(lake, written_tables(), args.run_id))
-        except LeaseHeld as held:
-            raise SystemExit(f"{JOB}: {held}") from None
-        # Great Expectations imports, and the run's validation definition is built, while the JVM starts.
-        gate.preload(lambda: [load_suite(SOURCE_NAME, table) for table in AUDITED_TABLES])
-        inputs = raw_inputs(lake, dates)  # a missing raw partition fails here, before the JVM starts
-        started = time.perf_counter()
-        # Under spark-submit (Airflow) the JVM is up already: its submitter chose the same way.
-        spark = session("transform_flights", input_bytes=input_bytes(inputs))
-        startup = time.perf_counter() - started
-        try:
-            result = run(spark, lake, dates, args.run_id, inputs)
-            result["driver_jit"] = driver_jit(spark)
-        finally:
-            spark.stop()
-    result["timings"]["spark_startup_s"] = startup
-    result["timings"]["total_s"] = time.perf_counter() - started
-    result["run_id"] = args.run_id
-    write_report(lake, JOB, result)
-    print("LAKEFORGE_RESULT " + json.dumps(result), flush=True)
-    if result["quality"]["blocked"]:
-        # Non-zero exit: the Airflow task fails (without retries: see GatedSparkSubmitOperator).
-        print(QualityGateFailed.from_summary(result["quality"]), file=sys.stderr, flush=True)
-        raise SystemExit(3)
-    return result
+    # Leases before Spark, Great Expectations preloaded, report, result line, exit 3 when blocked.
+    return execute(
+        lake, JOB, JOB, written_tables(),
+        suites=lambda: [load_suite(SOURCE_NAME, table) for table in AUDITED_TABLES],
+        inputs=lambda: raw_inputs(lake, dates),
+        run=lambda spark, inputs: run(spark, lake, dates, args.run_id, inputs),
+        run_id=args.run_id,
+    )
 
 
 if __name__ == "__main__":

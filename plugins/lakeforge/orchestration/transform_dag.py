@@ -214,12 +214,15 @@ def plan_run(
     seen: Manifests | None = None,
     outputs: Sequence[str] | None = None,
     verdict_tables: Sequence[str] | None = None,
+    every: str = "day",
 ) -> Plan:
     """The run's ``Plan``: the manual range, else the triggering events' dates whose raw
     partitions exist for every input table plus the pending days (``outputs`` given: the scan;
     ``verdict_tables``: whose failed verdicts hold a day back, default inputs and outputs).
     ``lake_uri``: the source's lake. ``seen``: filled with the manifests read, for
-    ``planned_input_bytes``.
+    ``planned_input_bytes``. ``every``: the step between the source's partitions
+    (``lakeforge.transform.Transform.every``): ``month`` turns a manual range into the first days
+    of the months it touches.
 
     A manual range with a day whose inputs were never ingested raises ``ValueError`` naming the
     missing partitions, before any Spark starts (retrying cannot help)."""
@@ -228,6 +231,10 @@ def plan_run(
 
     lake = Lake(lake_uri)
     dates = manual_range(params)
+    if dates is not None and every != "day":
+        from lakeforge.transform import partition_dates
+
+        dates = partition_dates(dates[0], dates[-1], every)
     if dates is not None:
         missing = {t: [ds for ds in dates if not cached_manifest(lake, t, ds, seen)] for t in inputs}
         missing = {t: days for t, days in missing.items() if days}
@@ -306,8 +313,12 @@ def build_spark_transform_dag(
     application: str,
     start_date: datetime,
     doc_md: str,
+    application_args: Sequence[str] = (),
+    every: str = "day",
 ) -> DAG:
-    """``inputs``: raw table names; ``outputs``: (layer, table) the job publishes."""
+    """``inputs``: raw table names; ``outputs``: (layer, table) the job publishes;
+    ``application_args``: the job's arguments besides ``--dates`` and ``--run-id``; ``every``: the
+    step between partitions (``plan_run``)."""
     from lakeforge.orchestration.spark_operators import GatedSparkSubmitOperator
     from lakeforge.sources import get_source
     from lakeforge.spark import spark_conf
@@ -341,7 +352,7 @@ def build_spark_transform_dag(
             seen: Manifests = {}  # each manifest is read once by the steps below
             try:
                 planned = plan_run(params or {}, triggering_asset_events, tables, lake_uri, seen=seen,
-                                   outputs=[f"{layer}/{table}" for layer, table in outputs])
+                                   outputs=[f"{layer}/{table}" for layer, table in outputs], every=every)
             except ValueError as exc:  # bad trigger parameters or missing inputs: retrying cannot help
                 ti.xcom_push(key=RUN_NOTE, value=f"failed at planning: {exc}")
                 raise AirflowFailException(str(exc)) from exc
@@ -369,6 +380,7 @@ def build_spark_transform_dag(
             conf=spark_conf(),
             input_bytes="{{ ti.xcom_pull(task_ids='plan_dates', key='input_bytes') }}",
             application_args=[
+                *application_args,
                 "--dates", "{{ ti.xcom_pull(task_ids='plan_dates', key='dates_arg') }}",
                 "--run-id", "{{ run_id }}",
             ],
@@ -376,3 +388,43 @@ def build_spark_transform_dag(
         )
         anything(dates) >> transform
     return dag
+
+
+GENERIC_APPLICATION = "spark_jobs/transform.py"
+
+
+def build_pipeline_transform_dag(pipeline: str, *, dag_id: str, start_date: datetime,
+                                 doc_md: str | None = None) -> DAG:
+    """The transform DAG of any pipeline that declares a ``TRANSFORM`` (``lakeforge.transform``):
+    scheduled on its raw assets, planning as ``plan_run`` does, running the generic job
+    (``spark_jobs/transform.py --pipeline <pipeline>``) in one Spark application per run."""
+    from lakeforge.orchestration.reports_app import dag_links
+    from lakeforge.transform import load_transform
+
+    spec = load_transform(pipeline)
+    tables = ", ".join(f"`{layer}/{table}`" for layer, table in spec.outputs)
+    months = " (the months they touch)" if spec.every == "month" else ""
+    doc = doc_md or f"""
+### {dag_id}: raw -> clean -> features for `{pipeline}`
+
+Runs when one of `{pipeline}`'s raw tables gets a new partition and processes, in ONE Spark
+application (`{GENERIC_APPLICATION} --pipeline {pipeline}`), the event partitions whose inputs are
+all in plus every pending one. Publishes {tables} (and `quarantine/<table>`: malformed rows with
+their raw line and reason; clean + quarantined = raw, checked per partition).
+
+Quality gates (write-audit-publish): every output is staged and audited by the suites in
+`lakeforge/pipelines/{pipeline}/quality/` before it is visible; a partition failing a critical
+check is not published (in any table) and the task fails without retries, naming the check.
+Manual reprocessing: trigger with `start` and `end` (YYYY-MM-DD){months}.
+"""
+    return build_spark_transform_dag(
+        dag_id=dag_id,
+        source_name=pipeline,
+        inputs=[t.split("/", 1)[1] for t in spec.raw_tables],
+        outputs=spec.outputs,
+        application=GENERIC_APPLICATION,
+        start_date=start_date,
+        doc_md=doc + "\n" + dag_links(pipeline),
+        application_args=["--pipeline", pipeline],
+        every=spec.every,
+    )
