@@ -29,11 +29,10 @@ work folder (``mktemp -d``: the run lake is hard-linked from the cache; deleted 
 
 If a target is missed, a profile says where the time goes (``--profile always|missed|never``):
 one Spark session doing the job's steps one at a time over the scope (JVM start, model load, read
-only, read + the StringIndexer + the Arrow round trip to a Python UDF that returns zeros, the job's
-read + predict + write), cold then warm, with the CPU seconds of the JVM and of the Python workers;
-and the monitoring functions of ``lakeforge.monitoring`` timed one by one on the daily day
-(drift also with its numeric buckets as compiled comparisons, patched in that process only, to
-show what that would save).
+only, read + the StringIndexer + the job's Arrow round trip (``mapInArrow``) to a Python function
+that returns zeros, the job's read + predict + write), cold then warm, with the CPU seconds of the
+JVM and of the Python workers; and the monitoring functions of ``lakeforge.monitoring`` timed one
+by one on the daily day (drift twice: the second run shows what is JIT/codegen warm-up).
 
     .venv/bin/python -m bench.score_cost                      # writes bench/results/score.json
     .venv/bin/python -m bench.score_cost --months 1 --repeats 1 --full-repeats 1   # quick check
@@ -176,10 +175,14 @@ class Bench:
         os.environ.update(env)
         self.env = dict(os.environ)
 
-    def run(self, name: str, argv: list[str], mark: str = MARK, timeout: float = 3600) -> dict[str, Any]:
+    def run(self, name: str, argv: list[str], mark: str = MARK, timeout: float = 3600,
+            watch: str | None = None) -> dict[str, Any]:
         """``python argv`` in a fresh process (its own session: stopped with its process group on
-        any exit); wall time, its result line, the load and other processes' CPU meanwhile."""
+        any exit); wall time, its result line, the load and other processes' CPU meanwhile.
+        ``watch``: a log text; when it first appears, the seconds since the start and the CPU
+        seconds the process tree has used so far are recorded (``at_watch``)."""
         import signal
+        import threading
 
         from bench.transform_bench import ForeignCpu, _cpu_seconds, wait_for_quiet
 
@@ -192,6 +195,18 @@ class Bench:
             proc = subprocess.Popen([sys.executable, *argv], cwd=REPO, env=self.env, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
             others = ForeignCpu(session=proc.pid)
+            seen: dict[str, Any] = {}
+            done = threading.Event()
+
+            def watcher() -> None:
+                while watch and not done.wait(0.25):
+                    if watch in logf.read_text(errors="replace"):
+                        seen.update(s=round(time.perf_counter() - t, 2),
+                                    cpu_s={k: round(v, 1) for k, v in tree_cpu(proc.pid).items()})
+                        return
+
+            thread = threading.Thread(target=watcher, daemon=True)
+            thread.start()
             try:
                 rc = proc.wait(timeout=timeout)
             except BaseException:
@@ -199,6 +214,9 @@ class Bench:
                 proc.wait()
                 others.stop()
                 raise
+            finally:
+                done.set()
+                thread.join()
             foreign = others.stop()
         wall = time.perf_counter() - t
         busy1, total1 = _cpu_seconds()
@@ -212,6 +230,8 @@ class Bench:
         result["machine_during"] = {"load_before": before, "load_after": load(), **quiet,
                                     "own_cpu_s": round(max(0.0, busy1 - busy0 - foreign), 1),
                                     "foreign_cpu_share": round(foreign / max(total1 - total0, 1e-9), 3)}
+        if seen:
+            result["at_watch"] = {"text": watch, **seen}
         return result
 
     def train(self, end: date, window_days: int, holdout_days: int) -> dict[str, Any]:
@@ -243,7 +263,8 @@ class Bench:
     def score(self, name: str, dates: list[str], force: bool) -> dict[str, Any]:
         argv = ["-m", "spark_jobs.score_flights", "--lake", self.lake_uri, "--run-id", f"score-bench-{name}"]
         argv += ["--start", dates[0], "--end", dates[-1]] if len(dates) > 1 else ["--dates", dates[0]]
-        return self.run(name, argv + (["--force"] if force else []))
+        # The line the job logs once the day(s) are published, before monitoring starts.
+        return self.run(name, argv + (["--force"] if force else []), watch=" day(s), ")
 
     def baseline(self, name: str, first: str, last: str, out: Path) -> dict[str, Any]:
         shutil.rmtree(out, ignore_errors=True)
@@ -258,6 +279,7 @@ def job_phases(r: dict[str, Any]) -> dict[str, float | None]:
     dec = (r.get("retraining") or {}).get("decision_s")
     out = {k: t.get(k) for k in ("spark_startup_s", "prepare_s", "load_model_s", "contract_s", "score_s", "quality_s",
                                  "publish_s")}
+    out["python_workers_warm_s"] = t.get("python_workers_warm_s")  # runs during load_model_s
     out.update(monitor_s=mon, decision_s=dec, total_s=t.get("total_s"), wall_s=r["wall_s"])
     if t.get("total_s") is not None:
         out["outside_main_s"] = r["wall_s"] - t["total_s"]  # interpreter start, imports, exit
@@ -368,8 +390,10 @@ def baseline_worker(lake_uri: str, first: str, last: str, out_dir: str, threads:
         predict_s, write_s = predict_s + t3 - t2, write_s + t4 - t3
         rows += table.num_rows
     timings.update(read_s=read_s, matrix_s=matrix_s, predict_s=predict_s, write_s=write_s)
+    cpu = os.times()
     return {"rows": rows, "days": len(days), "model_version": str(version.version), "threads": threads,
-            "features": len(names), "trees": booster.num_trees(), "timings": timings}
+            "features": len(names), "trees": booster.num_trees(), "timings": timings,
+            "cpu_s": round(cpu.user + cpu.system, 1)}
 
 
 def compare(lake_uri: str, days: list[str], out_dir: Path) -> dict[str, Any]:
@@ -437,7 +461,7 @@ def profile_worker(lake_uri: str, first: str, last: str, day: str, scratch: str)
     (``lakeforge.spark.session``, the job's input size for its JIT choice; the job's file splits):
     JVM start, model load, then over the scope, each step adding one thing to the one before:
     ``read`` (the job's columns, ``noop`` sink), ``read_arrow`` (the model's StringIndexer and the
-    Arrow round trip to a Python UDF that returns zeros, written as the job writes: Parquet by
+    job's Arrow round trip, ``mapInArrow``, to a function returning zeros, written as the job writes: Parquet by
     day), ``read_predict_write`` (the job's ``predictions`` staged as the job stages them); first
     cold (as a run pays it), then warm; wall and CPU seconds of the JVM and of the Python workers
     per step. Then ``read_predict_write`` again with ``spark.sql.codegen.maxFields`` raised (with
@@ -487,17 +511,24 @@ def profile_worker(lake_uri: str, first: str, last: str, day: str, scratch: str)
                 "flight_key", *[c for c in columns if c != "flight_key"],
                 F.regexp_extract(path, r"/ds=(\d{4}-\d{2}-\d{2})[^/]*/[^/]+$", 1).alias("ds"))
 
-        def zeros(rows):  # the Arrow round trip, no model
-            return pd.Series(np.zeros(len(rows)))
+        def zeros(batches):  # the Arrow round trip as the job makes it (mapInArrow), no model
+            import pyarrow as pa
 
-        zeros.__annotations__ = {"rows": pd.DataFrame, "return": pd.Series}  # real types, not strings
-        nothing = pandas_udf(zeros, "double")
+            for b in batches:
+                yield pa.RecordBatch.from_arrays([b.column(0), b.column(1), pa.array(np.zeros(b.num_rows))],
+                                                 names=["flight_key", "ds", "p"])
+
         lgbm = model.stages[-1]
 
         def arrow_only():
+            from pyspark.sql.types import DoubleType, StructField, StructType
+
             indexed = model.stages[0].transform(read())
-            cols = [F.col(c).cast("float") for c in lgbm.getOrDefault(lgbm.featuresCols)]
-            return indexed.select("flight_key", nothing(F.struct(*cols)).alias("probability"), "ds")
+            names = lgbm.getOrDefault(lgbm.featuresCols)
+            rows = indexed.select("flight_key", "ds", *[F.col(c).alias(f"_f{j}") for j, c in enumerate(names)])
+            spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(job.ARROW_BATCH_ROWS))
+            schema = StructType([rows.schema["flight_key"], rows.schema["ds"], StructField("p", DoubleType())])
+            return rows.mapInArrow(zeros, schema).select("flight_key", F.col("p").alias("probability"), "ds")
 
         def scored():
             return job.predictions(spark, model, inputs, columns, info, job.datetime.now(job.timezone.utc), "profile")
@@ -556,35 +587,15 @@ def monitoring_steps(spark, lake, day: str, version, model) -> dict[str, float]:
     steps["drift_s"] = time.perf_counter() - t
     cpu1 = tree_cpu(os.getpid())
     steps.update({f"drift_cpu_{k}_s": cpu1[k] - cpu0.get(k, 0.0) for k in cpu1})
-    # What if the numeric buckets were plain comparisons (compiled) instead of a higher-order
-    # ``filter`` over the edges (interpreted per row and feature)? Same buckets by definition:
-    # the number of edges below x. Timed here with the module patched in this process only.
-    original = drift._numeric_bucket
-
-    def compared(x, edges):
-        from pyspark.sql import functions as F
-
-        x = x.cast("double")
-        inner = sum((x > F.lit(e)).cast("int") for e in edges).cast("string") if edges else F.lit("0")
-        return F.when(x.isNull() | F.isnan(x), F.lit("null")).otherwise(inner)
-
-    drift._numeric_bucket = compared
-    try:
-        for attempt in (1, 2):
-            t = time.perf_counter()
-            again = drift.drift_days(features, predictions, profile, [day])
-            steps[f"drift_compared_buckets_{attempt}_s"] = time.perf_counter() - t
-    finally:
-        drift._numeric_bucket = original
     t = time.perf_counter()
-    drift.drift_days(features, predictions, profile, [day])
+    again = drift.drift_days(features, predictions, profile, [day])
     steps["drift_again_s"] = time.perf_counter() - t
 
     def psis(r):
         return {e["feature"]: e["psi"] for e in r[day]["features"] + ([r[day]["prediction"]] if r[day]["prediction"]
                                                                       else [])}
 
-    steps["drift_compared_buckets_identical"] = psis(again) == psis(reports)
+    steps["drift_again_identical"] = psis(again) == psis(reports)
     predictions.unpersist()
     features.unpersist()
     meta = {"job": "score_cost_profile", "model_version": str(version.version)}
@@ -595,11 +606,8 @@ def monitoring_steps(spark, lake, day: str, version, model) -> dict[str, float]:
     drift.write_reports(lake, reports, meta)
     steps["write_drift_reports_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    evaluate.log_performance(lake, records)
-    steps["mlflow_log_performance_and_plot_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    drift.log_drift(reports, lake)
-    steps["mlflow_log_drift_s"] = time.perf_counter() - t
+    evaluate.log_performance(lake, records, drift_reports=reports)  # as monitor_days logs: one batch
+    steps["mlflow_log_performance_drift_and_plot_s"] = time.perf_counter() - t
     t = time.perf_counter()
     decide_and_record(lake, version.name, str(version.version), "score_cost_profile")
     steps["retraining_decision_s"] = time.perf_counter() - t
@@ -683,6 +691,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if lake_info["months"] > args.months:  # a cached lake with more months than this run asks for
         last = str(asked[-1][1])
     days = date_range(first, last)
+    from bench.train_bench import features_code
     from lakeforge.lake import Lake
     from spark_jobs.score_flights import feature_inputs
 
@@ -696,6 +705,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         (f"NOT the whole year: {lake_info['months']} month(s) at x{args.scale} ({first}..{last}, {rows:,} flights "
          f"of the year's 6,720,000). {lake_info['reason']}"),
         "features_lake": {k: lake_info[k] for k in ("path", "transform_s", "transform_runs", "reused", "built")},
+        # False: reused across a change of spark_jobs/clean.py or features.py (LAKEFORGE_SCORE_BENCH_REUSE=1)
+        "features_code_matches_checkout": lake_info["code"] == features_code(),
     }
     log(out["scope"]["note"])
 
@@ -720,16 +731,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             full_spark.append({"wall_s": r["wall_s"], "phases": job_phases(r), "rows": r.get("rows"),
                                "published_days": r.get("published_days"), "status": r.get("status"),
                                "monitored_days": len((r.get("monitoring") or {}).get("days") or []),
-                               "machine_during": r["machine_during"]})
+                               "at_published": r.get("at_watch"), "machine_during": r["machine_during"]})
             log(f"score_flights {first}..{last}: wall {r['wall_s']:.1f}s, scoring path "
                 f"{full_spark[-1]['phases']['scoring_path_s']:.1f}s, load {r['machine_during']['load_after']}")
             b = bench.baseline(f"baseline_full_{i + 1}", first, last, base_out)
             full_base.append({"wall_s": b["wall_s"], "timings": b["timings"], "rows": b["rows"],
+                              "cpu_s": b.get("cpu_s"),
                               "trees": b["trees"], "features": b["features"], "machine_during": b["machine_during"]})
             log(f"LightGBM single process {first}..{last}: wall {b['wall_s']:.1f}s ({b['rows']:,} rows), "
                 f"load {b['machine_during']['load_after']}")
         parity = compare(lake_uri, days, base_out)
         log(f"parity: {parity}")
+        spark_cpu = [sum(r["at_published"]["cpu_s"].values()) for r in full_spark if r.get("at_published")]
+        base_cpu = [r["cpu_s"] for r in full_base if r.get("cpu_s") is not None]
         spark_path = med([r["phases"]["scoring_path_s"] for r in full_spark])
         spark_wall = med([r["wall_s"] for r in full_spark])
         base_wall = med([r["wall_s"] for r in full_base])
@@ -744,10 +758,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "spark_monitoring_s": med([(r["phases"]["monitor_s"] or 0) + (r["phases"]["decision_s"] or 0)
                                        for r in full_spark]),
             "baseline_wall_s": base_wall,
-            "cpu_s": {"spark_whole_job": [r["machine_during"]["own_cpu_s"] for r in full_spark],
-                      "baseline": [r["machine_during"]["own_cpu_s"] for r in full_base],
-                      "note": "CPU seconds of each process tree (the machine's busy time less other processes' "
-                              "sampled CPU): the job's include its monitoring phase"},
+            "cpu_s": {"spark_until_published": spark_cpu, "baseline": base_cpu,
+                      "spark_whole_job": [r["machine_during"]["own_cpu_s"] for r in full_spark],
+                      "ratio_of_medians": (med(spark_cpu) / med(base_cpu)) if spark_cpu and base_cpu else None,
+                      "note": "CPU seconds, which other processes on the machine do not inflate: the job's process "
+                              "tree (driver, JVM, Python workers) sampled when it logs the days published (before "
+                              "its monitoring), the baseline's own (os.times at its end); spark_whole_job: the "
+                              "machine's busy time less other processes' sampled CPU, monitoring included"},
             "foreign_cpu_share": {"spark": [r["machine_during"]["foreign_cpu_share"] for r in full_spark],
                                   "baseline": [r["machine_during"]["foreign_cpu_share"] for r in full_base]},
             "ratio": ratio, "ratio_with_monitoring": spark_wall / base_wall,
@@ -806,7 +823,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 prof = bench.run("profile", ["-m", "bench.score_cost", "--worker", "profile", "--lake", lake_uri,
                                              "--start", first, "--end", last, "--day", day, "--out", str(work)],
                                  mark=WORKER_MARK)
-                out["profile"] = {"wall_s": prof["wall_s"], "steps": prof["steps"], "monitoring_day": day,
+                out["profile"] = {"wall_s": prof["wall_s"], "steps": prof["steps"], "cpu_s": prof["cpu_s"],
+                                  "monitoring_day": day,
                                   "monitoring_steps": prof["monitoring"], "machine_during": prof["machine_during"]}
                 out["profile"]["breakdown"] = breakdown(out)
             except RuntimeError as exc:  # the measurements stand without it

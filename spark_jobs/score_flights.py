@@ -206,13 +206,88 @@ def labelled_rows(lake: Lake, paths: list[str]) -> int | None:
 
 
 # -- scoring ---------------------------------------------------------------------------------------
+def lightgbm_parts(model):
+    """(the stages before it as one PipelineModel, the ``SparkLGBMClassifierModel``) when the
+    model is a pipeline ending in LightGBM (the ``lightgbm`` family); else None."""
+    from pyspark.ml import PipelineModel
+
+    from lakeforge.training.lightgbm_spark import SparkLGBMClassifierModel
+
+    stages = getattr(model, "stages", None)
+    if not stages or not isinstance(stages[-1], SparkLGBMClassifierModel):
+        return None
+    return PipelineModel(stages=list(stages[:-1])), stages[-1]
+
+
+# Rows per Arrow batch to the Python workers (Spark's default 10,000): fewer, larger predict calls.
+ARROW_BATCH_ROWS = 65536
+
+
+def probabilities(spark, model, features, keys: list[str]):
+    """``keys`` + ``p`` (P(label = 1), double) of every row of ``features``. A LightGBM pipeline:
+    its StringIndexers in the JVM, then the booster over Arrow batches (``lakeforge.scoring.arrow``:
+    no pandas; the same probabilities as the model's own ``transform``). Any other model: its
+    ``transform``."""
+    from pyspark.sql import functions as F
+
+    from lakeforge.training.evaluate import with_probability
+
+    parts = lightgbm_parts(model)
+    if parts is None:
+        return with_probability(model.transform(features)).select(*keys, F.col("p").cast("double").alias("p"))
+    from functools import partial
+
+    from pyspark.sql.types import DoubleType, StructField, StructType
+
+    from lakeforge.scoring.arrow import score_batches
+
+    prep, lgbm = parts
+    names = lgbm.getOrDefault(lgbm.featuresCols)
+    indexed = prep.transform(features) if prep.stages else features
+    # The columns go as they are (Arrow casts them to float32 in the worker, as the UDF's cast does).
+    rows = indexed.select(*keys, *[F.col(c).alias(f"_f{j}") for j, c in enumerate(names)])
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
+    # One task per core or more: LightGBM's own threads only where the tasks leave cores idle.
+    slots = spark.sparkContext.defaultParallelism
+    threads = max(1, slots // max(1, rows.rdd.getNumPartitions()))
+    schema = StructType([*[rows.schema[k] for k in keys], StructField("p", DoubleType(), True)])
+    fn = partial(score_batches, text=lgbm.getOrDefault(lgbm.modelString), keys=list(keys), features=len(names),
+                 output="p", threads=threads)
+    return rows.mapInArrow(fn, schema)
+
+
+warm_s: dict[str, float] = {}
+
+
+def warm_python_workers(spark, files: int):
+    """Start the Python workers the scoring tasks will use (and import lightgbm in them) while the
+    driver loads the model: a thread running one tiny ``mapInArrow`` task per worker the scoring
+    stage can use (Spark reuses idle workers). Optional: a failure is logged, the scoring stage
+    would report the same cause."""
+    import threading
+
+    def work() -> None:
+        from lakeforge.scoring.arrow import warm_up_batches
+
+        t = time.perf_counter()
+        n = max(1, min(files, spark.sparkContext.defaultParallelism))
+        try:
+            spark.range(0, n, 1, n).mapInArrow(warm_up_batches, "id long").collect()
+        except Exception as exc:  # noqa: BLE001 - only a warm-up
+            log.warning("warming the Python workers failed: %s", exc)
+        warm_s["s"] = time.perf_counter() - t
+
+    thread = threading.Thread(target=work, name="score-warm-workers", daemon=True)
+    thread.start()
+    return thread
+
+
 def predictions(spark, model, inputs: dict[str, dict[str, Any]], columns: list[str], info: dict[str, Any],
                 scored_at: datetime, run_id: str | None):
     """The prediction rows of every day (a DataFrame; ``ds`` a string column)."""
     from pyspark.sql import functions as F
 
     from lakeforge.spark import size_file_splits
-    from lakeforge.training.evaluate import with_probability
 
     # A task reads whole day files: the scoring stages are narrow, so a day is written as one file.
     size_file_splits(spark, [i["bytes"] for i in inputs.values()])
@@ -221,8 +296,8 @@ def predictions(spark, model, inputs: dict[str, dict[str, Any]], columns: list[s
     features = spark.read.parquet(*files).select(
         "flight_key", *[c for c in columns if c != "flight_key"],
         F.regexp_extract(path, r"/ds=(\d{4}-\d{2}-\d{2})[^/]*/[^/]+$", 1).alias("ds"))
-    scored = with_probability(model.transform(features))
-    probability = scored["p"].cast("double")
+    scored = probabilities(spark, model, features, ["flight_key", "ds"])
+    probability = F.col("p")
     return scored.select(
         "flight_key",
         probability.alias("probability"),
@@ -325,8 +400,14 @@ def run(spark, lake: Lake, dates: list[str], version, run_id: str | None = None,
 
     with scratch_space(prefix="lakeforge-score-"):  # mlflow.spark's model copies go with it
         t = time.perf_counter()
+        # A LightGBM champion (its version's family tag) scores in Python workers: start them now.
+        lightgbm = (version.tags or {}).get("lakeforge.family") == "lightgbm"
+        warm = warm_python_workers(spark, sum(len(i["files"]) for i in todo.values())) if lightgbm else None
         signature, model = load_model(spark, version)
         timings["load_model_s"] = time.perf_counter() - t
+        if warm is not None:
+            warm.join()
+            timings["python_workers_warm_s"] = warm_s.get("s")
         t = time.perf_counter()
         columns = check_contract(lake, label, signature, todo)
         timings["contract_s"] = time.perf_counter() - t

@@ -118,6 +118,87 @@ def _counts(long: "DataFrame") -> dict[str, dict[str, dict[str, int]]]:
     return out
 
 
+# Bucket codes of the scored days' aggregation (ints: no per-row strings), mapped back to the
+# buckets' names on the driver. Numeric: the bin index, or _NULL_CODE; categorical: the index in
+# the kept categories, or one of the three below.
+_NULL_CODE, _OTHER_CODE, _UNSEEN_CODE = -1, -2, -3
+# Features per ``stack`` generator: with all ~130 in one, Spark's generated code outgrew what it
+# compiles as one stage and the aggregation ran several times slower (measured on a day at x20).
+_STACK_FEATURES = 40
+
+# The expressions are SQL text (one ``selectExpr`` per chunk): built as Column objects they took
+# ~6,000 Py4J calls, 7-8 s of the driver per run at ~130 features x ~10 edges.
+
+
+def _sql_name(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _sql_double(value: float) -> str:
+    value = float(value)
+    if math.isinf(value):
+        return f"CAST('{'-' if value < 0 else ''}Infinity' AS DOUBLE)"
+    return f"{value!r}D"
+
+
+def _numeric_index_sql(column: str, edges: Sequence[float]) -> str:
+    """SQL: how many edges lie below x (bins ``(e[i-1], e[i]]``, a binary search of comparisons),
+    ``_NULL_CODE`` for a null or NaN x."""
+    x = f"CAST({_sql_name(column)} AS DOUBLE)"
+
+    def search(lo: int, hi: int) -> str:  # the index is in [lo, hi]
+        if lo == hi:
+            return str(lo)
+        mid = (lo + hi) // 2
+        return f"CASE WHEN {x} > {_sql_double(edges[mid])} THEN {search(mid + 1, hi)} ELSE {search(lo, mid)} END"
+
+    return f"CASE WHEN {x} IS NULL OR isnan({x}) THEN {_NULL_CODE} ELSE {search(0, len(edges))} END"
+
+
+def _categorical_index_sql(column: str, kept: Sequence[str], other: Sequence[str]) -> str:
+    """SQL: the index of the value in ``kept``, or the null / other / unseen code."""
+    x = f"CAST({_sql_name(column)} AS STRING)"
+    whens = [f"WHEN {x} IS NULL THEN {_NULL_CODE}"]
+    whens += [f"WHEN {x} = {_sql_string(v)} THEN {i}" for i, v in enumerate(kept)]
+    if other:
+        whens.append(f"WHEN {x} IN ({', '.join(_sql_string(v) for v in other)}) THEN {_OTHER_CODE}")
+    return f"CASE {' '.join(whens)} ELSE {_UNSEEN_CODE} END"
+
+
+def _coded_long(df: "DataFrame", codes: Sequence[str], first: int = 0) -> "DataFrame":
+    """(ds, f, b) with one row per (row of ``df``, code): feature index ``first + i``, bucket ``b``
+    (``codes``: SQL expressions over ``df``'s columns)."""
+    from functools import reduce
+
+    parts = []
+    for lo in range(0, len(codes), _STACK_FEATURES):
+        chunk = list(enumerate(codes))[lo:lo + _STACK_FEATURES]
+        cells = ", ".join(f"{first + i}, {code}" for i, code in chunk)
+        parts.append(df.selectExpr("ds", f"stack({len(chunk)}, {cells}) AS (f, b)"))
+    return reduce(lambda a, b: a.unionAll(b), parts)
+
+
+def _coded_counts(long: "DataFrame") -> dict[str, dict[int, dict[int, int]]]:
+    """{ds: {feature index: {bucket code: rows}}}: one grouped count (a small collect)."""
+    out: dict[str, dict[int, dict[int, int]]] = defaultdict(lambda: defaultdict(dict))
+    for r in long.groupBy("ds", "f", "b").count().collect():
+        out[r["ds"]][r["f"]][r["b"]] = r["count"]
+    return out
+
+
+def _numeric_names(counts: dict[int, int]) -> dict[str, int]:
+    return {("null" if b == _NULL_CODE else str(b)): n for b, n in counts.items()}
+
+
+def _categorical_names(counts: dict[int, int], kept: Sequence[str]) -> dict[str, int]:
+    names = {_NULL_CODE: NULL, _OTHER_CODE: OTHER, _UNSEEN_CODE: UNSEEN}
+    return {(kept[b] if b >= 0 else names[b]): n for b, n in counts.items()}
+
+
 def _shares(counts: dict[str, int]) -> dict[str, float]:
     n = sum(counts.values())
     return {b: c / n for b, c in counts.items()} if n else {}
@@ -351,18 +432,30 @@ def drift_days(features: "DataFrame", predictions: "DataFrame | None", profile: 
     rows = _with_tail(features).withColumn("ds", F.col("ds").cast("string"))
     if days is not None:
         rows = rows.where(F.col("ds").isin(list(days)))
-    buckets = {c: _numeric_bucket(F.col(c), spec["edges"]) for c, spec in profile["numeric"].items()}
-    buckets.update({c: _categorical_bucket(F.col(c), spec["categories"], spec["other"])
-                    for c, spec in profile["categorical"].items()})
-    long = _long(rows, buckets, F.col("ds"))
+    numeric, categorical = list(profile["numeric"].items()), list(profile["categorical"].items())
+    codes = [_numeric_index_sql(c, spec["edges"]) for c, spec in numeric]
+    codes += [_categorical_index_sql(c, spec["categories"], spec["other"]) for c, spec in categorical]
+    long = _coded_long(rows, codes)
     if predictions is not None and profile.get("prediction"):
         preds = predictions.withColumn("ds", F.col("ds").cast("string"))
         if profile.get("model_version") is not None:
             preds = preds.where(F.col("model_version").cast("string") == str(profile["model_version"]))
         preds = preds.join(rows.select("flight_key", "ds"), ["flight_key", "ds"], "left_semi")
-        long = long.unionByName(_long(preds, {PREDICTION: _numeric_bucket(_probability(preds),
-                                                                         profile["prediction"]["edges"])}, F.col("ds")))
-    counts = _counts(long)
+        preds = preds.select("ds", _probability(preds).alias("p"))
+        long = long.unionAll(_coded_long(preds, [_numeric_index_sql("p", profile["prediction"]["edges"])],
+                                         first=len(codes)))
+    coded = _coded_counts(long)
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    for ds, by_f in coded.items():
+        c = counts[ds] = {}
+        for i, (name, spec) in enumerate(numeric):
+            if i in by_f:
+                c[name] = _numeric_names(by_f[i])
+        for j, (name, spec) in enumerate(categorical):
+            if len(numeric) + j in by_f:
+                c[name] = _categorical_names(by_f[len(numeric) + j], spec["categories"])
+        if len(codes) in by_f:
+            c[PREDICTION] = _numeric_names(by_f[len(codes)])
     reports = {}
     for ds in sorted(counts if days is None else [d for d in days if d in counts]):
         c = counts[ds]
@@ -411,26 +504,37 @@ def read_report(lake: Lake, ds: str) -> dict[str, Any] | None:
     return None if data is None else json.loads(data)
 
 
-def log_drift(reports: dict[str, dict[str, Any]], lake: Lake | None = None) -> dict[str, str]:
-    """Per day on the version's monitoring run: the largest PSI, the prediction's, how many
-    features drift; the newest report's URI as a tag. Returns the run id per version."""
-    if not reports:
-        return {}
-    client = store.mlflow_client()
-    exp_id = store.monitoring_experiment(client)
-    runs: dict[str, str] = {}
+def drift_metrics(reports: dict[str, dict[str, Any]]) -> dict[tuple[str, str], dict[str, dict[str, float | None]]]:
+    """{(model name, version): {day: metrics}}: per day the largest PSI, the prediction's, how many
+    features drift."""
     by_version: dict[tuple[str, str], dict] = defaultdict(dict)
     for ds, r in reports.items():
         by_version[(r["model_name"], r["model_version"])][ds] = {
             "drift_max_psi": r["max_psi"], "drift_max_excess_psi": r["max_excess"],
             "drift_prediction_psi": (r.get("prediction") or {}).get("psi"),
             "drift_features": float(len(r["drifting"]))}
-    for (name, version), by_day in by_version.items():
+    return by_version
+
+
+def drift_tags(by_day: dict[str, Any], lake: Lake | None) -> dict[str, str]:
+    """The monitoring run's tag naming the newest day's report."""
+    if lake is None or not by_day:
+        return {}
+    return {"lakeforge.monitoring.drift_report": lake.uri(store.DRIFT, f"ds={max(by_day)}", REPORT_HTML)}
+
+
+def log_drift(reports: dict[str, dict[str, Any]], lake: Lake | None = None) -> dict[str, str]:
+    """Per day on the version's monitoring run: the largest PSI, the prediction's, how many
+    features drift; the newest report's URI as a tag. Returns the run id per version.
+    (``monitor_days`` logs them with the performance metrics: ``evaluate.log_performance``.)"""
+    if not reports:
+        return {}
+    client = store.mlflow_client()
+    exp_id = store.monitoring_experiment(client)
+    runs: dict[str, str] = {}
+    for (name, version), by_day in drift_metrics(reports).items():
         runs[version] = run_id = store.monitoring_run(client, exp_id, name, version)
-        store.log_day_metrics(client, run_id, by_day)
-        if lake is not None:
-            newest = max(by_day)
-            client.set_tag(run_id, "lakeforge.monitoring.drift_report", lake.uri(store.DRIFT, f"ds={newest}", REPORT_HTML))
+        store.log_day_metrics(client, run_id, by_day, drift_tags(by_day, lake))
     return runs
 
 

@@ -160,10 +160,13 @@ def read_performance(lake: Lake, days: Sequence[str] | None = None) -> list[dict
 
 
 # -- MLflow ----------------------------------------------------------------------------------------
-def log_performance(lake: Lake, records: Sequence[dict[str, Any]], metric: str | None = None) -> dict[str, str]:
+def log_performance(lake: Lake, records: Sequence[dict[str, Any]], metric: str | None = None,
+                    drift_reports: dict[str, dict[str, Any]] | None = None) -> dict[str, str]:
     """Log the records' metrics on each version's monitoring run (stepped by day), then the plot of
     every published day (with the versions' holdout values) on the newest version's run. Returns
-    the run id per version."""
+    the run id per version. ``drift_reports``: the same days' drift reports, whose metrics and tag
+    (``drift.log_drift``'s) go in the same batch: one ``log_batch`` per version and 1,000 metrics."""
+    from lakeforge.monitoring import drift
     from lakeforge.settings import get_settings
 
     if not records:
@@ -173,14 +176,20 @@ def log_performance(lake: Lake, records: Sequence[dict[str, Any]], metric: str |
     client = store.mlflow_client()
     exp_id = store.monitoring_experiment(client)
     runs: dict[str, str] = {}
-    by_version: dict[tuple[str, str], dict] = defaultdict(dict)
+    by_version: dict[tuple[str, str], dict] = defaultdict(lambda: defaultdict(dict))
+    tags: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
     for rec in records:
-        by_version[(rec["model_name"], rec["model_version"])][rec["ds"]] = {
-            **{m: rec[m] for m in METRICS}, "rows_scored": rec["rows_scored"], "rows_evaluated": rec["rows_evaluated"]}
+        by_version[(rec["model_name"], rec["model_version"])][rec["ds"]].update({
+            **{m: rec[m] for m in METRICS}, "rows_scored": rec["rows_scored"], "rows_evaluated": rec["rows_evaluated"]})
+    for key, by_day in by_version.items():
+        tags[key]["lakeforge.monitoring.last_evaluated_day"] = max(by_day)
+    for key, by_day in drift.drift_metrics(drift_reports or {}).items():
+        for ds, values in by_day.items():
+            by_version[key][ds].update(values)
+        tags[key].update(drift.drift_tags(by_day, lake))
     for (name, version), by_day in by_version.items():
         runs[version] = run_id = store.monitoring_run(client, exp_id, name, version)
-        store.log_day_metrics(client, run_id, by_day)
-        client.set_tag(run_id, "lakeforge.monitoring.last_evaluated_day", max(by_day))
+        store.log_day_metrics(client, run_id, by_day, tags[(name, version)])
     newest = max(records, key=lambda r: (r["ds"], int(r["model_version"])))
     history = read_performance(lake, store.published_days(lake, store.PERFORMANCE)[-PLOT_DAYS:]) or list(records)
     holdout = {}

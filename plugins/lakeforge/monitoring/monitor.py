@@ -11,6 +11,8 @@ reference profile of each version that scored the days is read from its run, or 
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from lakeforge.lake import Lake
@@ -46,28 +48,70 @@ def monitor_days(spark, lake: Lake, days: Sequence[str], log_to_mlflow: bool = T
     skipped = sorted(set(days) - set(featured))
     if predictions is None or features is None:
         return {"days": [], "skipped": skipped, "performance": [], "drift": {}}
+    warm_plotting()  # imported while Spark works (the plot is drawn after it)
+    versions = day_versions(lake, featured)
     predictions, features = predictions.cache(), features.cache()
     try:
-        records = evaluate.evaluate_days(predictions, features, featured)
-        reports: dict[str, dict[str, Any]] = {}
-        for name, version in sorted({(r["model_name"], r["model_version"]) for r in records}):
-            profile = drift.ensure_reference_profile(spark, lake, name, version, (models or {}).get(version),
-                                                     numeric, categorical)
-            # Two versions may share a training run (the same artifacts registered again): the
-            # profile is the run's, the report names the version that scored.
-            profile = {**profile, "model_version": str(version)}
-            version_days = [r["ds"] for r in records if r["model_version"] == version]
-            reports.update(drift.drift_days(features, predictions, profile, version_days))
+        # Evaluation and drift are independent Spark jobs over the same cached days: run together
+        # (each small job leaves cores idle between its stages). The versions come from the
+        # predictions' manifests; without them (hand-made partitions), from the evaluation.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-evaluate") as pool:
+            evaluated = pool.submit(evaluate.evaluate_days, predictions, features, featured)
+            if versions is None:
+                versions = {r["ds"]: (r["model_name"], r["model_version"]) for r in evaluated.result()}
+            reports: dict[str, dict[str, Any]] = {}
+            for name, version in sorted(set(versions.values())):
+                profile = drift.ensure_reference_profile(spark, lake, name, version, (models or {}).get(version),
+                                                         numeric, categorical)
+                # Two versions may share a training run (the same artifacts registered again): the
+                # profile is the run's, the report names the version that scored.
+                profile = {**profile, "model_version": str(version)}
+                version_days = sorted(ds for ds, nv in versions.items() if nv == (name, version))
+                reports.update(drift.drift_days(features, predictions, profile, version_days))
+            records = evaluated.result()
     finally:
         predictions.unpersist()
         features.unpersist()
     perf_uris = evaluate.write_performance(lake, records, meta)
     report_uris = drift.write_reports(lake, reports, meta)
-    if log_to_mlflow:
-        evaluate.log_performance(lake, records)
-        drift.log_drift(reports, lake)
+    if log_to_mlflow:  # one batch per version: performance and drift metrics, tags; then the plot
+        evaluate.log_performance(lake, records, drift_reports=reports)
     return {"days": featured, "skipped": skipped, "performance": records, "drift": reports,
             "performance_uris": perf_uris, "report_uris": report_uris}
+
+
+def day_versions(lake: Lake, days: Sequence[str]) -> dict[str, tuple[str, str]] | None:
+    """{day: (model name, version)} from the published predictions' manifests (the scoring job
+    records its one model there); None when a manifest does not say."""
+    from lakeforge.publish import partition_name, read_manifest
+
+    out = {}
+    for ds in days:
+        model = (read_manifest(lake, store.PREDICTIONS, partition_name(ds)) or {}).get("model") or {}
+        if not model.get("name") or model.get("version") is None:
+            return None
+        out[ds] = (str(model["name"]), str(model["version"]))
+    return out
+
+
+def warm_plotting() -> None:
+    """Import matplotlib (about a second) in a background thread, once per process."""
+    global _warming
+    if _warming is None:
+        def work() -> None:
+            try:
+                import matplotlib
+
+                matplotlib.use("Agg")
+                import matplotlib.pyplot  # noqa: F401
+            except Exception:  # the plot itself reports it
+                pass
+
+        _warming = threading.Thread(target=work, name="monitor-matplotlib", daemon=True)
+        _warming.start()
+
+
+_warming: threading.Thread | None = None
 
 
 def retraining_decision(lake: Lake, model_name: str, version: str, policy: RetrainPolicy | None = None,

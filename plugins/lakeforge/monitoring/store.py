@@ -121,14 +121,17 @@ def monitoring_run(client, experiment_id: str, model_name: str, version: str) ->
     return run.info.run_id
 
 
-def log_day_metrics(client, run_id: str, by_day: dict[str, dict[str, float | None]]) -> None:
-    """Metrics per day on the monitoring run (None values are skipped: e.g. AUC of a one-class day)."""
-    from mlflow.entities import Metric
+def log_day_metrics(client, run_id: str, by_day: dict[str, dict[str, float | None]],
+                    tags: dict[str, str] | None = None) -> None:
+    """Metrics per day on the monitoring run (None values are skipped: e.g. AUC of a one-class day),
+    and ``tags``, in as few ``log_batch`` calls as the server's limit allows (one per 1,000 metrics)."""
+    from mlflow.entities import Metric, RunTag
 
     metrics = [Metric(k, float(v), day_timestamp_ms(ds), day_step(ds))
                for ds, values in sorted(by_day.items()) for k, v in values.items() if v is not None]
-    for i in range(0, len(metrics), 1000):  # the server's batch limit
-        client.log_batch(run_id, metrics=metrics[i:i + 1000])
+    run_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    for i in range(0, max(len(metrics), 1), 1000):  # the server's batch limit
+        client.log_batch(run_id, metrics=metrics[i:i + 1000], tags=run_tags if i == 0 else [])
 
 
 def forbidden(exc: BaseException) -> bool:
