@@ -1,85 +1,24 @@
 """raw -> clean: pure DataFrame transforms for the nycflights tables.
 
 Raw partitions are read as text lines (``value``, ``ds``) so a malformed row can be quarantined
-with its exact raw line. ``parse_delimited`` splits and types every field with ``try_cast`` (no
-inference, no Python UDFs) and attaches the first reason a row is unusable; rules of the domain
-add more reasons. ``split_good_bad`` then gives the typed good rows and the quarantine rows
-(``raw_line``, ``reason``, ``ds``): good + quarantined = input, row for row.
+with its exact raw line. The platform's line parser (``lakeforge.transform.parse``:
+``parse_delimited``, ``split_good_bad``) types every field and quarantines a row with the first
+reason it is unusable; the flights and weather rules here add the domain's reasons. Good +
+quarantined = input, row for row.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Iterable
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
+from lakeforge.transform.parse import Rule, drop_header_lines, parse_delimited, split_good_bad
 from spark_jobs.schemas import FLIGHTS_RAW, ORIGIN_TZ, ORIGINS, WEATHER_RAW
 
-NULL_TOKENS = ("NA", "")
 MAX_DELAY_MINUTES = 48 * 60
-
-Rule = tuple[Column, Column]  # (row is bad, reason text)
-
-
-def drop_header_lines(lines: DataFrame, columns: Iterable[str]) -> DataFrame:
-    return lines.where(F.col("value") != ",".join(columns))
-
-
-def parse_delimited(lines: DataFrame, schema: Mapping[str, T.DataType], rules: Iterable[Rule] = ()) -> DataFrame:
-    """``value, ds`` lines -> ``raw_line, ds, <typed columns>, reason`` (reason null = good row;
-    ``raw_line`` is only set on bad rows)."""
-    fields = F.split(F.col("value"), ",", -1)
-    width = len(schema)
-    # get() is null past the end of a short row (indexing would fail the job under ANSI mode).
-    raw = {
-        name: F.when(F.get(fields, i).isin(*NULL_TOKENS), F.lit(None)).otherwise(F.get(fields, i))
-        for i, name in enumerate(schema)
-    }
-    parsed = lines.select(
-        F.col("value").alias("raw_line"),
-        F.col("ds"),
-        F.size(fields).alias("_width"),
-        *(raw[name].alias(f"_raw_{name}") for name in schema),
-    ).select(
-        "raw_line", "ds", "_width",
-        *(F.col(f"_raw_{name}") for name in schema),
-        *(F.col(f"_raw_{name}").try_cast(dtype).alias(name) for name, dtype in schema.items()),
-    )
-    checks: list[Rule] = [
-        (F.col("_width") != width, F.format_string(f"field_count: expected {width}, got %d", F.col("_width"))),
-    ]
-    checks += [
-        (F.col(f"_raw_{name}").isNotNull() & F.col(name).isNull(),
-         F.format_string(f"unparsable {name}: '%s'", F.col(f"_raw_{name}")))
-        for name in schema
-    ]
-    checks += list(rules)
-    reason = F.lit(None).cast("string")
-    for bad, text in reversed(checks):  # first failing check wins
-        reason = F.when(bad, text).otherwise(reason)
-    # The raw line is kept for bad rows only: good rows do not carry their text twice.
-    return parsed.withColumn("reason", reason).select(
-        F.when(F.col("reason").isNotNull(), F.col("raw_line")).alias("raw_line"),
-        "ds", *schema, "reason", F.rand(0).alias(_EVALUATED),
-    )
-
-
-# A nondeterministic column that the good/bad filters use: it stops Spark's optimizer from pushing
-# ``reason IS NULL`` below the projections that compute it. Pushed down, the filter becomes one
-# expression with every field's split and cast inlined once per reference (each rule re-splits the
-# line): measured 2.4x slower than parsing and filtering alone, and 8x slower than with this barrier
-# (59 days at 20x, local[2]: 17 s vs 2 s).
-_EVALUATED = "_evaluated"
-
-
-def split_good_bad(parsed: DataFrame, good_columns: Iterable[str]) -> tuple[DataFrame, DataFrame]:
-    evaluated = F.col(_EVALUATED) >= 0  # always true
-    good = parsed.where(F.col("reason").isNull() & evaluated).select(*good_columns, "ds")
-    bad = parsed.where(F.col("reason").isNotNull() & evaluated).select("raw_line", "reason", "ds")
-    return good, bad
 
 
 def _dated_in_partition() -> Rule:

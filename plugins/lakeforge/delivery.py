@@ -46,13 +46,27 @@ import io
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from lakeforge.sources import Table
+
+if TYPE_CHECKING:
+    from lakeforge.lake import Lake
 
 _HEADER_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_ .\-]*$")
 UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = {b"\xff\xfe": "UTF-16 LE", b"\xfe\xff": "UTF-16 BE"}
+
+
+def write_atomically(landing: Lake, rel: str, data: bytes) -> None:
+    """Deliver ``data`` at ``rel`` of a landing area as a well-behaved exporter does: written under
+    a hidden temporary name (``.<name>.inprogress``, which matches no table's file pattern) and renamed
+    when complete, replacing an earlier delivery, so a sensor never sees half a file."""
+    folder, name = rel.rsplit("/", 1)
+    tmp = f"{folder}/.{name}.inprogress"
+    landing.write_bytes(tmp, data)
+    landing.delete(rel)
+    landing.move(tmp, rel)
 
 
 class DeliveryRejected(ValueError):

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
+from lakeforge.delivery import write_atomically  # tests call simulator.write_atomically too
 from lakeforge.ingest import landing_for
 from lakeforge.lake import Lake
 from lakeforge.pipelines.nycflights import SOURCE
@@ -86,15 +87,6 @@ def day_file(table: str, day: date) -> bytes | None:
 def snapshot_file(table: str) -> bytes:
     text = table_text(table)
     return (text if text.endswith("\n") else text + "\n").encode("utf-8")
-
-
-def write_atomically(landing: Lake, rel: str, data: bytes) -> None:
-    """Write-then-rename, like a well-behaved exporter; replaces an earlier delivery."""
-    folder, name = rel.rsplit("/", 1)
-    tmp = f"{folder}/.{name}.inprogress"
-    landing.write_bytes(tmp, data)
-    landing.delete(rel)
-    landing.move(tmp, rel)
 
 
 @dataclass

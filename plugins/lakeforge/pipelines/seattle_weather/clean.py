@@ -5,9 +5,9 @@ run's monthly partitions; every field is typed with ``try_cast`` (no inference),
 as ``YYYY/MM/DD``, and a row that breaks a rule goes to the quarantine with its raw line and the
 first reason (``raw_line``, ``reason``, ``ds``). Good + quarantined = input, row for row.
 
-The line parser is the one nycflights uses (``spark_jobs.clean.parse_delimited``, generic over a
-schema and rules); pyspark is imported inside the function, so that reading the pipeline's
-declaration (a DAG file does) stays cheap.
+The line parser is the platform's (``lakeforge.transform.parse``: ``parse_delimited`` over a
+schema and rules, ``split_good_bad``); pyspark is imported inside the functions, so that reading
+the pipeline's declaration (a DAG file does) stays cheap.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def clean_weather(lines):
     """(good rows: ``CLEAN_COLUMNS`` typed + ``ds``; quarantine rows: ``raw_line``, ``reason``, ``ds``)."""
     from pyspark.sql import functions as F
 
-    from spark_jobs.clean import parse_delimited, split_good_bad
+    from lakeforge.transform.parse import parse_delimited, split_good_bad
 
     parsed = parse_delimited(lines, raw_schema(), rules())
     parsed = parsed.withColumn("date", F.try_to_date(F.col("date"), DATE_PATTERN))

@@ -2,7 +2,7 @@
 
 For each calendar month it writes ``weather/YYYY-MM-01.csv`` into the source's landing area: the
 package's header and that month's lines, byte for byte, under a temporary name renamed when
-complete (``nycflights.simulator.write_atomically``), so a sensor never sees half a file.
+complete (``lakeforge.delivery.write_atomically``), so a sensor never sees half a file.
 
     python -m lakeforge.pipelines.seattle_weather.simulator --start 2012-01-01 --end 2012-03-31 [--landing URI]
 """
@@ -16,6 +16,7 @@ from collections import defaultdict
 from datetime import date, datetime
 from pathlib import Path
 
+from lakeforge.delivery import write_atomically
 from lakeforge.lake import Lake
 from lakeforge.pipelines.seattle_weather import SOURCE
 
@@ -61,8 +62,6 @@ def months_between(start: date, end: date) -> list[date]:
 
 def deliver(landing: Lake, start: date, end: date) -> list[str]:
     """Deliver every month touched by ``start``..``end``; the landing paths written."""
-    from lakeforge.pipelines.nycflights.simulator import write_atomically
-
     written = []
     for month in months_between(start, end):
         data = month_file(month)
