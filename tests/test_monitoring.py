@@ -268,6 +268,24 @@ def test_policy_drift_boundaries():
     assert both.trigger == "performance+drift" and both.reason.startswith("retrain v1: roc_auc")
 
 
+def test_policy_leaves_out_the_days_the_champion_trained_on():
+    """The first champion scores every pending day, its training days too: there it looks better
+    than it is (and drifts from nothing). Those days are not evidence, and the reason says so."""
+    week = [_perf(d) for d in _days(7)]  # AUC 0.75 each, holdout 0.9: fires on its own
+    assert policy.decide(week, [], 0.9, "1", P).retrain
+    seen = policy.decide(week, [], 0.9, "1", P, trained_through="2013-04-03")
+    assert not seen.retrain and "4 of 7 evaluated days" in seen.reason
+    assert "3 day(s) of its own training window left out (2013-04-01..2013-04-03)" in seen.reason
+    assert seen.performance["days"] == _days(4, 4) and seen.performance["trained_on_days_left_out"] == 3
+    streak = [_drift_day(d, 0.9) for d in _days(4)]
+    assert policy.decide([], streak, None, "1", P).retrain
+    short = policy.decide([], streak, None, "1", P, trained_through="2013-04-02")
+    assert not short.retrain and short.drift["streak"] == _days(2, 3)
+    # Days after the window count as before.
+    later = policy.decide(week + [_perf(d) for d in _days(7, 8)], [], 0.9, "1", P, trained_through="2013-04-07")
+    assert later.retrain and later.performance["days"] == _days(7, 8)
+
+
 def test_policy_on_real_reports(drift_data):
     _, reports = drift_data
     p = policy.RetrainPolicy(drift_days=2, drift_psi=0.25)

@@ -115,18 +115,27 @@ _warming: threading.Thread | None = None
 
 
 def retraining_decision(lake: Lake, model_name: str, version: str, policy: RetrainPolicy | None = None,
-                        last_fired: str | None = None, holdout_value: float | None = None) -> RetrainDecision:
-    """``policy.decide`` over the version's published monitoring records; its holdout value is
-    read from its training run unless given."""
+                        last_fired: str | None = None, holdout_value: float | None = None,
+                        trained_through: str | None = None) -> RetrainDecision:
+    """``policy.decide`` over the version's published monitoring records; its holdout value and
+    the last day of its training window are read from the registry unless given."""
     policy = policy or RetrainPolicy.from_settings()
-    if holdout_value is None:
-        holdout_value = store.holdout_metrics(store.mlflow_client(), model_name, version).get(policy.metric)
+    if holdout_value is None or trained_through is None:
+        from lakeforge.training import registry
+
+        client = store.mlflow_client()
+        if holdout_value is None:
+            holdout_value = store.holdout_metrics(client, model_name, version).get(policy.metric)
+        if trained_through is None:
+            window = registry.training_window(client.get_model_version(model_name, str(version)))
+            trained_through = window.train_end if window else None
     # Only the newest days count (the trailing window, the streak): a year of files is not read.
     recent = store.published_days(lake, store.PERFORMANCE)[-(policy.window_days + 30):]
     performance = [r for r in evaluate.read_performance(lake, recent) if r["model_version"] == str(version)]
     recent = store.published_days(lake, store.DRIFT)[-(policy.drift_days + 30):]
     reports = [r for r in (drift.read_report(lake, ds) for ds in recent) if r is not None]
-    return decide(performance, [drift.summary(r) for r in reports], holdout_value, version, policy, last_fired)
+    return decide(performance, [drift.summary(r) for r in reports], holdout_value, version, policy, last_fired,
+                  trained_through)
 
 
 # -- "don't fire twice on the same evidence" ------------------------------------------------------

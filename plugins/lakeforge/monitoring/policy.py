@@ -11,7 +11,9 @@ It fires when either holds for the champion version:
   ``excess``; days without a scored partition are skipped, not a break).
 
 Only records of the champion version count: a new champion starts with a clean slate (its own
-holdout value, its own reference profile). ``last_fired``: the day the policy last fired for this
+holdout value, its own reference profile). Days the version trained on (``trained_through``: the
+last day of its training window) are not evidence: the first champion scores every pending day,
+its own training days included, and there it looks better than it is and drifts from nothing. ``last_fired``: the day the policy last fired for this
 version; evidence that does not reach past it does not fire again (the same window would otherwise
 trigger a retraining every day until a new champion is promoted).
 
@@ -137,17 +139,28 @@ def _drifts(record: Mapping[str, Any], threshold: float) -> bool:
 
 def decide(performance: Sequence[Mapping[str, Any]], drift: Sequence[Mapping[str, Any]],
            holdout_value: float | None, champion_version: str, policy: RetrainPolicy,
-           last_fired: str | None = None) -> RetrainDecision:
+           last_fired: str | None = None, trained_through: str | None = None) -> RetrainDecision:
     """Should the champion be retrained? ``performance``: records of ``evaluate`` (table rows);
     ``drift``: day reports of ``drift`` or their ``drift.summary``; both may hold other versions'
-    days (ignored). ``holdout_value``: the champion's holdout ``policy.metric``."""
+    days (ignored). ``holdout_value``: the champion's holdout ``policy.metric``. ``trained_through``:
+    the last day of its training window; days up to it are left out (it has seen them)."""
     version = str(champion_version)
+
+    def unseen(r: Mapping[str, Any]) -> bool:
+        return trained_through is None or r["ds"] > trained_through
+
     perf = [r for r in performance if str(r["model_version"]) == version]
     dr = [r for r in drift if str(r.get("model_version")) == version]
+    seen = sorted({r["ds"] for r in perf + dr if not unseen(r)})
+    perf, dr = [r for r in perf if unseen(r)], [r for r in dr if unseen(r)]
     fired_p, why_p, info_p = _performance(perf, holdout_value, policy, last_fired)
     fired_d, why_d, info_d = _drift(dr, policy, last_fired)
+    if seen:
+        info_p["trained_on_days_left_out"] = info_d["trained_on_days_left_out"] = len(seen)
     trigger = "+".join(t for t, fired in (("performance", fired_p), ("drift", fired_d)) if fired) or None
     reasons = [why for why, fired in ((why_p, fired_p), (why_d, fired_d)) if fired] or [why_p, why_d]
+    if seen:
+        reasons.append(f"{len(seen)} day(s) of its own training window left out ({seen[0]}..{seen[-1]})")
     days = [r["ds"] for r in perf] + [r["ds"] for r in dr]
     prefix = f"retrain v{version}: " if trigger else f"no retraining of v{version}: "
     return RetrainDecision(
