@@ -34,7 +34,7 @@ from lakeforge.transform import steps
 from lakeforge.transform.steps import (arrow_schema, check_accounting, depends_on, driver_jit,  # noqa: F401
                                        history_days, history_rows, input_bytes, parse_dates, publish,
                                        publish_staged, published_days, quarantine_ratios, raw_lines,
-                                       read_staged, with_rebuilt, write_partitioned)
+                                       read_staged, run_result, with_rebuilt, write_partitioned)
 
 log = logging.getLogger("lakeforge.transform_flights")
 
@@ -270,8 +270,6 @@ def _run(spark, lake: Lake, dates: list[str], run_id: str | None = None,
     timings["quality_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    counts: dict[str, dict[str, int]] = {"raw_flights": raw["flights"], "raw_weather": raw["weather"]}
-
     def partition_meta(table: str, published: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
         if table == LABEL_COUNTS:  # what they were counted from: a day republished since is counted again
             return {ds: {"cutoff_s": cutoff_s, "clean_sha256": published["clean/flights"][ds]["content_sha256"]}
@@ -280,17 +278,11 @@ def _run(spark, lake: Lake, dates: list[str], run_id: str | None = None,
 
     # clean/flights before the label counts derived from it
     published = publish_staged(lake, staged, staging, footers, publishable, meta, inputs, partition_meta)
-    counts.update({table.replace("/", "_"): {ds: m["rows"] for ds, m in manifests.items()}
-                   for table, manifests in published.items()})
     timings["publish_s"] = time.perf_counter() - t
     spark.catalog.clearCache()
-    totals = {name: sum(per_ds.values()) for name, per_ds in counts.items()}
-    result = {
-        "dates": [dates[0], dates[-1]], "days": len(dates), "published_days": len(publishable),
-        "published": publishable,
-        "rows": totals, "timings": timings, "quality": gate.summary(),
-        "reference": {table: info for table, (_, info) in snapshots.items()},
-    }
+    result = {**run_result(dates, publishable, {"flights": raw["flights"], "weather": raw["weather"]},
+                           published, timings, gate.summary()),
+              "reference": {table: info for table, (_, info) in snapshots.items()}}
     if rebuild:
         log.warning("rebuilding %s without the blocked days in their history", ",".join(rebuild))
         return with_rebuilt(result, rebuild, _run(spark, lake, rebuild, run_id,

@@ -44,6 +44,32 @@ def stop_process_groups(procs, timeout: float = 30) -> None:
             pass
 
 
+AIRFLOW_SERVICES = ("api-server", "dag-processor", "scheduler")
+
+
+def migrate_airflow_db(env: dict[str, str]) -> None:
+    """``airflow db migrate`` with the Airflow of ``env`` (the one its services run)."""
+    from lakeforge.orchestration import services
+
+    migrate = subprocess.run([services.airflow_argv("scheduler", env)[0], "db", "migrate"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
+
+
+def stop_airflow_services(folder) -> None:
+    """Stop the services a test started in ``folder`` (scheduler first) and assert that none left a
+    process behind in its session."""
+    from lakeforge.orchestration import services
+
+    left = {}
+    for name in reversed(AIRFLOW_SERVICES):
+        record = services.read_record(name, folder)
+        services.stop(name, folder=folder, grace=20)
+        if record is not None:
+            left[name] = [p.pid for p in services.session_members(record.sid)]
+    assert left == {n: [] for n in left}, left
+
+
 def jvm_scratch_in_test_tmp() -> dict[str, str]:
     """Environment for a process whose JVM the test kills: Java's temporary folders (Spark's
     scratch, native libraries) go to the session's temp folder, not /tmp, as it cannot clean up."""

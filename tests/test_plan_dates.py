@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from lakeforge.lake import Lake
-from lakeforge.orchestration.transform_dag import plan_dates
+from lakeforge.orchestration.transform_dag import plan_run
 from lakeforge.publish import PartitionFile, publish_partition
 
 INPUTS = ["raw/flights", "raw/weather"]
@@ -29,7 +29,8 @@ def test_manual_range_wins(lake):
     for ds in ("2013-01-30", "2013-01-31", "2013-02-01", "2013-02-02"):
         for table in INPUTS:
             publish_partition(lake, table, f"ds={ds}", [PartitionFile("x.csv", b"a,b\n1,2\n")])
-    got = plan_dates({"start": "2013-01-30", "end": "2013-02-02"}, {"a": [event("2013-01-01")]}, INPUTS, lake.root_uri)
+    got = plan_run({"start": "2013-01-30", "end": "2013-02-02"}, {"a": [event("2013-01-01")]}, INPUTS,
+                   lake.root_uri).dates
     assert got == ["2013-01-30", "2013-01-31", "2013-02-01", "2013-02-02"]
 
 
@@ -37,7 +38,7 @@ def test_a_manual_range_with_days_never_ingested_fails_before_spark_naming_them(
     """The planning task refuses the run (reason first, every missing partition named as ranges);
     the DAG turns this ValueError into a failure without retries, before spark-submit."""
     with pytest.raises(ValueError) as err:
-        plan_dates({"start": "2013-01-01", "end": "2013-01-05"}, None, INPUTS, lake.root_uri)
+        plan_run({"start": "2013-01-01", "end": "2013-01-05"}, None, INPUTS, lake.root_uri).dates
     message = str(err.value)
     assert message.startswith("not ingested yet, nothing to transform: ")
     assert "raw/flights has no partition for 2013-01-04..2013-01-05" in message
@@ -48,15 +49,15 @@ def test_events_give_the_new_dates_whose_inputs_are_all_there(lake):
     events = {"flights": [event("2013-01-03"), event("2013-01-02"), event("2013-01-01")],
               "weather": [event("2013-01-01"), event("2013-01-03")]}
     # 2013-01-02 has no weather yet: it waits for the run its weather will trigger.
-    assert plan_dates({}, events, INPUTS, lake.root_uri) == ["2013-01-01", "2013-01-03"]
+    assert plan_run({}, events, INPUTS, lake.root_uri).dates == ["2013-01-01", "2013-01-03"]
 
 
 def test_nothing_new_and_bad_ranges(lake):
-    assert plan_dates({}, {}, INPUTS, lake.root_uri) == []
+    assert plan_run({}, {}, INPUTS, lake.root_uri).dates == []
     with pytest.raises(ValueError, match="both start and end"):
-        plan_dates({"start": "2013-01-01"}, None, INPUTS, lake.root_uri)
+        plan_run({"start": "2013-01-01"}, None, INPUTS, lake.root_uri).dates
     with pytest.raises(ValueError, match="before start"):
-        plan_dates({"start": "2013-01-02", "end": "2013-01-01"}, None, INPUTS, lake.root_uri)
+        plan_run({"start": "2013-01-02", "end": "2013-01-01"}, None, INPUTS, lake.root_uri).dates
 
 
 def test_planned_input_bytes_are_counted_up_to_the_short_run_limit(lake, monkeypatch):
@@ -75,7 +76,7 @@ def test_planned_input_bytes_are_counted_up_to_the_short_run_limit(lake, monkeyp
 
 
 def test_an_event_run_reads_each_manifest_once(lake, monkeypatch):
-    """plan_dates checks the inputs' manifests, planned_input_bytes sizes the run from the same
+    """plan_run checks the inputs' manifests, planned_input_bytes sizes the run from the same
     ones: a planning task reads each (a round trip per partition on HDFS) once, not twice."""
     from lakeforge import publish
     from lakeforge.orchestration.transform_dag import planned_input_bytes
@@ -89,7 +90,7 @@ def test_an_event_run_reads_each_manifest_once(lake, monkeypatch):
     monkeypatch.setattr(publish, "read_manifest", counted)
     events = {"flights": [event("2013-01-01"), event("2013-01-03")], "weather": [event("2013-01-01"), event("2013-01-03")]}
     seen = {}
-    dates = plan_dates({}, events, INPUTS, lake.root_uri, seen=seen)
+    dates = plan_run({}, events, INPUTS, lake.root_uri, seen=seen).dates
     assert dates == ["2013-01-01", "2013-01-03"]
     assert planned_input_bytes(INPUTS, dates, lake.root_uri, seen=seen) == 4 * len(b"a,b\n1,2\n")
     assert sorted(reads) == sorted({(t, f"ds={d}") for t in INPUTS for d in dates}) and len(reads) == 4
@@ -163,7 +164,7 @@ def test_a_scheduled_run_adds_the_pending_days_to_its_events(transformed):
     # Manual ranges and callers without outputs are exactly what they were.
     assert plan_run({"start": "2013-01-01", "end": "2013-01-01"}, {}, INPUTS, lake.root_uri, outputs=OUTPUTS).dates \
         == ["2013-01-01"]
-    assert plan_dates({}, {}, INPUTS, lake.root_uri) == []
+    assert plan_run({}, {}, INPUTS, lake.root_uri).dates == []
 
 
 def test_a_redelivered_day_is_pending_again(transformed):

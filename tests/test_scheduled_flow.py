@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-import subprocess
 import time
 from datetime import date
 from pathlib import Path
@@ -31,6 +30,7 @@ from lakeforge.pipelines.nycflights import SOURCE, simulator
 from lakeforge.ports import free_loopback_port
 from lakeforge.publish import list_partitions, read_manifest
 from lakeforge.settings import PROJECT_ROOT, Settings
+from tests.helpers import AIRFLOW_SERVICES, migrate_airflow_db, stop_airflow_services
 
 pytestmark = pytest.mark.airflow
 
@@ -109,12 +109,10 @@ def test_a_burst_during_a_transform_run_is_transformed_with_no_further_delivery(
     settings = Settings.from_env(env)
     landing, lake = landing_for(SOURCE, settings.landing_root), source_lake("nycflights", settings.lake_root)
     simulator.deliver(landing, DAYS[0], DAYS[0])
-    migrate = subprocess.run([services.airflow_argv("scheduler", env)[0], "db", "migrate"], env=env,
-                             capture_output=True, text=True, timeout=300)
-    assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
+    migrate_airflow_db(env)
     timings = {"migrate_s": time.monotonic() - t0}
     try:
-        for name in ("api-server", "dag-processor", "scheduler"):
+        for name in AIRFLOW_SERVICES:
             services.start(name, env=env, folder=folder, grace=10)
 
         # The chosen point: day 1's transform is in its Spark task (not planning, not done).
@@ -138,13 +136,7 @@ def test_a_burst_during_a_transform_run_is_transformed_with_no_further_delivery(
         timeline = query(db, "SELECT dag_id, substr(run_id, 1, 38), task_id, start_date, end_date, state "
                              "FROM task_instance WHERE start_date IS NOT NULL ORDER BY start_date")
     finally:
-        left = {}
-        for name in ("scheduler", "dag-processor", "api-server"):
-            record = services.read_record(name, folder)
-            services.stop(name, folder=folder, grace=20)
-            if record is not None:
-                left[name] = [p.pid for p in services.session_members(record.sid)]
-        assert left == {n: [] for n in left}, left
+        stop_airflow_services(folder)
     timings["total_s"] = time.monotonic() - t0
     print("\ntimings:", {k: round(v, 1) for k, v in timings.items()})
     print("transform runs:\n" + "\n".join(f"  {state:8} {note}" for _, state, note in runs))

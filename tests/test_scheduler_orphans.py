@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 
 from lakeforge.orchestration import services
 from lakeforge.ports import free_loopback_port
+from tests.helpers import AIRFLOW_SERVICES, migrate_airflow_db, stop_airflow_services
 
 pytestmark = pytest.mark.airflow
 
@@ -94,12 +94,10 @@ def test_restart_after_scheduler_sigkill_mid_task_leaves_no_worker(tmp_path):
     env = _env(tmp_path)
     folder = services.services_dir(env)
     db = Path(env["AIRFLOW_HOME"]) / "airflow.db"
-    migrate = subprocess.run([services.airflow_argv("scheduler", env)[0], "db", "migrate"], env=env,
-                             capture_output=True, text=True, timeout=300)
-    assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
+    migrate_airflow_db(env)
     probe = Path(env["LAKEFORGE_TEST_PROBE"])
     try:
-        for name in ("api-server", "dag-processor", "scheduler"):
+        for name in AIRFLOW_SERVICES:
             services.start(name, env=env, folder=folder, grace=10)
         old = services.read_record("scheduler", folder)
 
@@ -131,10 +129,4 @@ def test_restart_after_scheduler_sigkill_mid_task_leaves_no_worker(tmp_path):
         assert _task_state(db) == "failed", _task_state(db)
         assert restart_s < 30, restart_s
     finally:
-        left = {}
-        for name in ("scheduler", "dag-processor", "api-server"):
-            record = services.read_record(name, folder)
-            services.stop(name, folder=folder, grace=20)
-            if record is not None:
-                left[name] = [p.pid for p in services.session_members(record.sid)]
-        assert left == {n: [] for n in left}, left
+        stop_airflow_services(folder)

@@ -270,24 +270,12 @@ def plan_run(
                 current=current)
 
 
-def plan_dates(
-    params: dict[str, Any],
-    triggering_events: dict[Any, list[Any]] | None,
-    inputs: Sequence[str],
-    lake_uri: str | None = None,
-    seen: Manifests | None = None,
-    outputs: Sequence[str] | None = None,
-) -> list[str]:
-    """``plan_run``'s dates."""
-    return plan_run(params, triggering_events, inputs, lake_uri, seen, outputs).dates
-
-
 def planned_input_bytes(inputs: Sequence[str], dates: Sequence[str], lake_uri: str | None = None,
                         seen: Manifests | None = None) -> int | None:
     """Bytes of the planned dates' raw inputs, read from their manifests, counted only as far as
     the short-run limit (``LAKEFORGE_SPARK_SHORT_RUN_MB``; past it the exact size does not matter
     and a year of manifests is not read). None when short runs are off. ``seen``: manifests
-    ``plan_dates`` already read."""
+    ``plan_run`` already read."""
     from lakeforge.lake import Lake
     from lakeforge.spark import short_run_limit
 

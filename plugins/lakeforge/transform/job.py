@@ -28,7 +28,8 @@ from lakeforge.publish import writing
 from lakeforge.transform import QUARANTINE_COLUMNS, Transform, load_transform
 from lakeforge.transform.steps import (check_accounting, depends_on, driver_jit, history_days,
                                        history_rows, input_bytes, publish_staged, published_days, quarantine_ratios,
-                                       raw_inputs, raw_lines, read_staged, with_rebuilt, write_partitioned)
+                                       raw_inputs, raw_lines, read_staged, run_result, with_rebuilt,
+                                       write_partitioned)
 
 log = logging.getLogger("lakeforge.transform")
 
@@ -128,20 +129,13 @@ def _run(spark, lake: Lake, spec: Transform, dates: list[str], run_id: str | Non
     timings["quality_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    counts: dict[str, dict[str, int]] = {f"raw_{name}": per_ds for name, per_ds in raw_rows.items()}
     # clean and quarantine first, features last
     published = publish_staged(lake, staged, staging, footers, publishable, meta, inputs,
                                lambda table, _: gate.partition_meta(table))
-    counts.update({table.replace("/", "_"): {ds: m["rows"] for ds, m in manifests.items()}
-                   for table, manifests in published.items()})
     timings["publish_s"] = time.perf_counter() - t
     spark.catalog.clearCache()
-    totals = {name: sum(per_ds.values()) for name, per_ds in counts.items()}
-    result = {
-        "pipeline": spec.source, "dates": [dates[0], dates[-1]], "days": len(dates),
-        "published_days": len(publishable), "published": publishable,
-        "rows": totals, "timings": timings, "quality": gate.summary(),
-    }
+    result = {"pipeline": spec.source,
+              **run_result(dates, publishable, raw_rows, published, timings, gate.summary())}
     if rebuild:
         log.warning("rebuilding %s without the blocked partitions in their history", ",".join(rebuild))
         return with_rebuilt(result, rebuild, _run(spark, lake, spec, rebuild, run_id,

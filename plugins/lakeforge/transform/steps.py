@@ -194,6 +194,18 @@ def publish_staged(lake: Lake, staged: dict[str, Any], staging: dict[str, str], 
     return published
 
 
+def run_result(dates: list[str], publishable: list[str], raw_rows: dict[str, dict[str, int]],
+               published: dict[str, Manifests], timings: dict[str, float], quality: dict[str, Any]) -> dict[str, Any]:
+    """A run's result line: its range, the dates it published, rows per table (``raw_<table>`` from
+    ``raw_rows``, the published tables' from their manifests), timings and the gate's summary."""
+    counts = {f"raw_{name}": per_ds for name, per_ds in raw_rows.items()}
+    counts.update({table.replace("/", "_"): {ds: m["rows"] for ds, m in manifests.items()}
+                   for table, manifests in published.items()})
+    return {"dates": [dates[0], dates[-1]], "days": len(dates), "published_days": len(publishable),
+            "published": publishable, "rows": {name: sum(per_ds.values()) for name, per_ds in counts.items()},
+            "timings": timings, "quality": quality}
+
+
 def with_rebuilt(result: dict[str, Any], rebuild: list[str], again: dict[str, Any]) -> dict[str, Any]:
     """``result`` of a run plus that of its second pass over ``rebuild`` (the dates whose history
     read a date the gate blocked, built again without it)."""
