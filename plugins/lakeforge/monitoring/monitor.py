@@ -104,8 +104,8 @@ def warm_plotting() -> None:
 
                 matplotlib.use("Agg")
                 import matplotlib.pyplot  # noqa: F401
-            except Exception:  # the plot itself reports it
-                pass
+            except Exception as exc:  # noqa: BLE001 - only a warm-up: drawing the plot imports it again and fails there
+                log.warning("importing matplotlib ahead of the plot failed: %s", exc)
 
         _warming = threading.Thread(target=work, name="monitor-matplotlib", daemon=True)
         _warming.start()
