@@ -52,6 +52,7 @@ import json
 import logging
 import sys
 import time
+from concurrent.futures import Future
 from contextlib import ExitStack
 from datetime import datetime, timezone
 from typing import Any
@@ -221,13 +222,26 @@ def lightgbm_parts(model):
 
 # Rows per Arrow batch to the Python workers (Spark's default 10,000): fewer, larger predict calls.
 ARROW_BATCH_ROWS = 65536
+# The scoring job's Spark conf on top of the jobs' (``lakeforge.spark.spark_conf``), set where its
+# session is built (``job_session``); a caller scoring in a session of its own sets it there too.
+SPARK_CONF = {"spark.sql.execution.arrow.maxRecordsPerBatch": str(ARROW_BATCH_ROWS)}
+
+
+def job_session(input_bytes: int | None = None):
+    """The job's session (``lakeforge.spark.session``) with ``SPARK_CONF``."""
+    from lakeforge.spark import session
+
+    spark = session(JOB, input_bytes=input_bytes)
+    for key, value in SPARK_CONF.items():
+        spark.conf.set(key, value)
+    return spark
 
 
 def probabilities(spark, model, features, keys: list[str]):
     """``keys`` + ``p`` (P(label = 1), double) of every row of ``features``. A LightGBM pipeline:
     its StringIndexers in the JVM, then the booster over Arrow batches (``lakeforge.scoring.arrow``:
-    no pandas; the same probabilities as the model's own ``transform``). Any other model: its
-    ``transform``."""
+    no pandas; the same probabilities as the model's own ``transform``; batches as ``spark``'s
+    conf sizes them: ``SPARK_CONF``). Any other model: its ``transform``."""
     from pyspark.sql import functions as F
 
     from lakeforge.training.evaluate import with_probability
@@ -246,7 +260,6 @@ def probabilities(spark, model, features, keys: list[str]):
     indexed = prep.transform(features) if prep.stages else features
     # The columns go as they are (Arrow casts them to float32 in the worker, as the UDF's cast does).
     rows = indexed.select(*keys, *[F.col(c).alias(f"_f{j}") for j, c in enumerate(names)])
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
     # One task per core or more: LightGBM's own threads only where the tasks leave cores idle.
     slots = spark.sparkContext.defaultParallelism
     threads = max(1, slots // max(1, rows.rdd.getNumPartitions()))
@@ -256,30 +269,31 @@ def probabilities(spark, model, features, keys: list[str]):
     return rows.mapInArrow(fn, schema)
 
 
-warm_s: dict[str, float] = {}
-
-
-def warm_python_workers(spark, files: int):
+def warm_python_workers(spark, files: int) -> Future[float]:
     """Start the Python workers the scoring tasks will use (and import lightgbm in them) while the
     driver loads the model: a thread running one tiny ``mapInArrow`` task per worker the scoring
-    stage can use (Spark reuses idle workers). Optional: a failure is logged, the scoring stage
-    would report the same cause."""
+    stage can use (Spark reuses idle workers). Returns a Future of the seconds it took. Optional:
+    a failure is logged (the Future still gets its seconds), the scoring stage would report the
+    same cause."""
     import threading
 
-    def work() -> None:
-        from lakeforge.scoring.arrow import warm_up_batches
+    done: Future[float] = Future()
 
+    def work() -> None:
         t = time.perf_counter()
-        n = max(1, min(files, spark.sparkContext.defaultParallelism))
         try:
+            from lakeforge.scoring.arrow import warm_up_batches
+
+            n = max(1, min(files, spark.sparkContext.defaultParallelism))
             spark.range(0, n, 1, n).mapInArrow(warm_up_batches, "id long").collect()
         except Exception as exc:  # noqa: BLE001 - only a warm-up
             log.warning("warming the Python workers failed: %s", exc)
-        warm_s["s"] = time.perf_counter() - t
+        finally:  # always answered: the job waits on it
+            done.set_result(time.perf_counter() - t)
 
-    thread = threading.Thread(target=work, name="score-warm-workers", daemon=True)
-    thread.start()
-    return thread
+    # A daemon thread: a run failing while it works does not wait for it to exit.
+    threading.Thread(target=work, name="score-warm-workers", daemon=True).start()
+    return done
 
 
 def predictions(spark, model, inputs: dict[str, dict[str, Any]], columns: list[str], info: dict[str, Any],
@@ -330,8 +344,9 @@ def stage(df, lake: Lake) -> str:
 
 
 def score(spark, args: argparse.Namespace, version=None) -> dict[str, Any]:
-    """Entry for an existing session (``main`` and the tests): connect to MLflow, resolve the
-    model once (unless ``main`` did: ``version``), then score under the writer leases."""
+    """Entry for an existing session (the tests; one carrying ``SPARK_CONF``, as ``job_session``
+    builds it): connect to MLflow, resolve the model once (unless the caller did: ``version``),
+    then score under the writer leases."""
     dates = parse_dates(args)
     name = get_settings().model_name
     if version is None:
@@ -406,8 +421,7 @@ def run(spark, lake: Lake, dates: list[str], version, run_id: str | None = None,
         signature, model = load_model(spark, version)
         timings["load_model_s"] = time.perf_counter() - t
         if warm is not None:
-            warm.join()
-            timings["python_workers_warm_s"] = warm_s.get("s")
+            timings["python_workers_warm_s"] = warm.result()
         t = time.perf_counter()
         columns = check_contract(lake, label, signature, todo)
         timings["contract_s"] = time.perf_counter() - t
@@ -566,7 +580,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from lakeforge.quality import gate
         from lakeforge.quality.spec import load_suite
         from lakeforge.quality.wap import QualityGateFailed
-        from lakeforge.spark import session
 
         with ExitStack() as leases:
             try:  # another run writing predictions: exit now, before Spark starts
@@ -577,7 +590,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             champion = champion_of(args, version)  # before the JVM starts, like the version
             inputs = feature_inputs(lake, dates)  # a missing day fails here, before the JVM starts
             t = time.perf_counter()
-            spark = session(JOB, input_bytes=sum(i["bytes"] for i in inputs.values()))
+            spark = job_session(input_bytes=sum(i["bytes"] for i in inputs.values()))
             startup = time.perf_counter() - t
             try:
                 result = run(spark, lake, dates, version, args.run_id, force=args.force,

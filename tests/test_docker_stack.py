@@ -471,3 +471,17 @@ def test_mlflow_serves_behind_basic_auth_with_one_account_per_service():
     assert holders == {"mlflow-auth-init", "airflow-scheduler"}
     holders = {n for n, spec in services.items() if "mlflow_viewer_password" in _sources(spec)}
     assert holders == {"mlflow-auth-init"}  # viewer is for people
+
+
+def test_airflow_reads_dags_and_every_pipelines_dag_folder():
+    """The stack's DAG bundles are the ones `make up` configures (``airflow_env.dag_bundles``),
+    with the checkout at /opt/lakeforge: a pipeline's DAG folder is not left out of either."""
+    import json
+
+    from lakeforge.orchestration.airflow_env import dag_bundles
+    from lakeforge.settings import get_settings
+
+    configured = json.loads(compose()["x-airflow-env"]["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"])
+    here = json.loads(dag_bundles(get_settings()).replace(str(PROJECT_ROOT), "/opt/lakeforge"))
+    assert configured == here
+    assert [b["name"] for b in configured] == ["dags-folder", "pipeline-seattle-weather"]

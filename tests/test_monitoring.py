@@ -349,16 +349,31 @@ def test_mlflow_monitoring_runs_and_profile(mlflow_store, scored, drift_data, tm
     assert store.holdout_metrics(client, "flight_delay", "1")["roc_auc"] == 0.74
 
 
-def test_reference_profile_and_monitor_days_on_the_lake(mlflow_store, spark, tmp_path):
+def test_day_versions_come_from_the_manifests_read():
+    from lakeforge.monitoring.monitor import day_versions
+
+    manifests = {"2013-01-03": {"model": {"name": "flight_delay", "version": 3}},
+                 "2013-01-04": {"model": {"name": "flight_delay", "version": "4"}}}
+    assert day_versions(manifests, ["2013-01-03", "2013-01-04"]) == {"2013-01-03": ("flight_delay", "3"),
+                                                                    "2013-01-04": ("flight_delay", "4")}
+    # A manifest without the model (a hand-made partition): the versions come from the evaluation.
+    assert day_versions({**manifests, "2013-01-05": {"files": []}}, ["2013-01-03", "2013-01-05"]) is None
+    assert day_versions(manifests, ["2013-01-06"]) is None
+
+
+def test_reference_profile_and_monitor_days_on_the_lake(mlflow_store, spark, tmp_path, monkeypatch):
     """The profile from the published features of v1's training window (its version tags) and its
     predictions on its holdout day by a real fitted Spark model, logged on its run and read back;
-    then ``monitor_days`` over published predictions and the retraining decision from the tables."""
+    then ``monitor_days`` over published predictions (each day's predictions manifest read once)
+    and the retraining decision from the tables."""
+    from collections import Counter
+
     import pyarrow as pa
     from pyspark.ml import Pipeline
     from pyspark.ml.classification import LogisticRegression
     from pyspark.ml.feature import VectorAssembler
 
-    from lakeforge.publish import PartitionFile, publish_partition
+    from lakeforge.publish import MANIFEST, PartitionFile, publish_partition
 
     lake = Lake(f"file://{tmp_path}/lake")
     rng = random.Random(5)
@@ -397,8 +412,20 @@ def test_reference_profile_and_monitor_days_on_the_lake(mlflow_store, spark, tmp
                   "scoring_run_id": "s"} for r in rows[ds]]
         publish_partition(lake, store.PREDICTIONS, f"ds={ds}", [PartitionFile(
             "part-0.parquet", store.parquet_bytes(preds, pschema), {"rows": len(preds)})])
+    manifest_reads: Counter[str] = Counter()
+    read_bytes = lake.read_bytes
+
+    def counting_read(rel: str) -> bytes:
+        data = read_bytes(rel)
+        if rel.startswith(f"{store.PREDICTIONS}/") and rel.endswith(f"/{MANIFEST}"):
+            manifest_reads[rel] += 1
+        return data
+
+    monkeypatch.setattr(lake, "read_bytes", counting_read)
     out = monitor_days(spark, lake, ["2013-01-03", "2013-01-04", "2013-01-05"], meta={"dag_run_id": "t"},
                        numeric=NUMERIC, categorical=CATEGORICAL)
+    # One read per scored day serves its files and its model version (day_versions).
+    assert manifest_reads == {f"{store.PREDICTIONS}/ds={ds}/{MANIFEST}": 1 for ds in ("2013-01-03", "2013-01-04")}
     assert out["days"] == ["2013-01-03", "2013-01-04"] and out["skipped"] == ["2013-01-05"]
     assert [r["rows_evaluated"] for r in out["performance"]] == [100, 100]
     assert sorted(out["drift"]) == ["2013-01-03", "2013-01-04"] and out["drift"]["2013-01-03"]["prediction"]

@@ -1,7 +1,9 @@
 """docs/new-pipeline.md, followed as a newcomer would: every file it gives (the code blocks after
 ``<!-- walkthrough:PATH -->``) written into a temporary pipelines folder and landing area, the DAG
-files copied into a DAGs folder of their own, the days ingested by the ingest DAG, the transform run
-as the page's commands say, and what the page promises checked. Edit the page, and this runs the edit."""
+files read by Airflow from the pipeline's own folder (the DAG bundles `make up` configures), the
+days ingested by the ingest DAG, the transform run as the page's commands say, the model
+declaration read as the training DAG reads it, and what the page promises checked. Edit the page,
+and this runs the edit."""
 
 from __future__ import annotations
 
@@ -35,9 +37,9 @@ def walkthrough_blocks() -> dict[str, tuple[str, str]]:
 def test_the_page_gives_every_file_of_the_folder_it_shows():
     blocks = walkthrough_blocks()
     files = sorted(p.split("/", 2)[2] for p in blocks if p.startswith(f"pipelines/{PIPELINE}/"))
-    assert files == ["__init__.py", "clean.py", "dags/ingest_bakery.py", "dags/transform_bakery.py",
-                     "features.py", "quality/clean_sales.json", "quality/features_sales.json",
-                     "quality/raw_sales.json", "transform.py"]
+    assert files == ["__init__.py", "clean.py", "dags/ingest_bakery.py", "dags/train_bakery.py",
+                     "dags/transform_bakery.py", "features.py", "model.py", "quality/clean_sales.json",
+                     "quality/features_sales.json", "quality/raw_sales.json", "transform.py"]
     # The folder tree the page draws names the same files.
     tree = DOC.read_text().split("## The folder", 1)[1].split("```")[1]
     assert sorted(re.findall(r"^\s+(\S+\.(?:py|json))", tree, re.M)) == sorted(p.rsplit("/", 1)[-1] for p in files)
@@ -84,25 +86,38 @@ def test_the_walkthrough_ingests_cleans_and_builds_features(airflow_db, spark, w
             if language == "json":
                 json.loads(content)  # a suite the page gives is valid JSON
 
-    # "copy (or link) the two files into the DAGs folder"
-    dags = workspace / "dags"
-    dags.mkdir()
-    for name in ("ingest_bakery.py", "transform_bakery.py"):
-        (dags / name).write_text((workspace / "pipelines" / PIPELINE / "dags" / name).read_text())
+    # "Airflow reads every pipeline folder's dags/ as a DAG bundle of its own": the bundles `make up`
+    # configures, with this pipeline's folder among them (it is on LAKEFORGE_PIPELINES_PATH).
+    from lakeforge.orchestration.airflow_env import dag_bundles
+    from lakeforge.settings import get_settings
+
+    bundles = json.loads(dag_bundles(get_settings()))
+    dags = workspace / "pipelines" / PIPELINE / "dags"
+    assert {"name": "pipeline-bakery", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(dags)}} in bundles
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
     assert sorted(list_py_file_paths(str(dags), safe_mode=True)) == sorted(str(p) for p in dags.iterdir())
     bag = DagBag(dag_folder=str(dags))
-    assert bag.import_errors == {} and sorted(bag.dag_ids) == ["ingest_bakery", "transform_bakery"]
+    assert bag.import_errors == {} and sorted(bag.dag_ids) == ["ingest_bakery", "train_bakery", "transform_bakery"]
     transform_dag = bag.dags["transform_bakery"]
     assert [a.name for a in transform_dag.timetable.asset_condition.objects] == ["bakery.raw.sales"]
     assert {t.task_id for t in transform_dag.tasks} == {"plan_dates", "anything_to_do", "spark_transform"}
 
-    # The ingest DAG, one run per delivered day (from a DAG bundle of this folder, as the
-    # dag-processor serializes it).
-    local = "airflow.dag_processing.bundles.local.LocalDagBundle"
-    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([
-        {"name": "dags-folder", "classpath": local, "kwargs": {}},
-        {"name": "walkthrough", "classpath": local, "kwargs": {"path": str(dags)}},
-    ]))
+    # The model: a regression on the features table; the training DAG's form and schedule are its.
+    from lakeforge.training.spec import load_model_spec
+
+    model = load_model_spec(PIPELINE)
+    assert (model.task, model.label, model.name, model.experiment) == ("regression", "label_sold", "bakery_sales",
+                                                                        "bakery_sales")
+    assert model.promotion_metric == "rmse" and model.families == ("gbt", "rf", "linear")
+    train_dag = bag.dags["train_bakery"]
+    assert train_dag.params["model_family"] == "rf" and train_dag.params["window_days"] == 56
+    assert [a.name for a in train_dag.timetable.asset_condition.objects] == [
+        "bakery.features.sales", "bakery.monitoring.retrain_requested"]
+    assert train_dag.get_task("train_and_register").application_args[:2] == ["--pipeline", PIPELINE]
+
+    # The ingest DAG, one run per delivered day (from the pipeline's bundle, as the dag-processor
+    # serializes it).
     for day in DAYS:
         dr = bag.dags["ingest_bakery"].test(logical_date=pendulum.parse(day, tz="UTC"))
         assert dr.state == "success", {ti.task_id: ti.state for ti in dr.get_task_instances()}

@@ -1,6 +1,7 @@
 """Batch scoring's LightGBM path (``lakeforge.scoring.arrow`` via ``score_flights.probabilities``):
 the same probabilities, bit for bit, as the model's own ``transform`` (its pandas UDF), nulls,
-NaN, unseen categories and integer columns included; booster and worker helpers."""
+NaN, unseen categories and integer columns included; booster and worker helpers; the job's Spark
+conf (its Arrow batch size) and the Python workers' warm-up."""
 
 from __future__ import annotations
 
@@ -9,6 +10,23 @@ import random
 import sys
 
 import pytest
+
+
+@pytest.fixture(scope="module", autouse=True)
+def job_conf(spark):
+    """The scoring job's own conf (``score_flights.SPARK_CONF``, as ``job_session`` sets it) on the
+    shared session for this module; the session's values as they were afterwards."""
+    from spark_jobs.score_flights import SPARK_CONF
+
+    before = {key: spark.conf.get(key, None) for key in SPARK_CONF}
+    for key, value in SPARK_CONF.items():
+        spark.conf.set(key, value)
+    yield SPARK_CONF
+    for key, value in before.items():
+        if value is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, value)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +65,9 @@ def test_arrow_path_gives_the_models_own_probabilities(spark, lgbm_model):
     extra = spark.createDataFrame([("u1", "2013-01-02", float("nan"), "never-seen", None, 0),
                                    ("u2", "2013-01-02", 1e30, None, 2**31 - 1, 1)], df.schema)
     scored_on = df.unionByName(extra).repartition(3)
+    conf = dict(spark.conf.getAll)
     mine = {r["flight_key"]: r["p"] for r in probabilities(spark, model, scored_on, ["flight_key", "ds"]).collect()}
+    assert dict(spark.conf.getAll) == conf  # scoring leaves the session's conf as it is
     theirs = {r["flight_key"]: r["p"] for r in
               with_probability(model.transform(scored_on)).select("flight_key", F.col("p").cast("double")).collect()}
     assert len(mine) == len(theirs) == 3002
@@ -69,6 +89,36 @@ def test_other_models_score_through_their_transform(spark):
     assert lightgbm_parts(model) is None
     out = probabilities(spark, model, df, ["flight_key", "ds"])
     assert out.columns == ["flight_key", "ds", "p"] and out.count() == 40
+
+
+def test_the_jobs_session_carries_its_arrow_batch_size(monkeypatch):
+    from types import SimpleNamespace
+
+    from spark_jobs import score_flights
+
+    built, conf = {}, {}
+    fake = SimpleNamespace(conf=SimpleNamespace(set=conf.__setitem__))
+    monkeypatch.setattr("lakeforge.spark.session", lambda name, **kw: built.update(name=name, **kw) or fake)
+    assert score_flights.job_session(input_bytes=123) is fake
+    assert built == {"name": "score_flights", "input_bytes": 123}
+    assert conf == score_flights.SPARK_CONF == {"spark.sql.execution.arrow.maxRecordsPerBatch": "65536"}
+
+
+def test_python_workers_warm_up_answers_its_seconds(spark, caplog):
+    from spark_jobs import score_flights
+
+    assert not hasattr(score_flights, "warm_s")  # no module state: the Future carries the time
+    warm = score_flights.warm_python_workers(spark, files=2)
+    assert 0 < warm.result(timeout=300)
+
+    class Broken:
+        @property
+        def sparkContext(self):
+            raise RuntimeError("no context")
+
+    with caplog.at_level("WARNING", logger="lakeforge.score_flights"):
+        assert 0 <= score_flights.warm_python_workers(Broken(), files=2).result(timeout=60)
+    assert "warming the Python workers failed: no context" in caplog.text
 
 
 def test_lightgbm_import_hides_only_what_the_process_lacks(monkeypatch):

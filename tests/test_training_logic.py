@@ -138,7 +138,7 @@ def test_lower_is_better_metrics():
     assert promotion.decide(m(0.6, log_loss=0.45), m(0.6, log_loss=0.50), m(0.5), policy).promoted
     assert not promotion.decide(m(0.6, log_loss=0.495), m(0.6, log_loss=0.50), m(0.5), policy).promoted
     with pytest.raises(ValueError, match="unknown promotion metric"):
-        promotion.Policy(metric="accuracy")
+        promotion.Policy(metric="precision_at_10")
 
 
 def window(start, end, valid_start, holdout_start, holdout_end):

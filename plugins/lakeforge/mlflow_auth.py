@@ -196,23 +196,31 @@ def init(state_dir: Path | str, tracking_uri: str, experiment: str | None = None
     (idempotent); returns each account's password file."""
     from lakeforge.settings import get_settings
 
+    from lakeforge.training.spec import model_specs
+
     s = get_settings()
-    experiment, model = experiment or s.mlflow_experiment, model or s.model_name
+    # Every pipeline's experiment and model (``lakeforge/pipelines/*/model.py``), made here up
+    # front so no job account creates (and so manages) one; ``experiment`` / ``model``: one pair only.
+    if experiment or model:
+        targets = [(experiment or s.mlflow_experiment, model or s.model_name, "")]
+    else:
+        targets = [(spec.experiment, spec.name, spec.description) for spec in model_specs()]
     admin_file = password_file(state_dir, ADMIN)
     admin = AuthAdmin(tracking_uri, _nonempty(admin_file, read_secret(admin_file)))
-    exp_id = admin.experiment_id(experiment)
-    monitoring_id = admin.experiment_id(f"{experiment}-monitoring", dict([EXPERIMENT_KIND]))
-    admin.call("/api/2.0/mlflow/registered-models/create", exists_ok=True,
-               json={"name": model, "description": "Flight arrival delay > 15 min (lakeforge)"})
-    files = {}
-    for account, (on_experiment, on_model) in ACCOUNTS.items():
-        files[account] = password_file(state_dir, account)
-        admin.ensure_user(account, _nonempty(files[account], generated_secret(files[account])))
-        admin.grant(account, "experiment", exp_id, on_experiment)
-        admin.grant(account, "registered_model", model, on_model)
-        admin.grant(account, "experiment", monitoring_id, MONITORING[account])
-    log.info("MLflow accounts %s on %s (experiment %s = %s, model %s)", sorted(files), tracking_uri,
-             experiment, exp_id, model)
+    files = {account: password_file(state_dir, account) for account in ACCOUNTS}
+    for account, path in files.items():
+        admin.ensure_user(account, _nonempty(path, generated_secret(path)))
+    for experiment_name, model_name, description in targets:
+        exp_id = admin.experiment_id(experiment_name, dict([EXPERIMENT_KIND]))  # the model-training view
+        monitoring_id = admin.experiment_id(f"{experiment_name}-monitoring", dict([EXPERIMENT_KIND]))
+        admin.call("/api/2.0/mlflow/registered-models/create", exists_ok=True,
+                   json={"name": model_name, "description": f"{description} (lakeforge)".lstrip()})
+        for account, (on_experiment, on_model) in ACCOUNTS.items():
+            admin.grant(account, "experiment", exp_id, on_experiment)
+            admin.grant(account, "registered_model", model_name, on_model)
+            admin.grant(account, "experiment", monitoring_id, MONITORING[account])
+        log.info("MLflow accounts %s on %s (experiment %s = %s, model %s)", sorted(files), tracking_uri,
+                 experiment_name, exp_id, model_name)
     return files
 
 

@@ -510,9 +510,10 @@ def newest_days() -> dict[str, str]:
     """``layer/table`` -> the newest published day, per source's namespace in the lake."""
     from lakeforge.lake import source_lake
     from lakeforge.publish import list_partitions
+    from lakeforge.sources import pipeline_folders
 
     out = {}
-    for source in ("nycflights",):
+    for source in pipeline_folders():
         lake = source_lake(source)
         for layer in ("raw", "clean", "features", "predictions", "monitoring"):
             try:
@@ -529,10 +530,16 @@ def newest_days() -> dict[str, str]:
     return out
 
 
-def champion(p: Paths, base: str) -> str:
+def champions(p: Paths, base: str) -> list[str]:
+    """One line per pipeline's model (``model.py``): its champion, or that there is none yet."""
+    from lakeforge.training.spec import model_specs
+
+    return [champion(p, base, spec.name, spec.job) for spec in model_specs()]
+
+
+def champion(p: Paths, base: str, name: str, trainer: str) -> str:
     user, path = logins(p)["mlflow"]
     auth = b64encode(f"{user}:{read_secret(path)}".encode()).decode()
-    name = _settings().model_name
     q = urllib.parse.urlencode({"name": name, "alias": "champion"})
     try:
         v = _get_json(f"{base}/api/2.0/mlflow/registered-models/alias?{q}",
@@ -540,7 +547,7 @@ def champion(p: Paths, base: str) -> str:
     except urllib.error.HTTPError as exc:
         body = exc.read().decode(errors="replace")
         if exc.code == 404 or "not found" in body:  # MLflow 3.17: 400 INVALID_PARAMETER_VALUE "... not found"
-            return f"{name}@champion: none yet (train_delay_model registers one)"
+            return f"{name}@champion: none yet ({trainer} registers one)"
         raise RuntimeError(f"HTTP {exc.code}: {body[:300]}") from exc
     return f"{name}@champion = version {v['version']} (run {v.get('run_id', '?')})"
 
@@ -582,9 +589,10 @@ def status(p: Paths | None = None) -> int:
         print(f"  {key:32} {day}")
     if not days:
         print("  nothing in the lake yet")
-    print("Model:")
+    print("Models:")
     try:
-        print(f"  {champion(p, u['mlflow'])}")
+        for line in champions(p, u["mlflow"]):
+            print(f"  {line}")
     except Exception as exc:  # noqa: BLE001
         print(f"  (MLflow is not answering: {exc})")
     if down_services:

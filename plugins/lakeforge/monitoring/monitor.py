@@ -29,10 +29,23 @@ log = logging.getLogger(__name__)
 
 def read_days(spark, lake: Lake, table: str, days: Sequence[str]) -> tuple["DataFrame | None", list[str]]:
     """A published table's partitions of ``days`` (``ds`` as a string), as one scan, and the days found."""
-    files = published_files(lake, table, days)
+    return scan_days(spark, lake, table, days)[:2]
+
+
+def scan_days(spark, lake: Lake, table: str,
+              days: Sequence[str]) -> tuple["DataFrame | None", list[str], dict[str, dict[str, Any]]]:
+    """``read_days`` and the manifests of the days found: each read once, for its files and
+    whatever else the caller needs from it (the predictions' model)."""
+    manifests: dict[str, dict[str, Any]] = {}
+
+    def keep(ds: str, manifest: dict[str, Any]) -> bool:
+        manifests[ds] = manifest
+        return True
+
+    files = published_files(lake, table, days, accept=keep)
     if not files:
-        return None, []
-    return read_published(spark, files), sorted(files)
+        return None, [], {}
+    return read_published(spark, files), sorted(files), {ds: manifests[ds] for ds in sorted(files)}
 
 
 def monitor_days(spark, lake: Lake, days: Sequence[str], log_to_mlflow: bool = True,
@@ -43,13 +56,13 @@ def monitor_days(spark, lake: Lake, days: Sequence[str], log_to_mlflow: bool = T
     log both to the versions' monitoring runs. ``meta``: extra manifest fields (e.g. ``dag_run_id``);
     ``models``: Spark models already loaded, by version (the scoring job's champion), used if a
     version's reference profile must be built."""
-    predictions, scored = read_days(spark, lake, store.PREDICTIONS, days)
+    predictions, scored, manifests = scan_days(spark, lake, store.PREDICTIONS, days)
     features, featured = read_days(spark, lake, store.FEATURES, scored)
     skipped = sorted(set(days) - set(featured))
     if predictions is None or features is None:
         return {"days": [], "skipped": skipped, "performance": [], "drift": {}}
     warm_plotting()  # imported while Spark works (the plot is drawn after it)
-    versions = day_versions(lake, featured)
+    versions = day_versions(manifests, featured)
     predictions, features = predictions.cache(), features.cache()
     try:
         # Evaluation and drift are independent Spark jobs over the same cached days: run together
@@ -80,14 +93,13 @@ def monitor_days(spark, lake: Lake, days: Sequence[str], log_to_mlflow: bool = T
             "performance_uris": perf_uris, "report_uris": report_uris}
 
 
-def day_versions(lake: Lake, days: Sequence[str]) -> dict[str, tuple[str, str]] | None:
-    """{day: (model name, version)} from the published predictions' manifests (the scoring job
-    records its one model there); None when a manifest does not say."""
-    from lakeforge.publish import partition_name, read_manifest
-
+def day_versions(manifests: Mapping[str, dict[str, Any]], days: Sequence[str]) -> dict[str, tuple[str, str]] | None:
+    """{day: (model name, version)} from the published predictions' ``manifests`` of ``days``
+    (the scoring job records its one model there; those whose files were read); None when a
+    manifest does not say."""
     out = {}
     for ds in days:
-        model = (read_manifest(lake, store.PREDICTIONS, partition_name(ds)) or {}).get("model") or {}
+        model = (manifests.get(ds) or {}).get("model") or {}
         if not model.get("name") or model.get("version") is None:
             return None
         out[ds] = (str(model["name"]), str(model["version"]))

@@ -135,6 +135,27 @@ def spark_connection(master: str) -> str:
     return json.dumps({"conn_type": "spark", "host": master})
 
 
+LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
+
+
+def pipeline_dag_folders() -> dict[str, Path]:
+    """Each pipeline's own DAG folder (``<pipeline folder>/dags/``, ``LAKEFORGE_PIPELINES_PATH``'s
+    pipelines included), by pipeline."""
+    from lakeforge.sources import pipeline_folders
+
+    return {name: folder / "dags" for name, folder in pipeline_folders().items()
+            if any((folder / "dags").glob("*.py"))}
+
+
+def dag_bundles(settings: Settings) -> str:
+    """Airflow's DAG bundles: ``dags/`` and every pipeline's DAG folder, so a pipeline's DAGs are
+    in the same Airflow as soon as its folder has them (no copy into ``dags/``)."""
+    bundles = [{"name": "dags-folder", "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(settings.dags_folder)}}]
+    bundles += [{"name": f"pipeline-{name.replace('_', '-')}", "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(path)}}
+                for name, path in pipeline_dag_folders().items()]
+    return json.dumps(bundles)
+
+
 def airflow_environ(settings: Settings | None = None, env: dict[str, str] | None = None) -> dict[str, str]:
     """Variables to add to ``env`` (default os.environ); keys already present are left alone.
     Creates the secret and database files they name, owner-only (``prepare_home``)."""
@@ -145,6 +166,7 @@ def airflow_environ(settings: Settings | None = None, env: dict[str, str] | None
     wanted = {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.dags_folder),
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": dag_bundles(settings),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",

@@ -1,4 +1,4 @@
-"""DAG factory: train the flight-delay model on Spark and run the registry gate.
+"""DAG factory: train a pipeline's model (its ``ModelSpec``) on Spark and run the registry gate.
 
 Scheduled weekly OR on either asset (``AssetOrTimeSchedule`` with ``features | retrain_requested``,
 an ``AssetAny``: a list would be ``AssetAll``, waiting for both). ``plan_training`` decides
@@ -13,8 +13,10 @@ configured window and holdout) fails a manual run with the reason, the form aske
 or asset-triggered run trains nothing and says why (unpausing the DAG starts the last weekly run at
 once: on a lake a few days old that is not a failure). A configuration no data can fill
 (``validation_days >= window_days``) fails every run. The
-training itself is ONE ``spark-submit`` of ``spark_jobs/train_delay_model.py`` whose run key is
-``<dag_id>/<run_id>``: a retried task registers no second version.
+training itself is ONE ``spark-submit`` of the generic job (``spark_jobs/train.py --pipeline
+<name>``; nycflights' DAG runs it as ``spark_jobs/train_delay_model.py``) whose run key is
+``<dag_id>/<run_id>``: a retried task registers no second version. The trigger form's defaults
+and family choices are the pipeline's (``lakeforge.pipelines.<name>.model``).
 
 The model asset (``models.<name>``: "the champion changed", what batch scoring schedules on) is the
 outlet of ``publish_champion``, not of the training task: it reads this run key's decision from
@@ -93,6 +95,13 @@ def decide_plan(
     return plan
 
 
+FAMILY_HELP = {
+    "binary": "LightGBM across executors, xgboost.spark, MLlib LogisticRegression or GBT.",
+    "multiclass": "MLlib RandomForestClassifier or multinomial LogisticRegression.",
+    "regression": "MLlib GBTRegressor, RandomForestRegressor or LinearRegression.",
+}
+
+
 def _fits_full_calendar(end: str, *, window_days: int, holdout_days: int, validation_days: int) -> bool:
     """Whether the split could be built if every calendar day up to ``end`` had a partition: a
     refusal on the real days is then a shortage of data, not a configuration that cannot work."""
@@ -140,17 +149,21 @@ def build_train_dag(
     *,
     dag_id: str,
     source_name: str,
-    application: str,
     start_date: datetime,
     doc_md: str,
+    application: str = "spark_jobs/train.py",
     cron: str = "0 4 * * 1",
 ) -> DAG:
+    """The training DAG of the pipeline ``source_name`` (its ``model.py`` declares the model)."""
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
     from lakeforge.spark import spark_conf
+    from lakeforge.training.spec import load_model_spec
 
     s = get_settings()
-    features = lake_asset(source_name, "features", "flights")
+    spec = load_model_spec(source_name)
+    layer, table = spec.features.split("/", 1)
+    features = lake_asset(source_name, layer, table)
     with DAG(
         dag_id=dag_id,
         schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"),
@@ -163,17 +176,18 @@ def build_train_dag(
         doc_md=doc_md,
         params={
             "end": day_param("Last day", "Newest feature day used (the holdout ends here). Empty: the newest published."),
-            "window_days": Param(s.train_window_days, type="integer", minimum=2, maximum=400,
+            "window_days": Param(spec.window_days, type="integer", minimum=2, maximum=max(400, spec.window_days),
                                  title="Training window (days)", description="Days of features before the holdout."),
-            "holdout_days": Param(s.holdout_days, type="integer", minimum=1, maximum=60, title="Holdout (days)",
+            "holdout_days": Param(spec.holdout_days, type="integer", minimum=1, maximum=max(60, spec.holdout_days),
+                                  title="Holdout (days)",
                                   description="Most recent days, never trained on; the gate scores on them."),
-            "validation_days": Param(s.validation_days, type="integer", minimum=1, maximum=60,
+            "validation_days": Param(spec.validation_days, type="integer", minimum=1,
+                                     maximum=max(60, spec.validation_days),
                                      title="Validation (days)",
                                      description="Last days of the window on which search trials are scored "
                                                  "(fewer than the window's days)."),
-            "model_family": Param(s.train_model_family, type="string", enum=["lightgbm", "xgboost", "lr", "gbt"],
-                                  title="Model family",
-                                  description="LightGBM across executors, xgboost.spark, MLlib LogisticRegression or GBT."),
+            "model_family": Param(spec.family, type="string", enum=list(spec.families), title="Model family",
+                                  description=FAMILY_HELP[spec.task]),
             "search_budget": Param(s.search_budget, type="integer", minimum=1, maximum=64, title="Search budget",
                                    description="Hyperparameter trials (each a nested MLflow run)."),
             "search_parallelism": Param(s.search_parallelism, type="integer", minimum=1, maximum=16,
@@ -189,10 +203,11 @@ def build_train_dag(
             from lakeforge.training.data import feature_partitions, usable
 
             settings = get_settings()
-            days = [p["ds"] for p in usable(feature_partitions(source_lake(source_name)))]
+            model_name = load_model_spec(source_name).name  # as the job resolves it, at run time
+            days = [p["ds"] for p in usable(feature_partitions(source_lake(source_name), spec.features))]
             run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type)) if dag_run else "manual"
             try:
-                result = decide_plan(params or {}, run_type, days, last_trained_end(source_name, settings.model_name),
+                result = decide_plan(params or {}, run_type, days, last_trained_end(source_name, model_name),
                                      settings.train_min_new_days,
                                      retrain_reasons(triggering_asset_events, source_name))
             except ValueError as exc:  # a window the data cannot support: retrying cannot help
@@ -219,6 +234,7 @@ def build_train_dag(
             name=dag_id,
             conf=spark_conf(),
             application_args=[
+                "--pipeline", source_name,
                 "--run-key", "{{ dag.dag_id }}/{{ run_id }}",
                 "--dag-id", "{{ dag.dag_id }}",
                 "--dag-run-id", "{{ run_id }}",
@@ -238,7 +254,7 @@ def build_train_dag(
             ],
         )
 
-        champion_asset = model_asset(s.model_name)
+        champion_asset = model_asset(spec.name)
 
         @task(task_id="publish_champion", outlets=[champion_asset])
         def publish_champion(dag_run=None, outlet_events=None) -> str:
@@ -250,24 +266,25 @@ def build_train_dag(
             from lakeforge.training.tracking import check_reachable, configure_client_retries
 
             settings = get_settings()
+            model_name = load_model_spec(source_name).name
             configure_client_retries()
             check_reachable(settings.mlflow_tracking_uri)
             mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
             mlflow.set_registry_uri(settings.mlflow_tracking_uri)
             run_key = f"{dag_id}/{dag_run.run_id}"
-            version = registry.promoted_version(settings.model_name, run_key)
+            version = registry.promoted_version(model_name, run_key)
             if version is None:
-                done = registry.complete_version(settings.model_name, run_key)
+                done = registry.complete_version(model_name, run_key)
                 what = (f"v{done.version} {done.tags.get('lakeforge.decision')}" if done is not None
                         else "no complete version")
-                champion = registry.champion_version(settings.model_name)
+                champion = registry.champion_version(model_name)
                 stays = f"v{champion.version}" if champion is not None else "none"
-                raise AirflowSkipException(f"{settings.model_name} run key {run_key}: {what}; champion stays "
+                raise AirflowSkipException(f"{model_name} run key {run_key}: {what}; champion stays "
                                            f"{stays}: no {champion_asset.name} event")
             outlet_events[champion_asset].extra = {
-                "model": settings.model_name, "version": version, "run_key": run_key,
-                "model_uri": f"models:/{settings.model_name}/{version}"}
-            log.info("%s v%s is champion: %s event emitted", settings.model_name, version, champion_asset.name)
+                "model": model_name, "version": version, "run_key": run_key,
+                "model_uri": f"models:/{model_name}/{version}"}
+            log.info("%s v%s is champion: %s event emitted", model_name, version, champion_asset.name)
             return version
 
         anything(planned) >> train >> publish_champion()

@@ -35,7 +35,7 @@ from typing import Any
 
 from lakeforge.lake import Lake
 
-HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "log_loss": False, "brier": False}
+from lakeforge.training.spec import HIGHER_IS_BETTER, METRIC_LABELS  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,12 @@ class Policy:
             raise ValueError("the promotion margin must be >= 0")
 
     @classmethod
-    def from_settings(cls, settings=None) -> "Policy":
+    def from_settings(cls, settings=None, metric: str | None = None) -> "Policy":
+        """The configured policy; ``metric``: a model spec's own promotion metric."""
         from lakeforge.settings import get_settings
 
         s = settings or get_settings()
-        return cls(s.promotion_metric, s.promotion_margin, s.guard_calibration_tolerance,
+        return cls(metric or s.promotion_metric, s.promotion_margin, s.guard_calibration_tolerance,
                    s.guard_positive_rate_tolerance)
 
 
@@ -181,6 +182,10 @@ def decide(challenger: dict[str, float], champion: dict[str, float] | None, base
     def gap(metrics: dict[str, float]) -> float:
         return abs(metrics["mean_prediction"] - metrics["positive_rate"])
 
+    if "calibration_error" not in challenger:  # not a probability of one class: no guards apply
+        if comparison is not None and comparison.note:
+            reasons.append(comparison.note)
+        return Decision(beats, reasons, reference, improvement, {})
     ece, ref_ece = challenger["calibration_error"], ref["calibration_error"]
     guards = {
         "calibration": ece <= ref_ece + policy.calibration_tolerance,
@@ -199,8 +204,6 @@ def decide(challenger: dict[str, float], champion: dict[str, float] | None, base
 
 
 # -- the one line a person reads on the version -------------------------------------------------
-
-METRIC_LABELS = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC", "log_loss": "log loss", "brier": "Brier score"}
 
 
 def short_span(days) -> str:

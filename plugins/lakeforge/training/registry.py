@@ -172,16 +172,18 @@ def holdout_window(version) -> tuple[str, str] | None:
     return None
 
 
-def register(name: str, model_uri: str, run_id: str, run_key: str, tags: dict[str, str]) -> str:
+def register(name: str, model_uri: str, run_id: str, run_key: str, tags: dict[str, str],
+             description: str = "") -> str:
     """A new pending version, its artifact digest recorded, with alias ``challenger``; returns its
-    number. A failure on the way leaves a pending version, which a retry deletes."""
+    number. A failure on the way leaves a pending version, which a retry deletes. ``description``:
+    the registered model's, where this creates it (what the model predicts)."""
     from mlflow.exceptions import MlflowException
 
     from lakeforge.training.artifact_digest import record_digest
 
     c = client()
     try:
-        c.create_registered_model(name, description="Flight arrival delay > 15 min (lakeforge)")
+        c.create_registered_model(name, description=f"{description} (lakeforge)".lstrip())
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise

@@ -1,4 +1,4 @@
-"""Model families as Spark ML pipelines over the features table (``spark_jobs.features``).
+"""Model families as Spark ML pipelines over a pipeline's features table (its ``ModelSpec``).
 
 - ``lr``: MLlib LogisticRegression, the baseline. Categoricals (and the hour and weekday, which
   are not linear in the delay risk) are string-indexed and one-hot encoded, numerics imputed
@@ -12,10 +12,16 @@
   slots given to the trial). Categoricals are string-indexed (the index is an ordinary numeric
   feature: measured AUC 0.690 on the year vs 0.688 as LightGBM categoricals); each worker orders
   its rows in time before building its Dataset.
-- ``gbt``: MLlib GBTClassifier (measured slower and weaker here: kept for comparison).
+- ``gbt``: MLlib GBTClassifier (measured slower and weaker here: kept for comparison), or
+  GBTRegressor for a regression task.
+- ``rf``: MLlib RandomForestClassifier (multiclass) or RandomForestRegressor; numerics imputed.
+- ``linear``: MLlib LinearRegression, the regression baseline (prepared like ``lr``).
 
-Every pipeline takes the raw feature columns and outputs ``probability`` (a vector), so the
-logged model scores a features DataFrame as it is.
+``lr`` fits a multinomial model when the label has more than two classes. Every classification
+pipeline takes the raw feature columns and outputs ``probability`` (a vector) and ``prediction``;
+a regression pipeline outputs ``prediction``: the logged model scores a features DataFrame as it is.
+Which columns are features, the label and the task come from the spec (``spec=``; default: the
+reference pipeline's, nycflights).
 """
 
 from __future__ import annotations
@@ -23,15 +29,10 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from spark_jobs.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from lakeforge.training.spec import TASKS, ModelSpec
 
-FAMILIES = ("xgboost", "lightgbm", "lr", "gbt")
-# Rows ordered by these before a LightGBM worker builds its Dataset (cache-friendly histogram passes).
-TIME_ORDER = ["sched_dep_hour", "sched_dep_minute"]
-LABEL = "label"
-# Not linear in the delay risk: one-hot for the linear baseline.
-LR_ONE_HOT_NUMERIC = ["sched_dep_hour", "day_of_week"]
-LR_EXCLUDED: list[str] = []
+# The binary families (the reference model's choices in the settings and its trigger form).
+FAMILIES = TASKS["binary"].families
 
 # Search spaces: a fixed first trial (sane defaults), then random draws (seeded per run).
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -44,6 +45,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                  "reg_lambda": 5.0, "subsample": 0.8, "colsample_bytree": 0.5},
     "lr": {"regParam": 0.001, "elasticNetParam": 0.0, "maxIter": 50},
     "gbt": {"maxDepth": 5, "stepSize": 0.1, "maxIter": 50, "minInstancesPerNode": 20},
+    "rf": {"numTrees": 100, "maxDepth": 8, "minInstancesPerNode": 5, "subsamplingRate": 1.0},
+    "linear": {"regParam": 0.01, "elasticNetParam": 0.0, "maxIter": 50},
 }
 SPACES: dict[str, dict[str, list[Any]]] = {
     "xgboost": {"max_depth": [4, 5, 6, 8], "learning_rate": [0.05, 0.1, 0.2],
@@ -55,13 +58,23 @@ SPACES: dict[str, dict[str, list[Any]]] = {
     "lr": {"regParam": [0.0001, 0.001, 0.01, 0.05], "elasticNetParam": [0.0, 0.1, 0.5], "maxIter": [30, 50, 100]},
     "gbt": {"maxDepth": [4, 5, 6], "stepSize": [0.05, 0.1, 0.2], "maxIter": [30, 50],
             "minInstancesPerNode": [5, 20, 50]},
+    "rf": {"numTrees": [50, 100, 200], "maxDepth": [5, 8, 12], "minInstancesPerNode": [1, 5, 20],
+           "subsamplingRate": [0.7, 1.0]},
+    "linear": {"regParam": [0.0, 0.01, 0.1, 1.0], "elasticNetParam": [0.0, 0.5, 1.0], "maxIter": [50, 100]},
 }
+
+
+def default_spec() -> ModelSpec:
+    """The reference pipeline's model (nycflights), where a caller names none."""
+    from lakeforge.training.spec import load_model_spec
+
+    return load_model_spec("nycflights")
 
 
 def candidates(family: str, budget: int, seed: int = 13) -> list[dict[str, Any]]:
     """``budget`` distinct configurations: the defaults first, then random draws."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}: one of {', '.join(FAMILIES)}")
+    if family not in DEFAULTS:
+        raise ValueError(f"unknown model family {family!r}: one of {', '.join(DEFAULTS)}")
     rng = random.Random(seed)
     out = [dict(DEFAULTS[family])]
     space = SPACES[family]
@@ -84,42 +97,55 @@ def _indexers(columns: list[str]):
 
 
 # Families whose pipeline imputes numerics (MLlib's Imputer cannot fit a column with no value).
-IMPUTING_FAMILIES = ("lr", "gbt")
+IMPUTING_FAMILIES = ("lr", "gbt", "rf", "linear")
 
 
-def observed_numeric(df) -> list[str]:
+def observed_numeric(df, spec: ModelSpec | None = None) -> list[str]:
     """The numeric features with at least one value in ``df``: a window too short for a feature
     (the first days of the data have no history) leaves it all null, and an imputing family
     leaves it out instead of failing. One aggregate over the rows."""
     from pyspark.sql import functions as F
 
-    counts = df.agg(*[F.count(c).alias(c) for c in NUMERIC_FEATURES]).first().asDict()
-    return [c for c in NUMERIC_FEATURES if counts[c]]
+    numeric, _ = (spec or default_spec()).feature_columns()
+    counts = df.agg(*[F.count(c).alias(c) for c in numeric]).first().asDict()
+    return [c for c in numeric if counts[c]]
 
 
 def build_pipeline(family: str, params: dict[str, Any], num_workers: int = 1, seed: int = 13,
-                   categorical: list[str] | None = None, numeric: list[str] | None = None):
-    """An unfitted Pipeline: raw feature columns in, ``probability`` out. ``categorical`` /
-    ``numeric``: a subset of the features (ablations); all of them by default."""
+                   categorical: list[str] | None = None, numeric: list[str] | None = None,
+                   spec: ModelSpec | None = None):
+    """An unfitted Pipeline: raw feature columns in, ``probability`` (classification) or
+    ``prediction`` (regression) out. ``categorical`` / ``numeric``: a subset of the spec's
+    features (ablations, or the observed ones); all of them by default."""
     from pyspark.ml import Pipeline
     from pyspark.ml.feature import Imputer, OneHotEncoder, VectorAssembler
 
-    categorical = CATEGORICAL_FEATURES if categorical is None else categorical
-    numeric_all = NUMERIC_FEATURES if numeric is None else numeric
+    spec = spec or default_spec()
+    all_numeric, all_categorical = spec.feature_columns()
+    categorical = all_categorical if categorical is None else categorical
+    numeric_all = all_numeric if numeric is None else numeric
+    label = spec.label
+    regression = spec.task == "regression"
+    if family not in spec.kind.families:
+        raise ValueError(f"family {family!r} does not fit a {spec.task} task: one of {', '.join(spec.kind.families)}")
 
-    if family == "lr":
+    if family in ("lr", "linear"):
         from pyspark.ml.classification import LogisticRegression
+        from pyspark.ml.regression import LinearRegression
 
-        onehot = categorical + [c for c in LR_ONE_HOT_NUMERIC if c in numeric_all]
-        numeric = [c for c in numeric_all if c not in LR_ONE_HOT_NUMERIC + LR_EXCLUDED]
+        one_hot_numeric = list(spec.one_hot_numeric)
+        onehot = categorical + [c for c in one_hot_numeric if c in numeric_all]
+        numeric = [c for c in numeric_all if c not in one_hot_numeric]
         imputed = [f"{c}_imp" for c in numeric]
+        estimator = (LinearRegression(featuresCol="features", labelCol=label, **params) if family == "linear"
+                     else LogisticRegression(featuresCol="features", labelCol=label, **params))
         stages = [
             _indexers(onehot),
             OneHotEncoder(inputCols=[f"{c}_idx" for c in onehot], outputCols=[f"{c}_oh" for c in onehot],
                           handleInvalid="keep"),
             Imputer(inputCols=numeric, outputCols=imputed, strategy="median"),
             VectorAssembler(inputCols=[f"{c}_oh" for c in onehot] + imputed, outputCol="features"),
-            LogisticRegression(featuresCol="features", labelCol=LABEL, **params),
+            estimator,
         ]
         return Pipeline(stages=stages)
 
@@ -134,7 +160,7 @@ def build_pipeline(family: str, params: dict[str, Any], num_workers: int = 1, se
         # on the year, 23.3 -> 21.8 s on it repeated 8x (local[2]).
         # xgboost.spark always evaluates the training set after every round; with no metric to
         # compute that is skipped (nothing reads the per-round history): fit 22.5 -> 21.5 s at 8x.
-        model = SparkXGBClassifier(features_col=assembled, label_col=LABEL, num_workers=num_workers,
+        model = SparkXGBClassifier(features_col=assembled, label_col=label, num_workers=num_workers,
                                    missing=float("nan"), tree_method="hist", random_state=seed, verbose=False,
                                    disable_default_eval_metric=True, **params)
         return Pipeline(stages=[_indexers(categorical), model])
@@ -146,19 +172,23 @@ def build_pipeline(family: str, params: dict[str, Any], num_workers: int = 1, se
         lgb_params = {"seed": seed, **params}
         if lgb_params.get("subsample", 1.0) < 1.0:
             lgb_params.setdefault("subsample_freq", 1)  # LightGBM bags rows only with a frequency set
-        model = SparkLGBMClassifier(featuresCols=assembled, labelCol=LABEL, numWorkers=num_workers,
-                                    lgbParams=json.dumps(lgb_params), sortCols=[c for c in TIME_ORDER if c in numeric_all])
+        model = SparkLGBMClassifier(featuresCols=assembled, labelCol=label, numWorkers=num_workers,
+                                    lgbParams=json.dumps(lgb_params),
+                                    sortCols=[c for c in spec.time_order if c in numeric_all])
         return Pipeline(stages=[_indexers(categorical), model])
-    elif family == "gbt":
-        from pyspark.ml.classification import GBTClassifier
+    elif family in ("gbt", "rf"):
+        from pyspark.ml import classification, regression as reg
 
-        # GBT cannot take NaN: impute first (numerics only; indices are never null).
+        # MLlib's trees cannot take NaN: impute first (numerics only; indices are never null).
         prep = [_indexers(categorical),
                 Imputer(inputCols=numeric_all, outputCols=[f"{c}_imp" for c in numeric_all],
                         strategy="median"),
                 VectorAssembler(inputCols=[f"{c}_idx" for c in categorical]
                                 + [f"{c}_imp" for c in numeric_all], outputCol="features")]
-        model = GBTClassifier(featuresCol="features", labelCol=LABEL, seed=seed, maxBins=128, **params)
+        estimator = {("gbt", False): classification.GBTClassifier, ("gbt", True): reg.GBTRegressor,
+                     ("rf", False): classification.RandomForestClassifier,
+                     ("rf", True): reg.RandomForestRegressor}[family, regression]
+        model = estimator(featuresCol="features", labelCol=label, seed=seed, maxBins=128, **params)
     else:
         raise ValueError(f"unknown model family {family!r}")
     return Pipeline(stages=[*prep, model])
@@ -175,17 +205,25 @@ def feature_importance(family: str, model) -> dict[str, float]:
         booster = last.get_booster()
         gain = booster.feature_importance(importance_type="gain")
         return {k.removesuffix("_idx"): float(v) for k, v in zip(booster.feature_name(), gain) if v > 0}
-    if family == "gbt":
+    if family in ("gbt", "rf"):
         names = [c.removesuffix("_idx").removesuffix("_imp") for c in model.stages[2].getInputCols()]
         return {n: float(v) for n, v in zip(names, last.featureImportances.toArray())}
-    # lr: |coefficient| summed per source column, from the assembler's metadata.
-    coefs = last.coefficients.toArray()
+    # lr / linear: |coefficient| summed per source column (and over the classes of a multinomial
+    # model), from the assembler's metadata.
+    import numpy as np
+
+    coefs = (np.abs(last.coefficientMatrix.toArray()).sum(axis=0) if _multinomial(last)
+             else np.abs(last.coefficients.toArray()))
     out: dict[str, float] = {}
     pos = 0
     for name, size in _lr_block_sizes(model):
-        out[name] = float(abs(coefs[pos:pos + size]).sum())
+        out[name] = float(coefs[pos:pos + size].sum())
         pos += size
     return out
+
+
+def _multinomial(model) -> bool:
+    return getattr(model, "numClasses", 2) > 2
 
 
 def _lr_block_sizes(model) -> list[tuple[str, int]]:
