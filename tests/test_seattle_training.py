@@ -128,6 +128,7 @@ def test_the_training_dag_registers_and_promotes_the_multiclass_model(features_l
     assert metrics["holdout_log_loss"] < metrics["gate_baseline_log_loss"]
     assert 0.3 < metrics["holdout_accuracy"] <= 1.0
     assert run.data.params["train_start"] >= "2012-03-01" and run.data.params["holdout_end"] == "2013-06-01"
+    assert {d.dataset.name for d in run.inputs.dataset_inputs} >= {"features/weather/ds=2013-06-01"}
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.name == "seattle_weather"
 

@@ -261,8 +261,8 @@ def run(spark, lake: Lake, args: argparse.Namespace, spec: ModelSpec) -> dict[st
         mlflow.log_dict({p["ds"]: {k: p[k] for k in ("uri", "content_sha256", "rows", "quality",
                                                       "quality_evidence")} for p in train_parts + holdout_parts},
                         "input_partitions.json")
-        tracking.log_partition_inputs(rid, train_parts, "training")
-        tracking.log_partition_inputs(rid, holdout_parts, "evaluation")
+        tracking.log_partition_inputs(rid, train_parts, "training", spec.features)
+        tracking.log_partition_inputs(rid, holdout_parts, "evaluation", spec.features)
         timings["prepare_s"] = time.perf_counter() - t0
 
         t = time.perf_counter()

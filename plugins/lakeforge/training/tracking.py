@@ -133,8 +133,9 @@ def git_commit() -> str:
     return proc.stdout.strip() if proc.returncode == 0 else "unknown"
 
 
-def log_partition_inputs(run_id: str, partitions: Iterable[dict[str, Any]], context: str) -> None:
-    """Each input partition as an MLflow dataset input: its lake URI, content hash, rows, quality."""
+def log_partition_inputs(run_id: str, partitions: Iterable[dict[str, Any]], context: str, table: str) -> None:
+    """Each input partition of ``table`` as an MLflow dataset input: its lake URI, content hash,
+    rows, quality."""
     from mlflow import MlflowClient
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
@@ -142,7 +143,7 @@ def log_partition_inputs(run_id: str, partitions: Iterable[dict[str, Any]], cont
     for p in partitions:
         profile = {"rows": p["rows"], "content_sha256": p["content_sha256"], "quality": p["quality"]}
         ds = Dataset(
-            name=f"features/flights/ds={p['ds']}",
+            name=f"{table}/ds={p['ds']}",
             digest=p["content_sha256"][:32],  # the store keeps 36 chars; the full hash is in the profile
             source_type="lakeforge_lake",
             source=json.dumps({"uri": p["uri"]}),
