@@ -51,10 +51,12 @@ def client(remote: str, lake: str, dates: list[str], slots: int) -> dict[str, An
     from lakeforge.quality import gate
     from lakeforge.quality.spec import load_suite
 
-    from lakeforge.spark import size_file_splits
+    import lakeforge.spark
+    from lakeforge.pipelines.nycflights.transform import TRANSFORM
 
-    job.size_file_splits = functools.partial(size_file_splits, cores=slots)  # no SparkContext here
-    gate.preload(lambda: [load_suite(job.SOURCE_NAME, table) for table in job.AUDITED_TABLES])
+    # no SparkContext here (the job imports it from lakeforge.spark at run time)
+    lakeforge.spark.size_file_splits = functools.partial(lakeforge.spark.size_file_splits, cores=slots)
+    gate.preload(lambda: [load_suite(TRANSFORM.source, table) for table in TRANSFORM.audited_tables])
     from pyspark.sql import SparkSession
 
     t = time.perf_counter()

@@ -6,7 +6,7 @@ twice in ONE Spark application, on two lakes built from the same raw cache: the 
 JVM's warm-up (class loading, code generation, JIT compilation), the second does not. Then, still
 warm, it reads the published ``clean/flights`` and ``features/flights`` back and writes them twice
 (median of ``--repeats``): to Spark's ``noop`` sink and as Parquet the way the job writes it
-(``transform_flights.write_partitioned``). The difference is the Parquet writer's own cost
+(``lakeforge.transform.steps.write_partitioned``). The difference is the Parquet writer's own cost
 (encoding, compression, file output) for those rows.
 
     python -m bench.warm_transform --lake-a file:///tmp/a --lake-b file:///tmp/b --start 2013-01-01 --end 2013-12-30
@@ -26,12 +26,14 @@ from lakeforge.lake import Lake
 from lakeforge.quality import gate
 from lakeforge.quality.spec import load_suite
 from lakeforge.spark import session
+from lakeforge.pipelines.nycflights.transform import TRANSFORM
+from lakeforge.transform import steps
 from spark_jobs import transform_flights as tf
 
 
 def writer_cost(spark, lake: Lake, table: str, repeats: int) -> dict[str, Any]:
     """Seconds to write ``table`` (all its published rows) to noop and as the job writes it
-    (``transform_flights.write_partitioned``, into a scratch table of the lake), warm."""
+    (``lakeforge.transform.steps.write_partitioned``, into a scratch table of the lake), warm."""
     df = spark.read.parquet(lake.uri(table))
     rows = df.count()
     times: dict[str, list[float]] = {"noop": [], "parquet": []}
@@ -40,7 +42,7 @@ def writer_cost(spark, lake: Lake, table: str, repeats: int) -> dict[str, Any]:
         df.write.format("noop").mode("overwrite").save()
         times["noop"].append(time.perf_counter() - started)
         started = time.perf_counter()
-        staging = tf.write_partitioned(df, lake, f"_bench/{table}")
+        staging = steps.write_partitioned(df, lake, f"_bench/{table}")
         times["parquet"].append(time.perf_counter() - started)
         lake.delete(staging)
     noop, parquet = statistics.median(times["noop"]), statistics.median(times["parquet"])
@@ -56,14 +58,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--end", required=True)
     parser.add_argument("--repeats", type=int, default=3, help="writes per sink in the writer measurement")
     args = parser.parse_args(argv)
-    dates = tf.parse_dates(argparse.Namespace(dates=None, start=args.start, end=args.end))
+    dates = steps.parse_dates(argparse.Namespace(dates=None, start=args.start, end=args.end))
     lakes = [Lake(args.lake_a), Lake(args.lake_b)]
-    inputs = [tf.raw_inputs(lake, dates) for lake in lakes]
+    inputs = [steps.raw_inputs(lake, TRANSFORM.raw_tables, dates) for lake in lakes]
     # As the job does: Great Expectations imports while the JVM starts (the first run's gate).
-    gate.preload(lambda: [load_suite(tf.SOURCE_NAME, table) for table in tf.AUDITED_TABLES])
+    gate.preload(lambda: [load_suite(TRANSFORM.source, table) for table in TRANSFORM.audited_tables])
     started = time.perf_counter()
     # Sized like the job sizes itself (the same JIT choice as a fresh run of this input).
-    spark = session("transform_flights_warm", input_bytes=tf.input_bytes(inputs[0]))
+    spark = session("transform_flights_warm", input_bytes=steps.input_bytes(inputs[0]))
     startup = time.perf_counter() - started
     try:
         runs = []

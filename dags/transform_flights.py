@@ -9,9 +9,10 @@ DOC = """
 ### transform_flights: raw -> clean -> features
 
 Runs when `nycflights.raw.flights` or `nycflights.raw.weather` gets a new partition and processes,
-in ONE Spark application (`spark_jobs/transform_flights.py`), the event days whose two inputs are
-both in plus every pending day (inputs in, output missing or built from other raw content), so a
-day whose event was dropped while a run was busy is not left behind. The run's note names the
+in ONE Spark application (`spark_jobs/transform_flights.py`: the generic transform job running
+nycflights' declaration, `plugins/lakeforge/pipelines/nycflights/transform.py`), the event days
+whose two inputs are both in plus every pending day (inputs in, output missing or built from other
+raw content), so a day whose event was dropped while a run was busy is not left behind. The run's note names the
 days and why (`2013-01-02..2013-01-04 (3 days): 1 from events, 2 pending`):
 
 - `clean/flights`, `clean/weather`: explicit schemas, typed, departure/arrival times in local time

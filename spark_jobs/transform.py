@@ -6,8 +6,7 @@
 What it does is the pipeline's declaration (``lakeforge.pipelines.<name>.transform.TRANSFORM``)
 run by the platform's job, ``lakeforge.transform.job``: staging, row accounting, quality gate,
 write-audit-publish with manifests, run report, and the ``LAKEFORGE_RESULT {json}`` line.
-nycflights still has its own job (``spark_jobs/transform_flights.py``: reference snapshots,
-label-count history), built from the same steps (``lakeforge.transform.steps``).
+nycflights' DAG submits ``spark_jobs/transform_flights.py``: the same job under its own name.
 """
 
 from lakeforge.transform.job import main

@@ -37,7 +37,7 @@ def test_any_range_fits_a_command_line(tmp_path):
     decades = date_range("1990-01-01", "2029-12-31")
     assert len(",".join(decades).encode()) > 131072  # as one comma-joined argument: too long for exec
     assert compact_dates(decades) == "1990-01-01..2029-12-31"
-    code = ("import sys, argparse; from spark_jobs.transform_flights import parse_dates; "
+    code = ("import sys, argparse; from lakeforge.transform.steps import parse_dates; "
             "print(len(parse_dates(argparse.Namespace(dates=sys.argv[1], start=None, end=None))))")
     out = subprocess.run([sys.executable, "-c", code, spec], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(len(days))

@@ -398,7 +398,7 @@ def test_features_not_matching_the_signature_fail_naming_the_columns(spark, lake
     from pyspark.sql import functions as F
 
     from lakeforge.spark_publish import new_run_staging, publish_written_partitions
-    from spark_jobs.transform_flights import arrow_schema
+    from lakeforge.transform.steps import arrow_schema
 
     other = Lake(f"file://{tmp_path}/lake/nycflights")
     changed = (spark.read.parquet(lake.uri(FEATURES, f"ds={DAYS[1]}")).drop("hist_carrier_7d_rate")

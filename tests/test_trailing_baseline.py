@@ -13,8 +13,9 @@ import pytest
 from lakeforge.pipelines.nycflights import FLIGHTS_COLUMNS
 from lakeforge.publish import PartitionFile, partition_name, publish_partition, read_manifest
 from lakeforge.quality.wap import QualityGate
-from spark_jobs.transform_flights import RAW_FLIGHTS, history_rows
+from lakeforge.transform.steps import history_rows
 
+RAW_FLIGHTS = "raw/flights"
 FIRST = date(2013, 3, 1)
 
 

@@ -1,6 +1,6 @@
 """Which published days a run's features read, and which of its own days it must build again."""
 
-from spark_jobs.transform_flights import depends_on, history_days
+from lakeforge.transform.steps import depends_on, history_days
 
 
 def test_history_days_are_the_days_before_each_run_date_that_the_run_does_not_stage():
@@ -16,3 +16,16 @@ def test_a_passing_day_depends_on_a_blocked_day_within_its_history_only():
     assert depends_on(run, {"2013-01-05"}, 1) == ["2013-01-06"]
     assert depends_on(run, set(), 29) == []
     assert depends_on(run, {"2013-02-20"}, 29) == []  # nothing after it
+
+
+def test_nycflights_reads_the_history_its_features_need():
+    """The declaration's history windows are the features' own (``spark_jobs.features``)."""
+    from lakeforge.settings import get_settings
+    from lakeforge.transform import load_transform
+    from spark_jobs.features import HISTORY_DAYS, WEATHER_HISTORY_DAYS, flight_days_before
+
+    spec = load_transform("nycflights")
+    features = spec.features[0]
+    assert spec.history_days == HISTORY_DAYS
+    assert {name: features.days(name) for name in ("flights", "weather", "label_counts")} == {
+        "flights": flight_days_before(get_settings().feature_cutoff_hours), "weather": WEATHER_HISTORY_DAYS, "label_counts": HISTORY_DAYS}

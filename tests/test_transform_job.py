@@ -17,12 +17,13 @@ from lakeforge.ingest import ingest_partition
 from lakeforge.lake import Lake
 from lakeforge.pipelines.nycflights import SOURCE, simulator
 from lakeforge.publish import MANIFEST, list_partitions, partition_dir, read_manifest, writing
+from lakeforge.pipelines.nycflights.transform import TRANSFORM
 from spark_jobs import transform_flights
 from tests.helpers import jvm_scratch_in_test_tmp
 
 DAYS = ["2013-01-01", "2013-01-02", "2013-01-03"]
 TABLES = ["clean/flights", "clean/weather", "quarantine/flights", "quarantine/weather", "features/flights",
-          transform_flights.LABEL_COUNTS]
+          "features/label_counts"]
 
 
 def fingerprint(spark, lake: Lake, table: str) -> tuple[int, int]:
@@ -87,7 +88,7 @@ def test_history_counts_missing_or_stale_are_counted_again(spark, raw_lake):
     again from its clean flights, never read stale: the features equal the backfill's."""
     transform_flights.run(spark, raw_lake, DAYS)
     features = fingerprint(spark, raw_lake, "features/flights")
-    counts = transform_flights.LABEL_COUNTS
+    counts = "features/label_counts"
     raw_lake.delete(f"{counts}/ds=2013-01-01")
     # day 2's counts: wrong numbers (day 1's file under day 2's name), from "another" clean version
     manifest = read_manifest(raw_lake, counts, "ds=2013-01-02")
@@ -181,7 +182,7 @@ def test_a_run_killed_between_the_renames_of_a_day_loses_no_day(spark, raw_lake)
         assert fingerprint(spark, raw_lake, table) == prints[table]
 
     transform_flights.run(spark, raw_lake, DAYS)  # the retry
-    for table in transform_flights.written_tables():
+    for table in TRANSFORM.written_tables():
         assert raw_lake.listdir(f"{table}/_staging") == [] and not raw_lake.exists(f"{table}/_trash")
         assert raw_lake.listdir(f"{table}/_leases") == []
     for table in TABLES:
@@ -211,6 +212,6 @@ def test_a_second_run_fails_at_once_and_touches_nothing(raw_lake):
         assert "SparkContext" not in proc.stderr and took < 60, took
         assert raw_lake.read_bytes(staged) == b"the first run's output"
         assert raw_lake.read_bytes("features/flights/_leases/_table.json") == lease
-        for table in transform_flights.written_tables():
+        for table in TRANSFORM.written_tables():
             if table != "features/flights":
                 assert raw_lake.listdir(f"{table}/_leases") == [], table

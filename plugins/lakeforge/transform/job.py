@@ -20,16 +20,18 @@ import json
 import logging
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any, Callable
 
 from lakeforge.lake import Lake, source_lake
 from lakeforge.publish import writing
 from lakeforge.transform import QUARANTINE_COLUMNS, Transform, load_transform
-from lakeforge.transform.steps import (check_accounting, depends_on, driver_jit, history_days,
-                                       history_rows, input_bytes, publish_staged, published_days, quarantine_ratios,
-                                       raw_inputs, raw_lines, read_staged, run_result, with_rebuilt,
-                                       write_partitioned)
+from lakeforge.spark_publish import new_run_staging
+from lakeforge.transform.steps import (check_accounting, clean_snapshot, depends_on, driver_jit, history_days,
+                                       history_rows, input_bytes, publish_staged, published_aggregate,
+                                       published_days, quarantine_ratios, raw_inputs, raw_lines, read_staged,
+                                       run_result, with_rebuilt, write_partitioned)
 
 log = logging.getLogger("lakeforge.transform")
 
@@ -37,18 +39,18 @@ JOB = "transform"  # its run reports: <source>/_reports/transform/
 
 
 def run(spark, lake: Lake, spec: Transform, dates: list[str], run_id: str | None = None,
-        inputs: dict[str, dict[str, dict[str, Any]]] | None = None) -> dict[str, Any]:
+        inputs: dict[str, dict[str, dict[str, Any]]] | None = None, job: str = JOB) -> dict[str, Any]:
     """``_run`` holding the writer leases of ``spec.written_tables()`` (``LeaseHeld`` at once if
     another run writes one of them; ``main`` takes them before Spark starts)."""
     with writing(lake, spec.written_tables(), run_id):
-        return _run(spark, lake, spec, dates, run_id, inputs)
+        return _run(spark, lake, spec, dates, run_id, inputs, job)
 
 
 def _run(spark, lake: Lake, spec: Transform, dates: list[str], run_id: str | None = None,
-         inputs: dict[str, dict[str, dict[str, Any]]] | None = None) -> dict[str, Any]:
+         inputs: dict[str, dict[str, dict[str, Any]]] | None = None, job: str = JOB) -> dict[str, Any]:
     """Stage, check, audit, publish ``dates``. Blocked partitions are listed in the result's
     ``quality.blocked`` (``main`` then exits non-zero). ``inputs``: the raw manifests
-    (``raw_inputs``), when the caller has read them."""
+    (``raw_inputs``), when the caller has read them. ``job``: recorded in the manifests."""
     from pyspark.sql import functions as F
 
     from lakeforge.quality.profile import parquet_footer_stats
@@ -57,7 +59,7 @@ def _run(spark, lake: Lake, spec: Transform, dates: list[str], run_id: str | Non
 
     dates = sorted(dates)
     timings: dict[str, float] = {}
-    meta = {"job": JOB, "pipeline": spec.source, "dag_run_id": run_id}
+    meta = {"job": job, "pipeline": spec.source, "dag_run_id": run_id}
     gate = QualityGate(lake, spec.source, run_id)
     inputs = inputs or raw_inputs(lake, spec.raw_tables, dates)
     staged: dict[str, Any] = {}  # table -> the frame staged (its schema is the table's)
@@ -65,24 +67,40 @@ def _run(spark, lake: Lake, spec: Transform, dates: list[str], run_id: str | Non
     footers: dict[str, dict[str, Any]] = {}  # table -> ds -> Parquet footer statistics
     rows: dict[str, dict[str, int]] = {}  # table -> ds -> rows staged
 
-    def stage(table: str, df) -> None:
-        staged[table], staging[table] = df, write_partitioned(df, lake, table)
+    def stage(table: str, df, empty: bool = False) -> None:
+        """``empty``: nothing to write, an empty staging folder (every partition publishes empty)."""
+        staged[table] = df
+        staging[table] = new_run_staging(lake, table) if empty else write_partitioned(df, lake, table)
         # The footers give the accounting, the gate's statistics and the manifests' row counts.
         footers[table] = parquet_footer_stats(lake, staging[table], dates)
         rows[table] = {ds: stats.rows for ds, stats in footers[table].items()}
 
     t = time.perf_counter()
+    # The reference snapshots are tiny: their Spark jobs run side by side (each alone leaves a core idle).
+    with ThreadPoolExecutor(max_workers=max(len(spec.reference), 1)) as pool:
+        snapshots = dict(zip((r.table for r in spec.reference), pool.map(
+            lambda ref: clean_snapshot(spark, lake, ref, meta, as_of=dates[-1]), spec.reference)))
+    references = {table: good for table, (good, _) in snapshots.items()}
+    if spec.reference:
+        timings["reference_s"] = time.perf_counter() - t  # part of clean_s
     raw_rows: dict[str, dict[str, int]] = {}
     for clean in spec.clean:
         manifests = inputs[f"raw/{clean.raw}"]
         size_file_splits(spark, [f["bytes"] for m in manifests.values() for f in m["files"]])
-        good, bad = clean.fn(raw_lines(spark, lake, f"raw/{clean.raw}", manifests))
+        reads = {name: references[name] for name in clean.reads}
+        good, bad = clean.fn(raw_lines(spark, lake, f"raw/{clean.raw}", manifests), **reads)
         if tuple(bad.columns) != QUARANTINE_COLUMNS:
             raise ValueError(f"{spec.source}: the clean function of {clean.raw} returned quarantine columns "
                              f"{bad.columns}, expected {list(QUARANTINE_COLUMNS)}")
         stage(f"clean/{clean.name}", good)
-        stage(f"quarantine/{clean.name}", bad)
         raw_rows[clean.name] = {ds: m["rows"] for ds, m in manifests.items()}
+        # One pass over the text stages the clean rows; the quarantine is parsed again only for the
+        # partitions that lost rows (clean < raw), usually none: parsing once and caching a year of
+        # parsed nycflights rows cost more than its whole clean write.
+        short = {ds: m for ds, m in manifests.items() if rows[f"clean/{clean.name}"][ds] != raw_rows[clean.name][ds]}
+        if short:
+            bad = clean.fn(raw_lines(spark, lake, f"raw/{clean.raw}", short), **reads)[1]
+        stage(f"quarantine/{clean.name}", bad, empty=not short)
         check_accounting(clean.name, raw_rows[clean.name], rows[f"clean/{clean.name}"],
                          rows[f"quarantine/{clean.name}"])
     timings["clean_s"] = time.perf_counter() - t
@@ -90,14 +108,32 @@ def _run(spark, lake: Lake, spec: Transform, dates: list[str], run_id: str | Non
     # Features from the staged clean rows (a columnar read, not a re-parse) and the published
     # partitions before them that they read as history (never a blocked one: it was not published).
     t = time.perf_counter()
+    size_file_splits(spark, [f.size for c in spec.clean for f in lake.files(staging[f"clean/{c.name}"])])
+    # Aggregates first: the features read this run's from staging, the earlier days' published.
+    params = {a.table: a.params() for a in spec.aggregates}
+    for agg in spec.aggregates:
+        clean = f"clean/{agg.of}"
+        # one file per partition: aggregates are small
+        stage(f"features/{agg.table}", agg.fn(read_staged(spark, lake, staging[clean], staged[clean])).repartition("ds"))
+    if spec.aggregates:
+        timings["aggregates_s"] = time.perf_counter() - t  # part of features_s
+    tables = {**{c.name: f"clean/{c.name}" for c in spec.clean}, **{a.table: f"features/{a.table}" for a in spec.aggregates}}
+    aggregates = {a.table: a for a in spec.aggregates}
     for features in spec.features:
         frames = {}
         for name in features.inputs:
-            table = f"clean/{name}"
+            if name in references:  # a snapshot: no history
+                frames[name] = references[name]
+                continue
+            table = tables[name]
             frame = read_staged(spark, lake, staging[table], staged[table])
-            if features.history_days:
-                frame = frame.unionByName(published_days(spark, lake, table, staged[table],
-                                                         history_days(dates, features.history_days)))
+            days = history_days(dates, features.days(name)) if features.days(name) else []
+            if days and name in aggregates:
+                agg, clean = aggregates[name], f"clean/{aggregates[name].of}"
+                frame = frame.unionByName(published_aggregate(spark, lake, table, clean, days, frame, staged[clean],
+                                                              agg.fn, params[name]))
+            elif days:
+                frame = frame.unionByName(published_days(spark, lake, table, staged[table], days))
             frames[name] = frame
         built = features.fn(frames, list(dates))
         stage(f"features/{features.table}", built.where(F.col("ds").isin(*dates)))
@@ -128,18 +164,27 @@ def _run(spark, lake: Lake, spec: Transform, dates: list[str], run_id: str | Non
     publishable = [ds for ds in publishable if ds not in rebuild]
     timings["quality_s"] = time.perf_counter() - t
 
+    def partition_meta(table: str, published: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+        agg = aggregates.get(table.removeprefix("features/")) if table in spec.aggregate_tables else None
+        if agg is None:
+            return gate.partition_meta(table)
+        # what it was derived from: a partition whose clean rows are republished is derived again
+        return {ds: {**params[agg.table], "clean_sha256": published[f"clean/{agg.of}"][ds]["content_sha256"]}
+                for ds in publishable}
+
     t = time.perf_counter()
-    # clean and quarantine first, features last
-    published = publish_staged(lake, staged, staging, footers, publishable, meta, inputs,
-                               lambda table, _: gate.partition_meta(table))
+    # clean and quarantine first, then the aggregates derived from them, features last
+    published = publish_staged(lake, staged, staging, footers, publishable, meta, inputs, partition_meta)
     timings["publish_s"] = time.perf_counter() - t
     spark.catalog.clearCache()
     result = {"pipeline": spec.source,
               **run_result(dates, publishable, raw_rows, published, timings, gate.summary())}
+    if spec.reference:
+        result["reference"] = {table: info for table, (_, info) in snapshots.items()}
     if rebuild:
         log.warning("rebuilding %s without the blocked partitions in their history", ",".join(rebuild))
-        return with_rebuilt(result, rebuild, _run(spark, lake, spec, rebuild, run_id,
-                                                  {table: {ds: m[ds] for ds in rebuild} for table, m in inputs.items()}))
+        return with_rebuilt(result, rebuild, _run(spark, lake, spec, rebuild, run_id, {
+            table: {ds: m[ds] for ds in rebuild} for table, m in inputs.items()}, job))
     return result
 
 
@@ -210,15 +255,18 @@ def execute(lake: Lake, job: str, app_name: str, tables: list[str], *, suites: C
     return result
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None, job: str | None = None) -> dict[str, Any]:
+    """``job``: the name of a pipeline's own entry point (``spark_jobs/<job>.py``, whose stem the
+    DAG reads the reports under), used as the app name, report folder and manifests' ``job``;
+    default ``transform`` (app ``transform_<pipeline>``)."""
     from lakeforge.quality.spec import load_suite
 
     args, spec, dates = parse_args(argv)
     lake = Lake(args.lake) if args.lake else source_lake(spec.source)
     return execute(
-        lake, JOB, f"{JOB}_{spec.source}", spec.written_tables(),
+        lake, job or JOB, job or f"{JOB}_{spec.source}", spec.written_tables(),
         suites=lambda: [load_suite(spec.source, table) for table in spec.audited_tables],
         inputs=lambda: raw_inputs(lake, spec.raw_tables, dates),
-        run=lambda spark, inputs: run(spark, lake, spec, dates, args.run_id, inputs),
+        run=lambda spark, inputs: run(spark, lake, spec, dates, args.run_id, inputs, job or JOB),
         run_id=args.run_id,
     )

@@ -4,6 +4,9 @@ The upstream "exporter" (``simulator``) drops one CSV of flights and one of hour
 calendar day, and monthly snapshots of the reference tables (planes, airports, airlines).
 Known gap in the real data: weather has no rows for 2013-12-31, so that day's weather is never
 delivered and its sensor times out.
+
+Its transform is declared in ``transform.py`` and run by the platform's generic job
+(``lakeforge.transform.job``; its DAG submits it as ``spark_jobs/transform_flights.py``).
 """
 
 from lakeforge.sources import Source, Table
