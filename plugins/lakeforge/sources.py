@@ -207,3 +207,17 @@ def get_source(name: str) -> Source:
             f"be named after its folder ({name!r}), which is its namespace in the lake"
         )
     return source
+
+
+def pipeline_declaration(pipeline: str, module: str, name: str, kind: type):
+    """``name`` in ``lakeforge.pipelines.<pipeline>.<module>`` (e.g. ``TRANSFORM`` in
+    ``transform``), checked: an instance of ``kind`` declared for this pipeline's source, which is
+    checked first (declared, named after its folder, claimed by no other pipeline)."""
+    get_source(pipeline)
+    found = importlib.import_module(f"lakeforge.pipelines.{pipeline}.{module}")
+    value = getattr(found, name, None)
+    if not isinstance(value, kind):
+        raise LookupError(f"{found.__name__} declares no {name} (a {kind.__module__}.{kind.__name__})")
+    if value.source != pipeline:
+        raise ValueError(f"{found.__file__}: {name}.source is {value.source!r}, expected {pipeline!r}")
+    return value

@@ -24,7 +24,6 @@ This module imports neither Spark nor MLflow: a DAG file reads a declaration che
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Callable, Literal, Sequence
 
@@ -136,13 +135,9 @@ class ModelSpec:
 
 def load_model_spec(pipeline: str) -> ModelSpec:
     """The ``MODEL`` of ``lakeforge.pipelines.<pipeline>.model``, resolved against the settings."""
-    module = importlib.import_module(f"lakeforge.pipelines.{pipeline}.model")
-    spec = getattr(module, "MODEL", None)
-    if not isinstance(spec, ModelSpec):
-        raise LookupError(f"{module.__name__} declares no MODEL (a lakeforge.training.spec.ModelSpec)")
-    if spec.source != pipeline:
-        raise ValueError(f"{module.__file__}: MODEL.source is {spec.source!r}, expected {pipeline!r}")
-    return spec.resolved()
+    from lakeforge.sources import pipeline_declaration
+
+    return pipeline_declaration(pipeline, "model", "MODEL", ModelSpec).resolved()
 
 
 def model_specs() -> list[ModelSpec]:

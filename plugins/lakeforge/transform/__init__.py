@@ -30,7 +30,6 @@ This module imports neither Spark nor Great Expectations: a DAG file reads a dec
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Callable, Literal
@@ -194,13 +193,6 @@ def partition_dates(start: str, end: str, every: Every = "day") -> list[str]:
 def load_transform(pipeline: str) -> Transform:
     """The ``TRANSFORM`` of ``lakeforge.pipelines.<pipeline>.transform`` (its source checked first:
     declared, named after its folder, claimed by no other pipeline)."""
-    from lakeforge.sources import get_source
+    from lakeforge.sources import pipeline_declaration
 
-    get_source(pipeline)
-    module = importlib.import_module(f"lakeforge.pipelines.{pipeline}.transform")
-    spec = getattr(module, "TRANSFORM", None)
-    if not isinstance(spec, Transform):
-        raise LookupError(f"{module.__name__} declares no TRANSFORM (a lakeforge.transform.Transform)")
-    if spec.source != pipeline:
-        raise ValueError(f"{module.__file__}: TRANSFORM.source is {spec.source!r}, expected {pipeline!r}")
-    return spec
+    return pipeline_declaration(pipeline, "transform", "TRANSFORM", Transform)
