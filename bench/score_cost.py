@@ -705,7 +705,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         (f"NOT the whole year: {lake_info['months']} month(s) at x{args.scale} ({first}..{last}, {rows:,} flights "
          f"of the year's 6,720,000). {lake_info['reason']}"),
         "features_lake": {k: lake_info[k] for k in ("path", "transform_s", "transform_runs", "reused", "built")},
-        # False: reused across a change of spark_jobs/clean.py or features.py (LAKEFORGE_SCORE_BENCH_REUSE=1)
+        # False: reused across a change of plugins/lakeforge/pipelines/nycflights/clean.py or features.py (LAKEFORGE_SCORE_BENCH_REUSE=1)
         "features_code_matches_checkout": lake_info["code"] == features_code(),
     }
     log(out["scope"]["note"])

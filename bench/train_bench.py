@@ -124,7 +124,7 @@ def lightgbm_worker(lake_uri: str, threads: int, copies: int = 1, drop: str | No
 
     from sklearn.metrics import average_precision_score, brier_score_loss, log_loss
 
-    from spark_jobs.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, FEATURE_GROUPS
+    from lakeforge.pipelines.nycflights.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, FEATURE_GROUPS
 
     dropped = set(FEATURE_GROUPS[drop]) if drop else set()
     features = [c for c in FEATURE_COLUMNS if c not in dropped]
@@ -134,7 +134,7 @@ def lightgbm_worker(lake_uri: str, threads: int, copies: int = 1, drop: str | No
                  for f in sorted(Path(u.removeprefix("file://")).glob("*.parquet"))]
         table = pads.dataset(paths, format="parquet").to_table(columns=FEATURE_COLUMNS + ["label", "tailnum"])
         rows = table.to_pandas()
-        return rows[rows["tailnum"].notna()]  # as the training job: no tail-less rows (spark_jobs.features)
+        return rows[rows["tailnum"].notna()]  # as the training job: no tail-less rows (lakeforge.pipelines.nycflights.features)
 
     t = time.perf_counter()
     train, holdout = load(*TRAIN), load(*HOLDOUT)
@@ -175,7 +175,7 @@ def spark_worker(lake_uri: str, master: str, family: str, copies: int = 1, cpus:
     from lakeforge.spark import session
     from lakeforge.training.evaluate import holdout_metrics, with_probability
     from lakeforge.training.trainers import DEFAULTS, build_pipeline, feature_importance
-    from spark_jobs.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, FEATURE_GROUPS, NUMERIC_FEATURES
+    from lakeforge.pipelines.nycflights.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, FEATURE_GROUPS, NUMERIC_FEATURES
 
     dropped = set(FEATURE_GROUPS[drop]) if drop else set()
     columns = {"categorical": [c for c in CATEGORICAL_FEATURES if c not in dropped],
@@ -402,7 +402,7 @@ def summarize(runs: list[dict[str, Any]], scale: int) -> dict[str, Any]:
 
 def importance_summary(gain: dict[str, float], top: int = 25) -> dict[str, Any]:
     """Gain shares: the ``top`` features and the sum per feature group."""
-    from spark_jobs.features import FEATURE_GROUPS
+    from lakeforge.pipelines.nycflights.features import FEATURE_GROUPS
 
     total = sum(gain.values()) or 1.0
     share = {k: v / total for k, v in sorted(gain.items(), key=lambda kv: -kv[1])}

@@ -68,7 +68,7 @@ def check_port_matches_spark() -> None:
     ):
         mapped = {col: spark_to_duck[t] for col, t in spark_schema.items()}
         if mapped != duck_schema:
-            raise SystemExit(f"bench.duckdb_transform's {name} schema differs from spark_jobs.schemas")
+            raise SystemExit(f"bench.duckdb_transform's {name} schema differs from lakeforge.pipelines.nycflights.schemas")
     same = [
         (dt.ORIGINS, schemas.ORIGINS), (dt.ORIGIN_TZ, schemas.ORIGIN_TZ),
         (dt.MAX_DELAY_MINUTES, clean.MAX_DELAY_MINUTES),

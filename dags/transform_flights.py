@@ -18,7 +18,7 @@ days and why (`2013-01-02..2013-01-04 (3 days): 1 from events, 2 pending`):
 - `clean/flights`, `clean/weather`: explicit schemas, typed, departure/arrival times in local time
   and UTC, cancelled/diverted marked; malformed rows go to `quarantine/<table>/ds=.../` with the raw
   line and a reason (clean + quarantined = raw, checked per partition).
-- `features/flights`: the pre-departure features (`spark_jobs/features.py`) and the label
+- `features/flights`: the pre-departure features (`plugins/lakeforge/pipelines/nycflights/features.py`) and the label
   (`arr_delay > 15`; cancelled and diverted flights count as delayed).
 
 Quality gates (write-audit-publish): every output is staged and audited by the suites in

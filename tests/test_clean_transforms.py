@@ -6,8 +6,8 @@ import pytest
 from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
-from spark_jobs.clean import clean_flights, clean_weather
-from spark_jobs.schemas import AIRPORTS, FLIGHTS_RAW, QUARANTINE, RAW_LINES, WEATHER_RAW
+from lakeforge.pipelines.nycflights.clean import clean_flights, clean_weather
+from lakeforge.pipelines.nycflights.schemas import AIRPORTS, FLIGHTS_RAW, QUARANTINE, RAW_LINES, WEATHER_RAW
 
 HEADER = ",".join(FLIGHTS_RAW)
 GOOD = "2013,1,1,517,515,2,830,819,11,UA,1545,N14228,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z"
@@ -57,7 +57,7 @@ def test_cancelled_and_overnight(spark, airports):
 def test_airports_missing_from_the_table_get_their_zones(spark, airports):
     """BQN, PSE, SJU (America/Puerto_Rico) and STT (America/St_Thomas) are not in airports.csv;
     an airport the table lacks and EXTRA_AIRPORT_ZONES does not know keeps null arrival times."""
-    from spark_jobs.clean import EXTRA_AIRPORT_ZONES, destination_zones
+    from lakeforge.pipelines.nycflights.clean import EXTRA_AIRPORT_ZONES, destination_zones
 
     assert EXTRA_AIRPORT_ZONES == {"BQN": "America/Puerto_Rico", "PSE": "America/Puerto_Rico",
                                    "SJU": "America/Puerto_Rico", "STT": "America/St_Thomas"}
@@ -145,7 +145,7 @@ def test_weather_outlier_is_quarantined(spark):
 
 
 def test_reference_snapshot_rows(spark):
-    from spark_jobs.clean import clean_reference
+    from lakeforge.pipelines.nycflights.clean import clean_reference
 
     rows = spark.createDataFrame(
         [("9E", "Endeavor Air Inc.", None, "2013-01-01"),

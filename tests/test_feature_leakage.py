@@ -15,7 +15,7 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from spark_jobs.features import CUTOFF_HOURS_DEFAULT, FEATURE_COLUMNS, build_features
+from lakeforge.pipelines.nycflights.features import CUTOFF_HOURS_DEFAULT, FEATURE_COLUMNS, build_features
 
 DAYS = ["2013-02-08", "2013-02-09"]  # the Nemo snowstorm: many cancellations, long delays
 HISTORY = ["2013-02-05", "2013-02-06", "2013-02-07"]

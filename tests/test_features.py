@@ -6,12 +6,12 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from spark_jobs.clean import CLEAN_FLIGHTS_COLUMNS, clean_flights, clean_weather
-from spark_jobs.features import (
+from lakeforge.pipelines.nycflights.clean import CLEAN_FLIGHTS_COLUMNS, clean_flights, clean_weather
+from lakeforge.pipelines.nycflights.features import (
     CATEGORICAL_FEATURES, FEATURE_COLUMNS, FEATURE_CONTRACT, FEATURE_GROUPS, FEATURES_TABLE_COLUMNS, LEAKY_COLUMNS,
     build_features,
 )
-from spark_jobs.schemas import AIRPORTS, FLIGHTS_RAW, PLANES, RAW_LINES, WEATHER_RAW
+from lakeforge.pipelines.nycflights.schemas import AIRPORTS, FLIGHTS_RAW, PLANES, RAW_LINES, WEATHER_RAW
 
 
 def flight(day, sched, delay, carrier, number, tail, origin="EWR", dest="BOS", sched_arr=None, arr_delay=None):

@@ -25,8 +25,8 @@ def test_every_table_has_a_suite_with_critical_checks(table):
 
 def test_suite_contracts_match_the_code():
     """The contracts are data, but they must describe what the pipeline really delivers and writes."""
-    from spark_jobs.clean import CLEAN_FLIGHTS_COLUMNS, CLEAN_WEATHER_COLUMNS
-    from spark_jobs.features import FEATURES_TABLE_COLUMNS
+    from lakeforge.pipelines.nycflights.clean import CLEAN_FLIGHTS_COLUMNS, CLEAN_WEATHER_COLUMNS
+    from lakeforge.pipelines.nycflights.features import FEATURES_TABLE_COLUMNS
 
     assert load_suite("nycflights", "raw/flights").contract == list(FLIGHTS_COLUMNS)
     assert load_suite("nycflights", "raw/weather").contract == list(WEATHER_COLUMNS)

@@ -127,7 +127,7 @@ def register(spark, lake: Lake, run_key: str):
     from lakeforge.training import registry, tracking
     from lakeforge.training.search import observed_numeric
     from lakeforge.training.trainers import DEFAULTS, build_pipeline
-    from spark_jobs.features import FEATURE_COLUMNS
+    from lakeforge.pipelines.nycflights.features import FEATURE_COLUMNS
 
     tracking.setup()
     with tracking.scratch_space(), mlflow.start_run(run_name=f"score tests {run_key}") as run:

@@ -63,7 +63,7 @@ def test_xgboost_pipeline_takes_the_feature_columns_and_names_their_importance(s
     """xgboost.spark gets the feature columns themselves (no assembled vector): the fitted
     pipeline scores a features DataFrame and its importance is keyed by feature names."""
     from lakeforge.training.trainers import build_pipeline, feature_importance
-    from spark_jobs.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, NUMERIC_FEATURES
+    from lakeforge.pipelines.nycflights.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, NUMERIC_FEATURES
 
     df = spark.read.parquet(features_lake.uri("features/flights")).select(*FEATURE_COLUMNS, "label")
     model = build_pipeline("xgboost", {"n_estimators": 5, "max_depth": 3}, num_workers=2).fit(df)
@@ -84,7 +84,7 @@ def test_lightgbm_trains_on_every_worker_and_scores_like_its_booster(spark, feat
 
     from lakeforge.training.evaluate import with_probability
     from lakeforge.training.trainers import build_pipeline, feature_importance
-    from spark_jobs.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, NUMERIC_FEATURES
+    from lakeforge.pipelines.nycflights.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, NUMERIC_FEATURES
 
     df = spark.read.parquet(features_lake.uri("features/flights")).select(*FEATURE_COLUMNS, "label").cache()
     rows = df.count()
@@ -121,7 +121,7 @@ import json, sys
 from lakeforge.spark import session
 from lakeforge.training.evaluate import with_probability
 from lakeforge.training.trainers import build_pipeline
-from spark_jobs.features import FEATURE_COLUMNS
+from lakeforge.pipelines.nycflights.features import FEATURE_COLUMNS
 spark = session("lightgbm-on-cluster", master=sys.argv[1])
 df = spark.read.parquet(sys.argv[2]).select(*FEATURE_COLUMNS, "label")
 model = build_pipeline("lightgbm", {"n_estimators": 5, "num_leaves": 7}, num_workers=2).fit(df)
@@ -328,7 +328,7 @@ def test_champion_loads_back_and_scores_a_spark_dataframe(spark, features_lake, 
     from mlflow.models import get_model_info
 
     from lakeforge.training.evaluate import with_probability
-    from spark_jobs.features import FEATURE_COLUMNS
+    from lakeforge.pipelines.nycflights.features import FEATURE_COLUMNS
 
     with scratch_space():  # what a scorer does too: MLflow's downloads go when it is done
         info = get_model_info(f"models:/{NAME}@champion")
@@ -411,7 +411,7 @@ def test_mlflow_down_then_crash_mid_registration_then_retry(spark, features_lake
     import mlflow
 
     from lakeforge.training.evaluate import with_probability
-    from spark_jobs.features import FEATURE_COLUMNS
+    from lakeforge.pipelines.nycflights.features import FEATURE_COLUMNS
 
     assert retry["family"] == "lightgbm"
     with scratch_space(), train_delay_model.checksummed_local_fs(spark):

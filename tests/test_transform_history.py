@@ -19,10 +19,10 @@ def test_a_passing_day_depends_on_a_blocked_day_within_its_history_only():
 
 
 def test_nycflights_reads_the_history_its_features_need():
-    """The declaration's history windows are the features' own (``spark_jobs.features``)."""
+    """The declaration's history windows are the features' own (``lakeforge.pipelines.nycflights.features``)."""
     from lakeforge.settings import get_settings
     from lakeforge.transform import load_transform
-    from spark_jobs.features import HISTORY_DAYS, WEATHER_HISTORY_DAYS, flight_days_before
+    from lakeforge.pipelines.nycflights.features import HISTORY_DAYS, WEATHER_HISTORY_DAYS, flight_days_before
 
     spec = load_transform("nycflights")
     features = spec.features[0]

@@ -90,7 +90,7 @@ OPTIONS: dict[str, Option] = {
     ),
     "feature_cutoff_hours": Option(
         "LAKEFORGE_FEATURE_CUTOFF_HOURS", "2",
-        "Prediction-time contract: a flight is scored this many hours before its scheduled departure, and its features use only what is known by then (`spark_jobs.features`).",
+        "Prediction-time contract: a flight is scored this many hours before its scheduled departure, and its features use only what is known by then (`lakeforge.pipelines.nycflights.features`).",
     ),
     "train_window_days": Option(
         "LAKEFORGE_TRAIN_WINDOW_DAYS", "90",

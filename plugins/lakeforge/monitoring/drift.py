@@ -71,7 +71,7 @@ REL_ERROR = 1e-3
 
 
 def _default_features() -> tuple[list[str], list[str]]:
-    from spark_jobs.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+    from lakeforge.pipelines.nycflights.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
     return list(NUMERIC_FEATURES), list(CATEGORICAL_FEATURES)
 
@@ -350,7 +350,7 @@ def ensure_reference_profile(spark, lake: Lake, model_name: str, version: str, m
     window (and its predictions on its holdout days) and logged there. ``model``: the loaded Spark
     model if the caller has it (else it is loaded, digest-verified). Logging needs write access to
     the training experiment (the ``training`` account); reading needs only READ. ``numeric`` /
-    ``categorical``: the features profiled (default: ``spark_jobs.features``')."""
+    ``categorical``: the features profiled (default: ``lakeforge.pipelines.nycflights.features``')."""
     from lakeforge.training import registry
 
     client = store.mlflow_client()

@@ -5,7 +5,7 @@ Daily flights and weather are cleaned (flights read the airports' time zones) an
 delivered content; each day's label counts (``features/label_counts``) are published with it, so
 a day's features read 28 small partitions of counts instead of 28 days of flights.
 
-The cleaners and features stay in ``spark_jobs/clean.py`` and ``spark_jobs/features.py`` (scoring
+The cleaners and features stay in ``plugins/lakeforge/pipelines/nycflights/clean.py`` and ``plugins/lakeforge/pipelines/nycflights/features.py`` (scoring
 reuses them); they import pyspark, so they are imported inside the functions here: a DAG file
 that reads this declaration stays cheap.
 """
@@ -29,19 +29,19 @@ def cutoff_hours() -> float:
 
 
 def clean_flights(lines, airports):
-    from spark_jobs.clean import clean_flights
+    from lakeforge.pipelines.nycflights.clean import clean_flights
 
     return clean_flights(lines, airports)
 
 
 def clean_weather(lines):
-    from spark_jobs.clean import clean_weather
+    from lakeforge.pipelines.nycflights.clean import clean_weather
 
     return clean_weather(lines)
 
 
 def reference_schema(table: str):
-    from spark_jobs.schemas import REFERENCE_SCHEMAS
+    from lakeforge.pipelines.nycflights.schemas import REFERENCE_SCHEMAS
 
     return REFERENCE_SCHEMAS[table]
 
@@ -52,7 +52,7 @@ def clean_reference(table: str, spark, files: list[str], ds: str):
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    from spark_jobs.clean import clean_reference
+    from lakeforge.pipelines.nycflights.clean import clean_reference
 
     schema = reference_schema(table)
     with_corrupt = T.StructType([*schema.fields, T.StructField("_corrupt", T.StringType())])
@@ -63,18 +63,18 @@ def clean_reference(table: str, spark, files: list[str], ds: str):
 
 def cleaning_fingerprint(table: str) -> str:
     """What a clean reference snapshot depends on besides its raw content: the cleaning code
-    (``spark_jobs.clean``, whole), the table's schema and key. A change to any re-cleans it."""
+    (``lakeforge.pipelines.nycflights.clean``, whole), the table's schema and key. A change to any re-cleans it."""
     import hashlib
     import inspect
 
-    from spark_jobs import clean
+    from lakeforge.pipelines.nycflights import clean
 
     parts = [inspect.getsource(clean), reference_schema(table).json(), REFERENCE_KEYS[table]]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def label_counts(flights):
-    from spark_jobs.features import label_counts
+    from lakeforge.pipelines.nycflights.features import label_counts
 
     return label_counts(flights, cutoff_hours())
 
@@ -87,20 +87,20 @@ def label_counts_params() -> dict[str, Any]:
 def history_days() -> dict[str, int]:
     """Days before a run's first day each input must cover (flights: previous legs and events
     before a cutoff, which follow the cutoff setting)."""
-    from spark_jobs.features import HISTORY_DAYS, WEATHER_HISTORY_DAYS, flight_days_before
+    from lakeforge.pipelines.nycflights.features import HISTORY_DAYS, WEATHER_HISTORY_DAYS, flight_days_before
 
     return {"flights": flight_days_before(cutoff_hours()), "weather": WEATHER_HISTORY_DAYS,
             "label_counts": HISTORY_DAYS}
 
 
 def build_features(frames: dict[str, Any], dates: list[str]):
-    from spark_jobs.features import build_features
+    from lakeforge.pipelines.nycflights.features import build_features
 
     return build_features(frames["flights"], frames["weather"], frames["planes"], frames["airports"], dates,
                           cutoff_hours=cutoff_hours(), counts=frames["label_counts"])
 
 
-# spark_jobs.features.HISTORY_DAYS, the longest window (checked by tests/test_transform_history.py)
+# lakeforge.pipelines.nycflights.features.HISTORY_DAYS, the longest window (checked by tests/test_transform_history.py)
 HISTORY_DAYS = 29
 
 TRANSFORM = Transform(

@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from lakeforge.transform.parse import Rule, drop_header_lines, parse_delimited, split_good_bad
-from spark_jobs.schemas import FLIGHTS_RAW, ORIGIN_TZ, ORIGINS, WEATHER_RAW
+from lakeforge.pipelines.nycflights.schemas import FLIGHTS_RAW, ORIGIN_TZ, ORIGINS, WEATHER_RAW
 
 MAX_DELAY_MINUTES = 48 * 60
 

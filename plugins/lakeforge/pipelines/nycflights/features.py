@@ -59,7 +59,7 @@ from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
 from lakeforge.dates import shift_day
-from spark_jobs.schemas import ORIGIN_TZ
+from lakeforge.pipelines.nycflights.schemas import ORIGIN_TZ
 
 DELAY_THRESHOLD_MINUTES = 15
 CUTOFF_HOURS_DEFAULT = 2.0
