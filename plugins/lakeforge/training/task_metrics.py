@@ -93,11 +93,18 @@ def label_summary(spec: ModelSpec, train: "DataFrame") -> dict[str, Any]:
 
     y = F.col(spec.label)
     if spec.task == "multiclass":
-        counts = {r[0]: r[1] for r in train.groupBy(y.cast("int")).count().collect()}
+        counts = class_counts(train, spec.label)
         n = sum(counts.values())
         return {"rows": n, "shares": {int(k): v / n for k, v in counts.items()} if n else {}}
     r = train.agg(F.count("*").alias("n"), F.avg(y.cast("double")).alias("mean")).first()
     return {"rows": r["n"], "mean": r["mean"]}
+
+
+def class_counts(rows: "DataFrame", label: str) -> dict[int, int]:
+    """Rows per class index: one Spark aggregation."""
+    from pyspark.sql import functions as F
+
+    return {r[0]: r[1] for r in rows.groupBy(F.col(label).cast("int")).count().collect()}
 
 
 def trivial_baseline(spec: ModelSpec, summary: dict[str, Any], rows: "DataFrame | None" = None,
@@ -113,13 +120,11 @@ def trivial_baseline(spec: ModelSpec, summary: dict[str, Any], rows: "DataFrame 
     if spec.task == "multiclass":
         shares = summary["shares"]
         majority = max(shares, key=lambda k: (shares[k], -k))
-        counts = {r[0]: r[1] for r in rows.groupBy(F.col(spec.label).cast("int")).count().collect()}
+        counts = class_counts(rows, spec.label)
         n = sum(counts.values())
         cells = [(k, majority, c, -c * math.log(min(max(shares.get(k, 0.0), EPS), 1 - EPS)))
                  for k, c in counts.items()]
         return multiclass_metrics(cells) if n else {}
-    mean = summary["mean"]
-    y = F.col(spec.label).cast("double")
-    r = rows.agg(F.count("*").alias("n"), F.sum((y - mean) ** 2).alias("sse"), F.sum(F.abs(y - mean)).alias("sae"),
-                 F.sum(y).alias("sy"), F.sum(y * y).alias("syy")).first()
-    return regression_metrics({k: float(r[k] or 0.0) for k in ("n", "sse", "sae", "sy", "syy")})
+    # The training mean as every row's prediction, scored as a model's predictions are.
+    constant = rows.withColumn("prediction", F.lit(float(summary["mean"])))
+    return regression_metrics(regression_sums(constant, spec.label))
