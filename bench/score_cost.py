@@ -565,30 +565,32 @@ def profile_worker(lake_uri: str, first: str, last: str, day: str, scratch: str)
 def monitoring_steps(spark, lake, day: str, version, model) -> dict[str, float]:
     """``lakeforge.monitoring.monitor_days`` for one day, its parts timed one by one (as it runs
     them: read, evaluate, the reference profile from MLflow, drift, publish, MLflow logging)."""
-    from lakeforge.monitoring import drift, evaluate, store
+    from lakeforge.monitoring import drift, evaluate
     from lakeforge.monitoring.monitor import decide_and_record, read_days
+    from lakeforge.training.spec import load_model_spec
 
+    spec = load_model_spec("nycflights")
     steps: dict[str, float] = {}
     t = time.perf_counter()
-    predictions, scored = read_days(spark, lake, store.PREDICTIONS, [day])
-    features, featured = read_days(spark, lake, store.FEATURES, scored)
+    predictions, scored = read_days(spark, lake, spec.predictions, [day])
+    features, featured = read_days(spark, lake, spec.features, scored)
     predictions, features = predictions.cache(), features.cache()
     steps["read_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    records = evaluate.evaluate_days(predictions, features, featured)
+    records = evaluate.evaluate_days(spec, predictions, features, featured)
     steps["evaluate_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    profile = drift.ensure_reference_profile(spark, lake, version.name, str(version.version), model)
+    profile = drift.ensure_reference_profile(spark, lake, spec, version.name, str(version.version), model)
     profile = {**profile, "model_version": str(version.version)}
     steps["reference_profile_s"] = time.perf_counter() - t
     cpu0 = tree_cpu(os.getpid())
     t = time.perf_counter()
-    reports = drift.drift_days(features, predictions, profile, [day])
+    reports = drift.drift_days(spec, features, predictions, profile, [day])
     steps["drift_s"] = time.perf_counter() - t
     cpu1 = tree_cpu(os.getpid())
     steps.update({f"drift_cpu_{k}_s": cpu1[k] - cpu0.get(k, 0.0) for k in cpu1})
     t = time.perf_counter()
-    again = drift.drift_days(features, predictions, profile, [day])
+    again = drift.drift_days(spec, features, predictions, profile, [day])
     steps["drift_again_s"] = time.perf_counter() - t
 
     def psis(r):
@@ -600,16 +602,16 @@ def monitoring_steps(spark, lake, day: str, version, model) -> dict[str, float]:
     features.unpersist()
     meta = {"job": "score_cost_profile", "model_version": str(version.version)}
     t = time.perf_counter()
-    evaluate.write_performance(lake, records, meta)
+    evaluate.write_performance(lake, spec, records, meta)
     steps["write_performance_s"] = time.perf_counter() - t
     t = time.perf_counter()
     drift.write_reports(lake, reports, meta)
     steps["write_drift_reports_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    evaluate.log_performance(lake, records, drift_reports=reports)  # as monitor_days logs: one batch
+    evaluate.log_performance(lake, spec, records, drift_reports=reports)  # as monitor_days logs: one batch
     steps["mlflow_log_performance_drift_and_plot_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    decide_and_record(lake, version.name, str(version.version), "score_cost_profile")
+    decide_and_record(lake, spec, str(version.version), "score_cost_profile")
     steps["retraining_decision_s"] = time.perf_counter() - t
     return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in steps.items()}
 

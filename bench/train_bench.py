@@ -112,7 +112,7 @@ def partition_paths(lake_uri: str, first: str, last: str) -> list[str]:
     from lakeforge.lake import Lake
     from lakeforge.training.data import feature_partitions
 
-    return [p["uri"] for p in feature_partitions(Lake(lake_uri)) if first <= p["ds"] <= last]
+    return [p["uri"] for p in feature_partitions(Lake(lake_uri), "features/flights") if first <= p["ds"] <= last]
 
 
 # -- workers (each in its own process) -----------------------------------------------------------
@@ -174,6 +174,7 @@ def spark_worker(lake_uri: str, master: str, family: str, copies: int = 1, cpus:
 
     from lakeforge.spark import session
     from lakeforge.training.evaluate import holdout_metrics, with_probability
+    from lakeforge.training.spec import load_model_spec
     from lakeforge.training.trainers import DEFAULTS, build_pipeline, feature_importance
     from lakeforge.pipelines.nycflights.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, FEATURE_GROUPS, NUMERIC_FEATURES
 
@@ -204,7 +205,7 @@ def spark_worker(lake_uri: str, master: str, family: str, copies: int = 1, cpus:
         # The first fit of a JVM pays warm-up (JIT, Python workers): on the real rows, not measured.
         for data in (train, *[scaled] * MEASURED_FITS):
             t = time.perf_counter()
-            model = build_pipeline(family, params, num_workers=slots, **columns).fit(data)
+            model = build_pipeline(family, params, num_workers=slots, **columns, spec=load_model_spec("nycflights")).fit(data)
             fits.append(time.perf_counter() - t)
         fit_s = statistics.median(fits[1:])
         workers = getattr(model.stages[-1], "worker_stats", None)  # lightgbm, its last fit: per worker

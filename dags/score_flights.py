@@ -9,7 +9,7 @@ DOC = """
 ### score_flights: features -> predictions (champion model)
 
 Runs when `transform_flights` publishes `nycflights.features.flights` partitions and scores
-exactly those days in ONE Spark application (`spark_jobs/score_flights.py`):
+exactly those days in ONE Spark application (`spark_jobs/score.py --pipeline nycflights`):
 
 - `plan_scoring` resolves `models:/flight_delay@champion` ONCE to a version number; every row of
   the run is scored by that version (a champion moved meanwhile waits for the next run or a
@@ -44,7 +44,6 @@ version from the same features are left alone unless `force` is set.
 dag = build_score_dag(
     dag_id="score_flights",
     source_name="nycflights",
-    application="spark_jobs/score_flights.py",
     start_date=pendulum.datetime(2013, 1, 1, tz="UTC"),
     doc_md=DOC + "\n" + dag_links("nycflights", "flight_delay"),
 )

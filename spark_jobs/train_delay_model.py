@@ -14,8 +14,7 @@ import argparse
 from typing import Any
 
 from lakeforge.training import job
-from lakeforge.training.job import (checksummed_local_fs, load_version, log_reference_profile,  # noqa: F401
-                                   run_metrics)  # re-exported
+from lakeforge.training.job import checksummed_local_fs, load_version, run_metrics  # noqa: F401  (re-exported)
 from lakeforge.training.spec import ModelSpec, load_model_spec
 
 PIPELINE = "nycflights"
@@ -36,6 +35,10 @@ def train(spark, args: argparse.Namespace) -> dict[str, Any]:
 
 def log_model(model, holdout, family: str):
     return job.log_model(model, holdout, family, spec())
+
+
+def log_reference_profile(model, train, holdout, name: str, version: str, run_id: str, split) -> None:
+    return job.log_reference_profile(spec(), model, train, holdout, name, version, run_id, split)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

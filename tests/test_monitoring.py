@@ -14,11 +14,16 @@ from lakeforge.lake import Lake
 from lakeforge.monitoring import drift, evaluate, policy, store
 from lakeforge.monitoring.__main__ import main as summary_main
 from lakeforge.training.evaluate import holdout_metrics
+from lakeforge.training.spec import ModelSpec
 from tests.helpers import environ
 
 DAYS = ["2013-02-01", "2013-02-02"]
 NUMERIC = ["num_a", "num_b", "num_zero", "num_shift", "num_day"]
 CATEGORICAL = ["cat_a", "cat_b"]
+# nycflights' shape (binary, flight_key, tail-less flights left out) over the test's columns; its
+# name, experiment and promotion metric come from the settings, as nycflights' do.
+SPEC = ModelSpec(source="nycflights", features="features/flights", label="label", task="binary",
+                 columns=lambda: (NUMERIC, CATEGORICAL), key=("flight_key",), row_filter="tailnum IS NOT NULL")
 
 
 def _pred_schema():
@@ -75,7 +80,7 @@ def test_day_metrics_equal_the_training_metrics(scored):
     from pyspark.sql import functions as F
 
     predictions, features = scored
-    records = evaluate.evaluate_days(predictions, features)
+    records = evaluate.evaluate_days(SPEC, predictions, features)
     assert [(r["ds"], r["model_version"]) for r in records] == [(DAYS[0], "1"), (DAYS[1], "2")]
     joined = predictions.join(features.where(F.col("tailnum").isNotNull()), ["flight_key", "ds"])
     for rec in records:
@@ -97,21 +102,21 @@ def test_one_class_day_has_no_auc_but_the_rest(spark):
                                    ("k2", DAYS[0], 0.4, False, "m", "1", "r", None, "s")], _pred_schema())
     feats = spark.createDataFrame([("k1", DAYS[0], "N1", 0, "x", 0.0, 0.0, 0.0, 0.0, 0.0, "AA", "EWR"),
                                    ("k2", DAYS[0], "N2", 0, "x", 0.0, 0.0, 0.0, 0.0, 0.0, "AA", "EWR")], _feature_schema())
-    (rec,) = evaluate.evaluate_days(preds, feats)
+    (rec,) = evaluate.evaluate_days(SPEC, preds, feats)
     assert rec["roc_auc"] is None and rec["pr_auc"] is None
     assert rec["positive_rate"] == 0 and rec["brier"] == pytest.approx((0.04 + 0.16) / 2)
 
 
 def test_performance_table_round_trip(scored, tmp_path):
     lake = Lake(f"file://{tmp_path}/lake")
-    records = evaluate.evaluate_days(*scored)
-    uris = evaluate.write_performance(lake, records, {"dag_run_id": "test"})
+    records = evaluate.evaluate_days(SPEC, *scored)
+    uris = evaluate.write_performance(lake, SPEC, records, {"dag_run_id": "test"})
     assert set(uris) == set(DAYS)
     back = evaluate.read_performance(lake)
     assert [(r["ds"], r["model_version"], r["rows_scored"]) for r in back] == [(DAYS[0], "1", 300), (DAYS[1], "2", 300)]
     assert back[0]["roc_auc"] == records[0]["roc_auc"] and evaluate.pooled(back) == evaluate.pooled(records)
     # A rerun replaces the day whole.
-    evaluate.write_performance(lake, records[:1])
+    evaluate.write_performance(lake, SPEC, records[:1])
     assert len(evaluate.read_performance(lake, [DAYS[0]])) == 1
 
 
@@ -134,10 +139,11 @@ def drift_data(spark):
             preds.append((f"{ds}-{i}", ds, min(p, 1.0), p >= 0.5, "flight_delay", "3", "run3", None, "s"))
     ref_preds = spark.createDataFrame([(f"r{i}", ref_days[i // 300], rng.betavariate(2, 5), False, "flight_delay", "3",
                                         "run3", None, "s") for i in range(3000)], _pred_schema())
-    profile = drift.build_profile(spark.createDataFrame(ref, _feature_schema()), ref_preds, NUMERIC, CATEGORICAL,
+    profile = drift.build_profile(SPEC, spark.createDataFrame(ref, _feature_schema()), ref_preds,
                                   bins=10, meta={"model_name": "flight_delay", "model_version": "3", "run_id": "run3"})
     current = spark.createDataFrame(rows, _feature_schema())
-    return profile, drift.drift_days(current, spark.createDataFrame(preds, _pred_schema()), profile, threshold=0.25)
+    return profile, drift.drift_days(SPEC, current, spark.createDataFrame(preds, _pred_schema()), profile,
+                                     threshold=0.25)
 
 
 def test_reference_profile(drift_data):
@@ -190,7 +196,7 @@ def test_reports_published_and_the_summary_prints_them(drift_data, scored, tmp_p
     assert html.index("num_shift") < html.index("num_a")  # sorted by PSI
     assert drift.read_report(lake, "2013-03-01")["drifting"] == ["num_shift"]
     assert uris["2013-03-03"].endswith("monitoring/drift/ds=2013-03-03/report.html")
-    evaluate.write_performance(lake, evaluate.evaluate_days(*scored))
+    evaluate.write_performance(lake, SPEC, evaluate.evaluate_days(SPEC, *scored))
     assert summary_main(["--days", "5", "--lake", lake.root_uri]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
@@ -324,10 +330,10 @@ def mlflow_store(tmp_path_factory):
 def test_mlflow_monitoring_runs_and_profile(mlflow_store, scored, drift_data, tmp_path):
     client = mlflow_store
     lake = Lake(f"file://{tmp_path}/lake")
-    records = evaluate.evaluate_days(*scored)
-    evaluate.write_performance(lake, records)
-    runs = evaluate.log_performance(lake, records)
-    assert evaluate.log_performance(lake, records) == runs  # found again by its tag, not duplicated
+    records = evaluate.evaluate_days(SPEC, *scored)
+    evaluate.write_performance(lake, SPEC, records)
+    runs = evaluate.log_performance(lake, SPEC, records)
+    assert evaluate.log_performance(lake, SPEC, records) == runs  # found again by its tag, not duplicated
     exp = client.get_experiment_by_name("flight_delay-monitoring")
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     run = client.get_run(runs["2"])
@@ -338,14 +344,14 @@ def test_mlflow_monitoring_runs_and_profile(mlflow_store, scored, drift_data, tm
     assert "plots/performance.png" in {a.path for a in client.list_artifacts(runs["2"], "plots")}
     # Drift metrics go to the same run; the reference profile to the version's training run.
     profile, reports = drift_data
-    drift_runs = drift.log_drift({ds: {**r, "model_version": "2"} for ds, r in reports.items()}, lake)
+    drift_runs = drift.log_drift(SPEC, {ds: {**r, "model_version": "2"} for ds, r in reports.items()}, lake)
     assert drift_runs == {"2": runs["2"]}
     assert len(client.get_metric_history(runs["2"], "drift_max_excess_psi")) == 4
     assert drift.load_reference_profile(client, "flight_delay", "2") is None
     client.log_dict(store.version_run_id(client, "flight_delay", "2"), profile, store.PROFILE_ARTIFACT)
     assert drift.load_reference_profile(client, "flight_delay", "2") == profile
     # Stored once: later runs read it back without Spark or the training data.
-    assert drift.ensure_reference_profile(None, lake, "flight_delay", "2") == profile
+    assert drift.ensure_reference_profile(None, lake, SPEC, "flight_delay", "2") == profile
     assert store.holdout_metrics(client, "flight_delay", "1")["roc_auc"] == 0.74
 
 
@@ -384,21 +390,20 @@ def test_reference_profile_and_monitor_days_on_the_lake(mlflow_store, spark, tmp
     for ds, n in (("2013-01-01", 200), ("2013-01-02", 200), ("2013-01-03", 100), ("2013-01-04", 100)):
         rows[ds] = [dict(zip(schema.names, (r[0], *r[2:]))) for r in
                     (_feature_row(rng, f"{ds}-{i}", ds, int(rng.random() < 0.3)) for i in range(n))]
-        publish_partition(lake, store.FEATURES, f"ds={ds}",
+        publish_partition(lake, SPEC.features, f"ds={ds}",
                           [PartitionFile("part-0.parquet", store.parquet_bytes(rows[ds], schema), {"rows": n})])
     train = spark.createDataFrame([(*[r[c] for c in ("num_a", "num_shift")], r["label"]) for r in rows["2013-01-01"]],
                                   "num_a double, num_shift double, label int")
     model = Pipeline(stages=[VectorAssembler(inputCols=["num_a", "num_shift"], outputCol="x", handleInvalid="keep"),
                              LogisticRegression(featuresCol="x", labelCol="label", maxIter=5)]).fit(train)
-    profile = drift.ensure_reference_profile(spark, lake, "flight_delay", "1", model=model,
-                                             numeric=NUMERIC, categorical=CATEGORICAL)
+    profile = drift.ensure_reference_profile(spark, lake, SPEC, "flight_delay", "1", model=model)
     assert profile["rows"] == 400 - sum(r["tailnum"] is None for d in ("2013-01-01", "2013-01-02") for r in rows[d])
     assert profile["window"] == {"train_start": "2013-01-01", "train_end": "2013-01-02"}
     assert profile["prediction_days"] == ["2013-01-03", "2013-01-03"] and profile["prediction"]["rows"] == 100
     assert profile["model_version"] == "1" and set(profile["numeric"]) == set(NUMERIC)
     # Stored on the version's run; the next call reads it (no Spark needed).
     assert drift.load_reference_profile(mlflow_store, "flight_delay", "1") == profile
-    assert drift.ensure_reference_profile(None, lake, "flight_delay", "1") == profile
+    assert drift.ensure_reference_profile(None, lake, SPEC, "flight_delay", "1") == profile
 
     # Two days scored by v1 (random probabilities: far below its holdout AUC of 0.74), one not scored.
     from lakeforge.monitoring.monitor import monitor_days, retraining_decision
@@ -410,29 +415,28 @@ def test_reference_profile_and_monitor_days_on_the_lake(mlflow_store, spark, tmp
         preds = [{"flight_key": r["flight_key"], "probability": rng.random(), "decision": False,
                   "model_name": "flight_delay", "model_version": "1", "model_run_id": "r", "scored_at": None,
                   "scoring_run_id": "s"} for r in rows[ds]]
-        publish_partition(lake, store.PREDICTIONS, f"ds={ds}", [PartitionFile(
+        publish_partition(lake, SPEC.predictions, f"ds={ds}", [PartitionFile(
             "part-0.parquet", store.parquet_bytes(preds, pschema), {"rows": len(preds)})])
     manifest_reads: Counter[str] = Counter()
     read_bytes = lake.read_bytes
 
     def counting_read(rel: str) -> bytes:
         data = read_bytes(rel)
-        if rel.startswith(f"{store.PREDICTIONS}/") and rel.endswith(f"/{MANIFEST}"):
+        if rel.startswith(f"{SPEC.predictions}/") and rel.endswith(f"/{MANIFEST}"):
             manifest_reads[rel] += 1
         return data
 
     monkeypatch.setattr(lake, "read_bytes", counting_read)
-    out = monitor_days(spark, lake, ["2013-01-03", "2013-01-04", "2013-01-05"], meta={"dag_run_id": "t"},
-                       numeric=NUMERIC, categorical=CATEGORICAL)
+    out = monitor_days(spark, lake, SPEC, ["2013-01-03", "2013-01-04", "2013-01-05"], meta={"dag_run_id": "t"})
     # One read per scored day serves its files and its model version (day_versions).
-    assert manifest_reads == {f"{store.PREDICTIONS}/ds={ds}/{MANIFEST}": 1 for ds in ("2013-01-03", "2013-01-04")}
+    assert manifest_reads == {f"{SPEC.predictions}/ds={ds}/{MANIFEST}": 1 for ds in ("2013-01-03", "2013-01-04")}
     assert out["days"] == ["2013-01-03", "2013-01-04"] and out["skipped"] == ["2013-01-05"]
     assert [r["rows_evaluated"] for r in out["performance"]] == [100, 100]
     assert sorted(out["drift"]) == ["2013-01-03", "2013-01-04"] and out["drift"]["2013-01-03"]["prediction"]
     assert evaluate.read_performance(lake) == out["performance"]
-    run_id = store.monitoring_run(mlflow_store, store.monitoring_experiment(mlflow_store), "flight_delay", "1")
+    run_id = store.monitoring_run(mlflow_store, store.monitoring_experiment(mlflow_store, SPEC), "flight_delay", "1")
     steps = {m.step for m in mlflow_store.get_metric_history(run_id, "roc_auc")}
     assert {store.day_step("2013-01-03"), store.day_step("2013-01-04")} <= steps
-    decision = retraining_decision(lake, "flight_delay", "1", policy.RetrainPolicy(window_days=2, drift_days=2))
+    decision = retraining_decision(lake, SPEC, "1", policy.RetrainPolicy(window_days=2, drift_days=2))
     assert decision.retrain and decision.trigger.startswith("performance") and decision.performance["holdout"] == 0.74
     assert decision.as_of == "2013-01-04"

@@ -37,9 +37,10 @@ def walkthrough_blocks() -> dict[str, tuple[str, str]]:
 def test_the_page_gives_every_file_of_the_folder_it_shows():
     blocks = walkthrough_blocks()
     files = sorted(p.split("/", 2)[2] for p in blocks if p.startswith(f"pipelines/{PIPELINE}/"))
-    assert files == ["__init__.py", "clean.py", "dags/ingest_bakery.py", "dags/train_bakery.py",
+    assert files == ["__init__.py", "clean.py", "dags/ingest_bakery.py", "dags/score_bakery.py", "dags/train_bakery.py",
                      "dags/transform_bakery.py", "features.py", "model.py", "quality/clean_sales.json",
-                     "quality/features_sales.json", "quality/raw_sales.json", "transform.py"]
+                     "quality/features_sales.json", "quality/predictions_sales.json", "quality/raw_sales.json",
+                     "transform.py"]
     # The folder tree the page draws names the same files.
     tree = DOC.read_text().split("## The folder", 1)[1].split("```")[1]
     assert sorted(re.findall(r"^\s+(\S+\.(?:py|json))", tree, re.M)) == sorted(p.rsplit("/", 1)[-1] for p in files)
@@ -98,7 +99,8 @@ def test_the_walkthrough_ingests_cleans_and_builds_features(airflow_db, spark, w
     monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
     assert sorted(list_py_file_paths(str(dags), safe_mode=True)) == sorted(str(p) for p in dags.iterdir())
     bag = DagBag(dag_folder=str(dags))
-    assert bag.import_errors == {} and sorted(bag.dag_ids) == ["ingest_bakery", "train_bakery", "transform_bakery"]
+    assert bag.import_errors == {} and sorted(bag.dag_ids) == ["ingest_bakery", "score_bakery", "train_bakery",
+                                                                   "transform_bakery"]
     transform_dag = bag.dags["transform_bakery"]
     assert [a.name for a in transform_dag.timetable.asset_condition.objects] == ["bakery.raw.sales"]
     assert {t.task_id for t in transform_dag.tasks} == {"plan_dates", "anything_to_do", "spark_transform"}
@@ -115,6 +117,14 @@ def test_the_walkthrough_ingests_cleans_and_builds_features(airflow_db, spark, w
     assert [a.name for a in train_dag.timetable.asset_condition.objects] == [
         "bakery.features.sales", "bakery.monitoring.retrain_requested"]
     assert train_dag.get_task("train_and_register").application_args[:2] == ["--pipeline", PIPELINE]
+    from lakeforge.quality.spec import load_suite
+
+    assert model.predictions == "predictions/sales" and load_suite(PIPELINE, model.predictions).checks
+    score_dag = bag.dags["score_bakery"]
+    assert [a.name for a in score_dag.timetable.asset_condition.objects] == ["bakery.features.sales",
+                                                                             "models.bakery_sales"]
+    assert [a.name for a in score_dag.get_task("spark_score").outlets] == ["bakery.predictions.sales"]
+    assert score_dag.get_task("spark_score").application_args[:2] == ["--pipeline", PIPELINE]
 
     # The ingest DAG, one run per delivered day (from the pipeline's bundle, as the dag-processor
     # serializes it).

@@ -246,6 +246,7 @@ def test_scoring_catches_up_the_feature_days_never_scored(tmp_path):
     from lakeforge.lake import source_lake
     from lakeforge.orchestration.score_dag import plan_dates as score_dates, plan_run as score_plan
 
+    TABLES = ("features/flights", "predictions/flights")
     lake = source_lake("nycflights", f"file://{tmp_path}/lake")
     for ds in ("2013-01-01", "2013-01-02", "2013-01-03", "2013-01-04", "2013-01-05"):
         rows = 0 if ds == "2013-01-04" else 900
@@ -255,14 +256,14 @@ def test_scoring_catches_up_the_feature_days_never_scored(tmp_path):
     later = (datetime.now(timezone.utc) + timedelta(seconds=5)).isoformat(timespec="seconds")
     blocked_verdict(lake, "predictions/flights", "2013-01-05", later, "probability_range: 1.2 > 1")
     features = {"f": [SimpleNamespace(extra={"dates": ["2013-01-02"]})]}
-    plan, size = score_plan({}, features, lake.root_uri)
+    plan, size = score_plan({}, features, *TABLES, lake.root_uri)
     assert (plan.dates, plan.from_events, plan.pending) == (["2013-01-02", "2013-01-03"], ["2013-01-02"], ["2013-01-03"])
     assert plan.blocked == {"2013-01-05": "predictions/flights: probability_range: 1.2 > 1"} and size == 20
     assert plan.note("score") == ("2013-01-02..2013-01-03 (2 days): 1 from events, 1 pending; "
                                   "blocked by the quality gate, inputs unchanged since: 2013-01-05")
     # Without the scan (plan_dates' default) and for a manual rescore: the events, the range.
-    assert score_dates({}, features, lake.root_uri) == (["2013-01-02"], 10)
-    assert score_plan({"start": "2013-01-01", "end": "2013-01-01"}, None, lake.root_uri)[0].dates == ["2013-01-01"]
+    assert score_dates({}, features, *TABLES, lake.root_uri) == (["2013-01-02"], 10)
+    assert score_plan({"start": "2013-01-01", "end": "2013-01-01"}, None, *TABLES, lake.root_uri)[0].dates == ["2013-01-01"]
 
 
 def test_an_event_for_a_day_already_built_from_its_inputs_runs_nothing_again(transformed):

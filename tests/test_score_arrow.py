@@ -96,12 +96,11 @@ def test_the_jobs_session_carries_its_arrow_batch_size(monkeypatch):
 
     from spark_jobs import score_flights
 
-    built, conf = {}, {}
-    fake = SimpleNamespace(conf=SimpleNamespace(set=conf.__setitem__))
+    built, fake = {}, SimpleNamespace()
     monkeypatch.setattr("lakeforge.spark.session", lambda name, **kw: built.update(name=name, **kw) or fake)
     assert score_flights.job_session(input_bytes=123) is fake
-    assert built == {"name": "score_flights", "input_bytes": 123}
-    assert conf == score_flights.SPARK_CONF == {"spark.sql.execution.arrow.maxRecordsPerBatch": "65536"}
+    assert built == {"name": "score_flights", "input_bytes": 123, "conf": score_flights.SPARK_CONF}
+    assert score_flights.SPARK_CONF == {"spark.sql.execution.arrow.maxRecordsPerBatch": "65536"}
 
 
 def test_python_workers_warm_up_answers_its_seconds(spark, caplog):
@@ -116,7 +115,7 @@ def test_python_workers_warm_up_answers_its_seconds(spark, caplog):
         def sparkContext(self):
             raise RuntimeError("no context")
 
-    with caplog.at_level("WARNING", logger="lakeforge.score_flights"):
+    with caplog.at_level("WARNING", logger="lakeforge.scoring.job"):
         assert 0 <= score_flights.warm_python_workers(Broken(), files=2).result(timeout=60)
     assert "warming the Python workers failed: no context" in caplog.text
 

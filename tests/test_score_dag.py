@@ -45,7 +45,8 @@ def test_scheduled_on_features_emitting_predictions(dag):
     args = score.application_args
     assert args[args.index("--model-version") + 1] == "{{ ti.xcom_pull(task_ids='plan_scoring')['model_version'] }}"
     assert args[args.index("--run-id") + 1] == "{{ run_id }}"
-    assert score.application.endswith("spark_jobs/score_flights.py")
+    assert score.application.endswith("spark_jobs/score.py")
+    assert args[args.index("--pipeline") + 1] == "nycflights"
     assert score.conf["spark.sql.shuffle.partitions"]
     # Its own task: the scoring task succeeds without a retraining decision too (outlets always emit).
     request = dag.get_task("request_retraining")
@@ -84,7 +85,10 @@ def events(*extras):
 
 
 def test_plan_dates_from_events_and_from_the_form(tmp_path):
-    from lakeforge.orchestration.score_dag import plan_dates
+    from lakeforge.orchestration.score_dag import plan_dates as score_dates
+
+    def plan_dates(params, triggering, lake_uri):
+        return score_dates(params, triggering, "features/flights", "predictions/flights", lake_uri)
 
     root = f"file://{tmp_path}/lake"
     publish_features(root, ["2013-01-01", "2013-01-02"])

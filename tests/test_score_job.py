@@ -27,9 +27,10 @@ import pytest
 
 from lakeforge.lake import Lake, source_lake
 from lakeforge.publish import list_partitions, read_manifest
-from lakeforge.scoring import FEATURES, PREDICTIONS
 from spark_jobs import score_flights, train_delay_model, transform_flights
 from tests.helpers import environ, ingest_days
+
+FEATURES, PREDICTIONS = "features/flights", "predictions/flights"  # nycflights' model.py
 
 DAYS = ["2013-01-01", "2013-01-02"]
 NAME = "flight_delay"
@@ -129,11 +130,13 @@ def register(spark, lake: Lake, run_key: str):
     from lakeforge.training.trainers import DEFAULTS, build_pipeline
     from lakeforge.pipelines.nycflights.features import FEATURE_COLUMNS
 
+    spec = score_flights.spec()
     tracking.setup()
     with tracking.scratch_space(), mlflow.start_run(run_name=f"score tests {run_key}") as run:
         rows = (spark.read.parquet(lake.uri(FEATURES)).where(F.col("tailnum").isNotNull())
                 .select(*FEATURE_COLUMNS, "label").cache())
-        model = build_pipeline("lr", {**DEFAULTS["lr"], "maxIter": 10}, numeric=observed_numeric(rows)).fit(rows)
+        model = build_pipeline("lr", {**DEFAULTS["lr"], "maxIter": 10}, numeric=observed_numeric(rows, spec),
+                               spec=spec).fit(rows)
         model_uri = train_delay_model.log_model(model, rows, "lr").model_uri
         mlflow.log_metric("roc_auc", CLAIMED_HOLDOUT_AUC)
         version = registry.register(NAME, model_uri, run.info.run_id, run_key, {"lakeforge.family": "lr"})
@@ -336,7 +339,7 @@ def check_monitoring(lake: Lake, result: dict, client) -> None:
     assert decision["performance"]["holdout"] == CLAIMED_HOLDOUT_AUC and "more than the allowed 0.03" in decision["reason"]
     assert last_fired(lake, "1")["as_of"] == DAYS[-1] and lake.exists(f"{TRIGGERS}/version=1/trigger.json")
     # The same evidence never fires again.
-    again = decide_and_record(lake, NAME, "1")
+    again = decide_and_record(lake, score_flights.spec(), "1")
     assert not again.retrain and f"already fired on {DAYS[-1]}" in again.reason
     event = retrain_event(result)
     assert event["reason"] == decision["reason"] and event["model_version"] == "1"
@@ -476,7 +479,7 @@ def test_gate_publishes_only_days_with_one_version_and_valid_probabilities(spark
                   F.lit(at).alias("scored_at"), F.lit("t").alias("scoring_run_id"), "ds").coalesce(1))
     days = sorted({r[3] for r in rows})
     staging = score_flights.stage(df, lake)
-    gate = ScoringGate(lake, "nycflights", "t", "1")
+    gate = ScoringGate(lake, "nycflights", "t", "1", PREDICTIONS)
     gate.audit_staged(spark, [(PREDICTIONS, staging, days, {"upstream_rows": {ds: 3 for ds in days}})])
     blocked = gate.blocked()
     assert sorted(blocked) == days[:3]

@@ -8,7 +8,6 @@ task types are checked against hand-computed values."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from datetime import date
@@ -86,31 +85,41 @@ def features_lake(spark, lake_root) -> Lake:
     return lake
 
 
+def bundle_dag(monkeypatch, file: str):
+    """A DAG of seattle_weather's own folder, parsed with the DAG bundles ``make up`` configures."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from lakeforge.orchestration.airflow_env import dag_bundles
+    from lakeforge.settings import get_settings
+
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", dag_bundles(get_settings()))
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "plugins/lakeforge/pipelines/seattle_weather/dags" / file))
+    assert bag.import_errors == {}
+    (dag,) = bag.dags.values()
+    return dag
+
+
+@pytest.fixture(scope="module")
+def trained(features_lake, airflow_db, mlflow_server):
+    """``train_seattle_weather`` run once under Airflow (``dag.test``) with the trigger form's values."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        dag = bundle_dag(monkeypatch, "train_seattle_weather.py")
+        dr = dag.test(logical_date=pendulum.now("UTC"), run_conf=FORM)
+    return dag, dr, {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
+
+
 @pytest.mark.airflow
-def test_the_training_dag_registers_and_promotes_the_multiclass_model(features_lake, airflow_db, mlflow_server,
-                                                                    monkeypatch):
+def test_the_training_dag_registers_and_promotes_the_multiclass_model(features_lake, trained, mlflow_server):
     """The trigger form's defaults and family choices are the pipeline's; the run registers
     ``seattle_weather`` v1 as champion (log loss beats the class shares of the training window),
     logs multiclass metrics, and leaves nycflights' model and promotion log alone."""
-    from airflow.dag_processing.dagbag import DagBag
     from mlflow import MlflowClient
 
-    folder = PROJECT_ROOT / "plugins/lakeforge/pipelines/seattle_weather/dags"
-    local = "airflow.dag_processing.bundles.local.LocalDagBundle"
-    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([
-        {"name": "dags-folder", "classpath": local, "kwargs": {}},
-        {"name": "seattle-weather", "classpath": local, "kwargs": {"path": str(folder)}},
-    ]))
-    bag = DagBag(dag_folder=str(folder / "train_seattle_weather.py"))
-    assert bag.import_errors == {}
-    dag = bag.dags["train_seattle_weather"]
+    dag, dr, states = trained
     assert dag.params["model_family"] == "rf" and dag.params["window_days"] == 730
     assert dag.params.get_param("model_family").schema["enum"] == ["lr", "rf"]
     assert [a.name for a in dag.timetable.asset_condition.objects] == [
         "seattle_weather.features.weather", "seattle_weather.monitoring.retrain_requested"]
-
-    dr = dag.test(logical_date=pendulum.now("UTC"), run_conf=FORM)
-    states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
     assert dr.state == "success", states
     assert states["publish_champion"] == "success", states
 
@@ -137,6 +146,71 @@ def test_the_training_dag_registers_and_promotes_the_multiclass_model(features_l
     assert entry["guards"] == {}  # calibration guards are for a probability of one class
     assert Lake(os.environ["LAKEFORGE_LAKE_ROOT"]).listdir("") == ["seattle_weather"]
     assert client.search_model_versions("name = 'flight_delay'") == []  # the other pipeline's model
+
+
+@pytest.mark.airflow
+def test_the_scoring_dag_scores_and_monitors_with_the_multiclass_champion(spark, features_lake, trained, mlflow_server,
+                                                                        monkeypatch):
+    """``score_seattle_weather`` (the same factory and generic job as nycflights' scoring) under
+    Airflow, as the ``scoring`` account: every month never scored is scored by the champion
+    v1 (a pending scan: no event, no form), audited by the pipeline's predictions suite, and
+    monitored: per month accuracy, weighted F1 and log loss, a drift report with the predicted
+    class's distribution, and the retraining decision on log loss."""
+    from pyspark.sql import functions as F
+
+    from lakeforge.monitoring import store
+    from lakeforge.publish import list_partitions, read_manifest
+    from lakeforge.reports import read_run_report
+    from lakeforge.pipelines.seattle_weather import WEATHER_CLASSES
+
+    assert trained[1].state == "success"
+    for key, value in mlflow_server.env("scoring").items():
+        monkeypatch.setenv(key, value)
+    dag = bundle_dag(monkeypatch, "score_seattle_weather.py")
+    assert [a.name for a in dag.timetable.asset_condition.objects] == [
+        "seattle_weather.features.weather", "models.seattle_weather"]
+    assert [a.name for a in dag.get_task("spark_score").outlets] == ["seattle_weather.predictions.weather"]
+    dr = dag.test(logical_date=pendulum.now("UTC"))
+    states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
+    assert dr.state == "success" and states["spark_score"] == "success", states
+
+    lake = features_lake
+    assert list_partitions(lake, "predictions/weather") == [f"ds={m}" for m in MONTHS]
+    report = read_run_report(lake, "score_weather", dr.run_id)
+    assert report["model"]["name"] == "seattle_weather" and report["model"]["version"] == "1"
+    assert report["model"]["threshold"] is None  # a decision threshold is a binary model's
+    preds = spark.read.parquet(lake.uri("predictions/weather"))
+    assert preds.columns == ["date", "prediction", "predicted_class", "probability", "probabilities", "model_name",
+                             "model_version", "model_run_id", "scored_at", "scoring_run_id", "ds"]
+    features = spark.read.parquet(lake.uri("features/weather"))
+    assert preds.count() == features.count() == sum(read_manifest(lake, "features/weather", f"ds={m}")["rows"]
+                                                    for m in MONTHS)
+    # The class is the argmax of the probabilities, named as the spec's classes; they sum to 1.
+    bad = preds.where(
+        (F.col("probability") != F.array_max("probabilities"))
+        | (F.col("predicted_class") != F.element_at(F.array(*[F.lit(c) for c in WEATHER_CLASSES]), F.col("prediction") + 1))
+        | (F.abs(F.aggregate("probabilities", F.lit(0.0), lambda acc, x: acc + x) - 1) > 1e-6)
+        | (F.size("probabilities") != len(WEATHER_CLASSES)) | (F.col("model_version") != "1"))
+    assert bad.count() == 0
+    assert read_manifest(lake, "predictions/weather", f"ds={MONTHS[-1]}")["quality"]["status"] == "passed"
+
+    # Monitoring: every month's outcomes are in; accuracy as a person would count it.
+    mon = report["monitoring"]
+    assert mon["days"] == MONTHS and mon["awaiting_outcomes"] == []
+    records = {r["ds"]: r for r in mon["records"]}
+    month = MONTHS[-1]
+    joined = (preds.where(F.col("ds") == month).join(features.where(F.col("ds") == month), ["date", "ds"], how="inner")
+              .agg(F.avg((F.col("prediction") == F.col("label_index")).cast("double")).alias("accuracy"),
+                   F.count("*").alias("rows")).first())
+    assert records[month]["rows_evaluated"] == joined["rows"] == records[month]["rows_scored"]
+    assert records[month]["accuracy"] == pytest.approx(joined["accuracy"])
+    assert 0 <= records[month]["f1"] <= 1 and records[month]["log_loss"] > 0
+    assert read_manifest(lake, store.PERFORMANCE, f"ds={month}")["model_version"] == "1"
+    assert mon["drift"][month]["report"].endswith(f"monitoring/drift/ds={month}/report.html")
+    decision = report["retraining"]
+    assert decision["model_version"] == "1" and decision["policy"]["metric"] == "log_loss", decision
+    print(f"\nscore_seattle_weather: {preds.count()} days scored by v1; {month}: accuracy "
+          f"{records[month]['accuracy']:.3f}, log loss {records[month]['log_loss']:.3f}; retraining: {decision['reason']}")
 
 
 def test_a_regression_model_through_the_same_job(spark, features_lake, mlflow_server, tmp_path):

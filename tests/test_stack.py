@@ -58,7 +58,7 @@ DAGS = ("ingest_flights", "score_flights", "train_delay_model", "transform_fligh
 # The second pipeline, in the same Airflow (its DAG folder is a bundle of its own) and lake: two
 # months delivered, ingested and transformed; its training runs on the features' events and trains
 # nothing yet (too few new partitions), which is a green run that says why.
-SEATTLE_DAGS = ("ingest_seattle_weather", "train_seattle_weather", "transform_seattle_weather")
+SEATTLE_DAGS = ("ingest_seattle_weather", "score_seattle_weather", "train_seattle_weather", "transform_seattle_weather")
 SEATTLE_MONTHS = ("2012-01-01", "2012-02-01")
 SCREENSHOTS = ("airflow-train-trigger-form.png", "airflow-train-run.png", "airflow-dags.png", "airflow-asset-graph.png",
                "airflow-ingest-runs.png", "airflow-quality-reports.png", "mlflow-experiment.png", "mlflow-model.png",

@@ -18,6 +18,7 @@ import pytest
 from lakeforge.lake import Lake
 from lakeforge.publish import read_manifest
 from lakeforge.training import progress, promotion, registry
+from lakeforge.training.spec import load_model_spec
 from lakeforge.training.tracking import MlflowUnavailable, pip_requirements, scratch_space, temp_folders_in
 from spark_jobs import train_delay_model, transform_flights
 from tests.helpers import environ, ingest_days
@@ -25,6 +26,7 @@ from tests.mlflow_server import mlflow_server  # noqa: F401  (fixture)
 
 DAYS = [date(2013, 1, 1) + timedelta(days=i) for i in range(6)]
 NAME = "flight_delay"
+FLIGHTS = load_model_spec("nycflights")  # its columns, label and task (build_pipeline's spec)
 REASON = "retrain v0: roc_auc 0.6900 over the last 7 evaluated days (2013-01-01..2013-01-07) vs holdout 0.7700"
 # Every tag of a decided version: what a person reads, then what the code needs (registry.VERSION_TAGS).
 VERSION_TAG_KEYS = {"lakeforge.decision", "lakeforge.champion_before", "lakeforge.holdout_roc_auc",
@@ -66,7 +68,7 @@ def test_xgboost_pipeline_takes_the_feature_columns_and_names_their_importance(s
     from lakeforge.pipelines.nycflights.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, NUMERIC_FEATURES
 
     df = spark.read.parquet(features_lake.uri("features/flights")).select(*FEATURE_COLUMNS, "label")
-    model = build_pipeline("xgboost", {"n_estimators": 5, "max_depth": 3}, num_workers=2).fit(df)
+    model = build_pipeline("xgboost", {"n_estimators": 5, "max_depth": 3}, num_workers=2, spec=FLIGHTS).fit(df)
     assert [type(s).__name__ for s in model.stages] == ["StringIndexerModel", "SparkXGBClassifierModel"]
     scored = model.transform(df.limit(50)).select("probability").collect()
     assert len(scored) == 50 and all(0 < row.probability[1] < 1 for row in scored)
@@ -89,7 +91,7 @@ def test_lightgbm_trains_on_every_worker_and_scores_like_its_booster(spark, feat
     df = spark.read.parquet(features_lake.uri("features/flights")).select(*FEATURE_COLUMNS, "label").cache()
     rows = df.count()
     params = {"n_estimators": 5, "num_leaves": 7, "subsample": 1.0, "colsample_bytree": 1.0}
-    model = build_pipeline("lightgbm", params, num_workers=2).fit(df)
+    model = build_pipeline("lightgbm", params, num_workers=2, spec=FLIGHTS).fit(df)
     assert [type(s).__name__ for s in model.stages] == ["StringIndexerModel", "SparkLGBMClassifierModel"]
     stats = model.stages[-1].worker_stats
     assert [w["rank"] for w in stats] == [0, 1] and all(w["rows"] > 0 for w in stats)
@@ -111,7 +113,7 @@ def test_lightgbm_trains_on_every_worker_and_scores_like_its_booster(spark, feat
     assert importance and set(importance) <= set(CATEGORICAL_FEATURES + NUMERIC_FEATURES)
 
     with pytest.raises(Exception, match="got no rows"):  # more workers than rows: a clear error
-        build_pipeline("lightgbm", params, num_workers=2).fit(df.limit(1))
+        build_pipeline("lightgbm", params, num_workers=2, spec=FLIGHTS).fit(df.limit(1))
     sample.unpersist()
     df.unpersist()
 
@@ -121,10 +123,12 @@ import json, sys
 from lakeforge.spark import session
 from lakeforge.training.evaluate import with_probability
 from lakeforge.training.trainers import build_pipeline
+from lakeforge.training.spec import load_model_spec
 from lakeforge.pipelines.nycflights.features import FEATURE_COLUMNS
 spark = session("lightgbm-on-cluster", master=sys.argv[1])
 df = spark.read.parquet(sys.argv[2]).select(*FEATURE_COLUMNS, "label")
-model = build_pipeline("lightgbm", {"n_estimators": 5, "num_leaves": 7}, num_workers=2).fit(df)
+model = build_pipeline("lightgbm", {"n_estimators": 5, "num_leaves": 7}, num_workers=2,
+                       spec=load_model_spec("nycflights")).fit(df)
 p = with_probability(model.transform(df)).selectExpr("count(*) AS n", "min(p) AS lo", "max(p) AS hi").first()
 print("RESULT", json.dumps({"stats": model.stages[-1].worker_stats, "rows": df.count(), "scored": p.n,
                             "p": [p.lo, p.hi], "app": spark.sparkContext.applicationId}), flush=True)
@@ -294,7 +298,7 @@ def test_training_run_is_tracked_registered_and_champion(spark, features_lake, m
     assert v.tags["lakeforge.holdout_roc_auc"] == f"{metrics['holdout_roc_auc']:.4f}"
     from lakeforge.training.data import data_sha256, feature_partitions
 
-    assert v.tags["lakeforge.data_sha256"] == data_sha256(feature_partitions(features_lake))
+    assert v.tags["lakeforge.data_sha256"] == data_sha256(feature_partitions(features_lake, "features/flights"))
     assert v.tags["lakeforge.data_sha256"] == run.data.params["data_sha256"]
     assert v.description == (
         f"Promoted to champion (first model): holdout ROC AUC {metrics['holdout_roc_auc']:.4f} vs the trivial baseline "

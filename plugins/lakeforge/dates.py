@@ -43,3 +43,23 @@ def date_range(start: str, end: str) -> list[str]:
 def shift_day(ds: str, days: int) -> str:
     """The day ``days`` after ``ds`` (before it when negative)."""
     return (date.fromisoformat(ds) + timedelta(days=days)).isoformat()
+
+
+def add_date_arguments(parser, what: str = "days") -> None:
+    """A job's ``--dates`` / ``--start`` / ``--end`` (read back by ``dates_of``)."""
+    parser.add_argument("--dates", help=f"comma-separated YYYY-MM-DD or FIRST..LAST ranges ({what})")
+    parser.add_argument("--start", help="first date of a range (inclusive)")
+    parser.add_argument("--end", help="last date of a range (inclusive)")
+
+
+def dates_of(args) -> list[str]:
+    """``--dates`` (``expand_dates``) or ``--start`` and ``--end``: the run's days; SystemExit
+    with the reason otherwise."""
+    try:
+        if args.dates:
+            return expand_dates(args.dates)
+        if not (args.start and args.end):
+            raise SystemExit("give --dates or both --start and --end")
+        return date_range(args.start, args.end)
+    except ValueError as exc:
+        raise SystemExit(f"bad dates: {exc}") from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 from lakeforge.settings import get_settings
 
@@ -133,9 +133,11 @@ def size_file_splits(spark: "SparkSession", file_sizes: list[int], tasks_per_cor
     spark.conf.set("spark.sql.files.openCostInBytes", str(64 << 10))
 
 
-def session(app_name: str, master: str | None = None, input_bytes: int | None = None) -> "SparkSession":
+def session(app_name: str, master: str | None = None, input_bytes: int | None = None,
+            conf: Mapping[str, str] | None = None) -> "SparkSession":
     """The job's session. ``input_bytes``: how much it reads, when known (see ``jit_options``;
-    under spark-submit the JVM is already up, and the submitter chose)."""
+    under spark-submit the JVM is already up, and the submitter chose). ``conf``: the job's own
+    settings on top of ``spark_conf`` (e.g. scoring's Arrow batch size)."""
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -147,7 +149,7 @@ def session(app_name: str, master: str | None = None, input_bytes: int | None = 
     # Under spark-submit (PYSPARK_GATEWAY_PORT set) the submitter already chose the master.
     if master or "PYSPARK_GATEWAY_PORT" not in os.environ:
         builder = builder.master(master or settings.spark_master)
-    for key, value in spark_conf(input_bytes).items():
+    for key, value in {**spark_conf(input_bytes), **(conf or {})}.items():
         builder = builder.config(key, value)
     secret = settings.spark_auth_secret
     if secret:

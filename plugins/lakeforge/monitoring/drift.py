@@ -1,5 +1,12 @@
 """Drift: each scored day's features and predictions against the model version's training reference.
 
+What a pipeline's model sees and says is compared with what it saw in training, so a changed feed
+or a model answering differently shows before the outcomes arrive. The spec (``ModelSpec``) says
+which columns: its features (``feature_columns()``: numeric, categorical), the rows its
+``row_filter`` keeps (as in training), the ``key`` (+ ``ds``) that ties a prediction to its row,
+and the task's prediction (binary: ``probability``, numeric; multiclass: ``predicted_class``,
+categorical; regression: ``prediction``, numeric).
+
 Reference profile (once per model version, ``build_profile``; stored as the JSON artifact
 ``monitoring/reference_profile.json`` of the version's training run by ``ensure_reference_profile``,
 read back by every later run: the training data is never read again):
@@ -11,20 +18,21 @@ read back by every later run: the training data is never read again):
 - categorical feature: the share of each category with at least ``MIN_CATEGORY_SHARE`` of the
   rows, the rarer ones together in ``__other__``, ``__null__``; values never seen in training
   fall in ``__unseen__`` (reference share 0). Rare categories are pooled because PSI's sampling
-  noise grows with the number of buckets (about (buckets - 1) / rows): a day's ~900 flights over
-  ~100 destinations would look drifted by chance alone;
-- the prediction: the same quantile bins over the model's probabilities on its holdout days
-  (out-of-sample, like the days it scores; the training window when the version has no holdout tags).
+  noise grows with the number of buckets (about (buckets - 1) / rows): a day's ~900 rows over
+  ~100 categories would look drifted by chance alone;
+- the prediction: the same bins (numeric) or categories (the predicted class) over the model's
+  outputs on its holdout days (out-of-sample, like the days it scores; the training window when
+  the version has no holdout tags), scored by ``lakeforge.scoring.outputs.model_outputs``.
 
 Per day (``drift_days``): every feature's and the prediction's bucket counts in ONE Spark
 aggregation over the day's partitions (one row per (day, feature, bucket) comes back), then PSI on
 the driver: sum((a - e) * ln(a / e)) over buckets, shares floored at ``EPSILON`` so an empty bucket
-(an unseen category) counts instead of dividing by zero. Rows: flights with a tail number, as in
-training.
+(an unseen category) counts instead of dividing by zero.
 
-A day is not a window: a feature with one value per day (the weekday, the NYC-wide history rates)
-or tied within a day (the weather) is far from the window's distribution on EVERY day, the training
-days included (``day_of_week`` alone: PSI ~7). So the profile also keeps each feature's usual PSI,
+A day (a partition: a month where partitions are monthly) is not a window: a feature with one
+value per day (the weekday, a history rate over all rows) or tied within a day (the weather) is far
+from the window's distribution on EVERY day, the training days included (``day_of_week`` alone:
+PSI ~7). So the profile also keeps each feature's usual PSI,
 the 95th percentile of the training days' own PSI against the window, and a feature drifts when its
 PSI exceeds that by more than ``LAKEFORGE_RETRAIN_DRIFT_PSI`` (``excess``). Both numbers are in the
 report.
@@ -40,7 +48,6 @@ import html
 import logging
 import math
 from collections import defaultdict
-from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, Sequence
 
 from lakeforge.lake import Lake
@@ -50,6 +57,8 @@ from lakeforge.settings import get_settings
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
+
+    from lakeforge.training.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +77,9 @@ PREDICTION = "__prediction__"
 NULL, OTHER, UNSEEN = "__null__", "__other__", "__unseen__"
 REPORT_JSON, REPORT_HTML = "report.json", "report.html"
 REL_ERROR = 1e-3
-
-
-def _default_features() -> tuple[list[str], list[str]]:
-    from lakeforge.pipelines.nycflights.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-
-    return list(NUMERIC_FEATURES), list(CATEGORICAL_FEATURES)
+# The prediction column whose distribution is profiled, per task, and whether it is categorical.
+PREDICTED = {"binary": ("probability", False), "multiclass": ("predicted_class", True),
+             "regression": ("prediction", False)}
 
 
 def _edges(values: Sequence[float]) -> list[float]:
@@ -204,11 +210,21 @@ def _shares(counts: dict[str, int]) -> dict[str, float]:
     return {b: c / n for b, c in counts.items()} if n else {}
 
 
-def _with_tail(features: "DataFrame") -> "DataFrame":
-    """Flights with a tail number (a frame without the column, like training's, is already cut)."""
+def _rows(features: "DataFrame", spec: "ModelSpec") -> "DataFrame":
+    """The rows the spec's ``row_filter`` keeps (all without one)."""
     from pyspark.sql import functions as F
 
-    return features.where(F.col("tailnum").isNotNull()) if "tailnum" in features.columns else features
+    return features.where(F.expr(spec.row_filter)) if spec.row_filter else features
+
+
+def _prediction(spec: "ModelSpec", scored: "DataFrame") -> "Column":
+    """The task's profiled prediction (``PREDICTED``) of a scored frame."""
+    from pyspark.sql import functions as F
+
+    column, categorical = PREDICTED[spec.task]
+    if spec.task == "binary":
+        return _probability(scored)
+    return F.col(column).cast("string" if categorical else "double")
 
 
 def _probability(scored: "DataFrame") -> "Column":
@@ -223,24 +239,26 @@ def _probability(scored: "DataFrame") -> "Column":
 
 
 # -- reference profile ---------------------------------------------------------------------------
-def build_profile(features: "DataFrame", predictions: "DataFrame | None" = None,
+def build_profile(spec: "ModelSpec", features: "DataFrame", predictions: "DataFrame | None" = None,
                   numeric: Sequence[str] | None = None, categorical: Sequence[str] | None = None,
-                  bins: int | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The reference profile of a training window's feature rows (tail-less flights left out) and,
-    if given, of predictions (a ``probability`` column, double or MLlib vector). Two Spark jobs
-    over the features: the quantiles (all columns at once), the bucket counts per day; two over
-    the predictions."""
+                  bins: int | None = None, meta: dict[str, Any] | None = None,
+                  filtered: bool = False) -> dict[str, Any]:
+    """The reference profile of a training window's feature rows (those the spec's ``row_filter``
+    keeps, unless ``filtered``: the frame holds only those already, like the training job's) and,
+    if given, of the task's prediction in ``predictions`` (``model_outputs``' columns; a binary
+    ``probability`` may also be MLlib's vector). ``numeric`` / ``categorical``: the features
+    profiled (default: the spec's). Two Spark jobs over the features: the quantiles (all columns at
+    once), the bucket counts per day; two over the predictions."""
     from pyspark.sql import functions as F
 
-    if numeric is None or categorical is None:
-        default_numeric, default_categorical = _default_features()
-        numeric = default_numeric if numeric is None else numeric
-        categorical = default_categorical if categorical is None else categorical
+    spec_numeric, spec_categorical = spec.feature_columns()
+    numeric = spec_numeric if numeric is None else list(numeric)
+    categorical = spec_categorical if categorical is None else list(categorical)
     bins = bins or get_settings().drift_bins
     probs = [i / bins for i in range(1, bins)]
     day = F.col("ds").cast("string") if "ds" in features.columns else F.lit("all")
-    rows = _with_tail(features).select(day.alias("ds"), *[F.col(c).cast("double").alias(c) for c in numeric],
-                                       *categorical).cache()
+    rows = (features if filtered else _rows(features, spec)).select(
+        day.alias("ds"), *[F.col(c).cast("double").alias(c) for c in numeric], *categorical).cache()
     try:
         edges = dict(zip(numeric, map(_edges, rows.approxQuantile(list(numeric), probs, REL_ERROR)))) if numeric else {}
         # Categories raw here (their buckets depend on the window's shares), mapped on the driver.
@@ -252,21 +270,7 @@ def build_profile(features: "DataFrame", predictions: "DataFrame | None" = None,
     n = sum(sum(c.get(next(iter(buckets)), {}).values()) for c in by_day.values())
     if not n:
         raise ValueError("cannot build a reference profile from no rows")
-    cat_spec = {}
-    for c in categorical:
-        totals: dict[str, int] = defaultdict(int)
-        for counts in by_day.values():
-            for v, k in counts.get(c, {}).items():
-                totals[v] += k
-        seen = sorted((v for v in totals if v != NULL), key=lambda v: (-totals[v], v))
-        kept = [v for v in seen if totals[v] / n >= MIN_CATEGORY_SHARE]
-        cat_spec[c] = {"categories": kept, "other": seen[len(kept):]}
-        for counts in by_day.values():  # rare ones pooled, as _categorical_bucket does on scored days
-            raw = counts.get(c, {})
-            pooled = {v: k for v, k in raw.items() if v in kept or v == NULL}
-            if len(pooled) < len(raw):
-                pooled[OTHER] = sum(k for v, k in raw.items() if v not in pooled)
-            counts[c] = pooled
+    cat_spec = {c: _pool_categories(by_day, c, n) for c in categorical}
     profile: dict[str, Any] = {
         "format": PROFILE_FORMAT, "bins": bins, "rows": n, "days": len(by_day), "created_at": store.now_iso(),
         **(meta or {}),
@@ -275,17 +279,50 @@ def build_profile(features: "DataFrame", predictions: "DataFrame | None" = None,
         "prediction": None,
     }
     if predictions is not None:
-        pday = F.col("ds").cast("string") if "ds" in predictions.columns else F.lit("all")
-        p = predictions.select(pday.alias("ds"), _probability(predictions).alias("p")).cache()
-        try:
-            p_edges = _edges(p.approxQuantile("p", probs, REL_ERROR))
-            pc = _counts(_long(p, {PREDICTION: _numeric_bucket(F.col("p"), p_edges)}, F.col("ds")))
-        finally:
-            p.unpersist()
-        ref = _reference(pc, PREDICTION)
-        profile["prediction"] = {"edges": p_edges, **ref, "rows": sum(c.get(PREDICTION, {}).get(b, 0)
-                                                                      for c in pc.values() for b in ref["shares"])}
+        profile["prediction"] = _prediction_profile(spec, predictions, probs)
     return profile
+
+
+def _pool_categories(by_day: dict[str, dict[str, dict[str, int]]], column: str, n: int) -> dict[str, list[str]]:
+    """The categories of ``column`` kept (at least ``MIN_CATEGORY_SHARE`` of the ``n`` rows) and the
+    rarer ones; ``by_day``'s counts of the rarer ones pooled in ``OTHER``, as ``_categorical_bucket``
+    does on scored days."""
+    totals: dict[str, int] = defaultdict(int)
+    for counts in by_day.values():
+        for v, k in counts.get(column, {}).items():
+            totals[v] += k
+    seen = sorted((v for v in totals if v != NULL), key=lambda v: (-totals[v], v))
+    kept = [v for v in seen if totals[v] / n >= MIN_CATEGORY_SHARE]
+    for counts in by_day.values():
+        raw = counts.get(column, {})
+        pooled = {v: k for v, k in raw.items() if v in kept or v == NULL}
+        if len(pooled) < len(raw):
+            pooled[OTHER] = sum(k for v, k in raw.items() if v not in pooled)
+        counts[column] = pooled
+    return {"categories": kept, "other": seen[len(kept):]}
+
+
+def _prediction_profile(spec: "ModelSpec", predictions: "DataFrame", probs: Sequence[float]) -> dict[str, Any]:
+    """The prediction's reference: quantile bins (``edges``) of a numeric one, the categories of the
+    predicted class."""
+    from pyspark.sql import functions as F
+
+    pday = F.col("ds").cast("string") if "ds" in predictions.columns else F.lit("all")
+    p = predictions.select(pday.alias("ds"), _prediction(spec, predictions).alias("p")).cache()
+    try:
+        if PREDICTED[spec.task][1]:
+            pc = _counts(_long(p, {PREDICTION: F.coalesce(F.col("p"), F.lit(NULL))}, F.col("ds")))
+            rows = sum(sum(c.get(PREDICTION, {}).values()) for c in pc.values())
+            if not rows:
+                raise ValueError("cannot build a reference profile of no predictions")
+            return {**_pool_categories(pc, PREDICTION, rows), **_reference(pc, PREDICTION), "rows": rows}
+        p_edges = _edges(p.approxQuantile("p", probs, REL_ERROR))
+        pc = _counts(_long(p, {PREDICTION: _numeric_bucket(F.col("p"), p_edges)}, F.col("ds")))
+    finally:
+        p.unpersist()
+    ref = _reference(pc, PREDICTION)
+    rows = sum(c.get(PREDICTION, {}).get(b, 0) for c in pc.values() for b in ref["shares"])
+    return {"edges": p_edges, **ref, "rows": rows}
 
 
 def _reference(by_day: dict[str, dict[str, dict[str, int]]], feature: str) -> dict[str, Any]:
@@ -304,22 +341,17 @@ def _reference(by_day: dict[str, dict[str, dict[str, int]]], feature: str) -> di
     return {"shares": shares, "usual_psi": usual}
 
 
-def _days(start: str, end: str) -> list[str]:
-    d0, d1 = date.fromisoformat(start), date.fromisoformat(end)
-    return [(d0 + timedelta(days=i)).isoformat() for i in range((d1 - d0).days + 1)]
-
-
-def read_features(spark, lake: Lake, days: Sequence[str]) -> "DataFrame":
-    """The published, usable features partitions of ``days`` (with ``ds``), read by Spark."""
+def read_features(spark, lake: Lake, spec: "ModelSpec", start: str, end: str) -> "DataFrame":
+    """The spec's published, usable features partitions from ``start`` to ``end`` (their ``ds``,
+    inclusive; with ``ds``), read by Spark."""
     from pyspark.sql import functions as F
 
     from lakeforge.training import data
 
-    wanted = set(days)
-    uris = [p["uri"] for p in data.usable(data.feature_partitions(lake)) if p["ds"] in wanted]
+    uris = [p["uri"] for p in data.usable(data.feature_partitions(lake, spec.features)) if start <= p["ds"] <= end]
     if not uris:
-        raise ValueError(f"no usable features partition in {days[0]}..{days[-1]} of {lake.uri(store.FEATURES)}")
-    return (spark.read.option("basePath", lake.uri(store.FEATURES)).parquet(*uris)
+        raise ValueError(f"no usable features partition in {start}..{end} of {lake.uri(spec.features)}")
+    return (spark.read.option("basePath", lake.uri(spec.features)).parquet(*uris)
             .withColumn("ds", F.col("ds").cast("string")))
 
 
@@ -344,13 +376,13 @@ def load_reference_profile(client, model_name: str, version: str) -> dict[str, A
     return profile if profile.get("format") == PROFILE_FORMAT else None
 
 
-def ensure_reference_profile(spark, lake: Lake, model_name: str, version: str, model=None,
-                             numeric: Sequence[str] | None = None, categorical: Sequence[str] | None = None) -> dict[str, Any]:
+def ensure_reference_profile(spark, lake: Lake, spec: "ModelSpec", model_name: str, version: str,
+                             model=None) -> dict[str, Any]:
     """The version's reference profile: read from its run, or computed once from its training
     window (and its predictions on its holdout days) and logged there. ``model``: the loaded Spark
     model if the caller has it (else it is loaded, digest-verified). Logging needs write access to
-    the training experiment (the ``training`` account); reading needs only READ. ``numeric`` /
-    ``categorical``: the features profiled (default: ``lakeforge.pipelines.nycflights.features``')."""
+    the training experiment (the ``training`` account); reading needs only READ."""
+    from lakeforge.scoring.outputs import model_outputs
     from lakeforge.training import registry
 
     client = store.mlflow_client()
@@ -361,9 +393,9 @@ def ensure_reference_profile(spark, lake: Lake, model_name: str, version: str, m
     window = registry.training_window(mv)
     if window is None:
         raise ValueError(f"{model_name} v{version}: no training window recorded, no reference profile possible")
-    features = read_features(spark, lake, _days(window.train_start, window.train_end))
+    features = read_features(spark, lake, spec, window.train_start, window.train_end)
     held_out = registry.holdout_window(mv)  # its run's holdout_start / holdout_end
-    ref_days = _days(*held_out) if held_out else _days(window.train_start, window.train_end)
+    ref_start, ref_end = held_out or (window.train_start, window.train_end)
     if model is None:
         import mlflow
 
@@ -372,11 +404,11 @@ def ensure_reference_profile(spark, lake: Lake, model_name: str, version: str, m
 
         with scratch_space():
             model = load_verified_model(f"models:/{model_name}/{version}", loader=mlflow.spark.load_model, client=client)
-    scored = model.transform(_with_tail(read_features(spark, lake, ref_days)))
-    profile = build_profile(features, scored, numeric, categorical, meta={
+    scored = model_outputs(spec, model, _rows(read_features(spark, lake, spec, ref_start, ref_end), spec), ["ds"])
+    profile = build_profile(spec, features, scored, meta={
         "model_name": model_name, "model_version": str(version), "run_id": mv.run_id,
         "window": {"train_start": window.train_start, "train_end": window.train_end},
-        "prediction_days": [ref_days[0], ref_days[-1]]})
+        "prediction_days": [ref_start, ref_end]})
     try:
         client.log_dict(mv.run_id, profile, store.PROFILE_ARTIFACT)
         log.info("reference profile of %s v%s logged to run %s", model_name, version, mv.run_id)
@@ -404,66 +436,76 @@ def _bucket_labels(edges: Sequence[float]) -> dict[str, str]:
     return {**labels, "null": "null"}
 
 
-def _entry(name: str, kind: str, ref: dict[str, Any], counts: dict[str, int], threshold: float) -> dict[str, Any]:
+def _entry(name: str, kind: str, ref: dict[str, Any], counts: dict[str, int], threshold: float,
+           categorical: bool | None = None) -> dict[str, Any]:
+    """A feature's (or the prediction's: ``kind`` "prediction") line of a day's report;
+    ``categorical``: bucketed by category (default: ``kind == "categorical"``)."""
+    categorical = kind == "categorical" if categorical is None else categorical
     actual = _shares(counts)
     expected = ref["shares"]
     value = psi(expected, actual) if actual else None
     usual = ref.get("usual_psi", 0.0)
     excess = None if value is None else value - usual
-    labels = _bucket_labels(ref["edges"]) if kind != "categorical" else {}
+    labels = {} if categorical else _bucket_labels(ref["edges"])
     buckets = [{"bucket": b, "label": labels.get(b, b), "expected": expected.get(b, 0.0), "actual": actual.get(b, 0.0)}
                for b in sorted(set(expected) | set(actual), key=lambda b: (b == "null", int(b) if b.isdigit() else 0, b))]
     entry = {"feature": name, "kind": kind, "psi": value, "usual_psi": usual, "excess": excess,
              "rows": sum(counts.values()), "drift": excess is not None and excess > threshold, "buckets": buckets,
-             "null_share": actual.get("null" if kind != "categorical" else NULL, 0.0),
-             "reference_null_share": expected.get("null" if kind != "categorical" else NULL, 0.0)}
-    if kind == "categorical":
+             "null_share": actual.get(NULL if categorical else "null", 0.0),
+             "reference_null_share": expected.get(NULL if categorical else "null", 0.0)}
+    if categorical:
         entry["unseen_share"] = actual.get(UNSEEN, 0.0)
     return entry
 
 
-def drift_days(features: "DataFrame", predictions: "DataFrame | None", profile: dict[str, Any],
+def drift_days(spec: "ModelSpec", features: "DataFrame", predictions: "DataFrame | None", profile: dict[str, Any],
                days: Sequence[str] | None = None, threshold: float | None = None) -> dict[str, dict[str, Any]]:
-    """The drift report of each day of ``features`` (or of ``days``) against ``profile``: one
-    Spark aggregation over the days' feature rows and the version's predictions of them."""
+    """The drift report of each day of ``features`` (or of ``days``; the rows the spec's
+    ``row_filter`` keeps) against ``profile``: one Spark aggregation over the days' feature rows and
+    the version's predictions of them (joined on the spec's ``key`` and ``ds``)."""
     from pyspark.sql import functions as F
 
     threshold = get_settings().retrain_drift_psi if threshold is None else threshold
-    rows = _with_tail(features).withColumn("ds", F.col("ds").cast("string"))
+    rows = _rows(features, spec).withColumn("ds", F.col("ds").cast("string"))
     if days is not None:
         rows = rows.where(F.col("ds").isin(list(days)))
     numeric, categorical = list(profile["numeric"].items()), list(profile["categorical"].items())
-    codes = [_numeric_index_sql(c, spec["edges"]) for c, spec in numeric]
-    codes += [_categorical_index_sql(c, spec["categories"], spec["other"]) for c, spec in categorical]
+    codes = [_numeric_index_sql(c, ref["edges"]) for c, ref in numeric]
+    codes += [_categorical_index_sql(c, ref["categories"], ref["other"]) for c, ref in categorical]
     long = _coded_long(rows, codes)
-    if predictions is not None and profile.get("prediction"):
+    pred_ref = profile.get("prediction")
+    pred_categorical = bool(pred_ref) and "categories" in pred_ref
+    if predictions is not None and pred_ref:
         preds = predictions.withColumn("ds", F.col("ds").cast("string"))
         if profile.get("model_version") is not None:
             preds = preds.where(F.col("model_version").cast("string") == str(profile["model_version"]))
-        preds = preds.join(rows.select("flight_key", "ds"), ["flight_key", "ds"], "left_semi")
-        preds = preds.select("ds", _probability(preds).alias("p"))
-        long = long.unionAll(_coded_long(preds, [_numeric_index_sql("p", profile["prediction"]["edges"])],
-                                         first=len(codes)))
+        keys = [*spec.key, "ds"]
+        preds = preds.join(rows.select(*keys), keys, how="left_semi")
+        preds = preds.select("ds", _prediction(spec, preds).alias("p"))
+        code = (_categorical_index_sql("p", pred_ref["categories"], pred_ref["other"]) if pred_categorical
+                else _numeric_index_sql("p", pred_ref["edges"]))
+        long = long.unionAll(_coded_long(preds, [code], first=len(codes)))
     coded = _coded_counts(long)
     counts: dict[str, dict[str, dict[str, int]]] = {}
     for ds, by_f in coded.items():
         c = counts[ds] = {}
-        for i, (name, spec) in enumerate(numeric):
+        for i, (name, _) in enumerate(numeric):
             if i in by_f:
                 c[name] = _numeric_names(by_f[i])
-        for j, (name, spec) in enumerate(categorical):
+        for j, (name, ref) in enumerate(categorical):
             if len(numeric) + j in by_f:
-                c[name] = _categorical_names(by_f[len(numeric) + j], spec["categories"])
+                c[name] = _categorical_names(by_f[len(numeric) + j], ref["categories"])
         if len(codes) in by_f:
-            c[PREDICTION] = _numeric_names(by_f[len(codes)])
+            c[PREDICTION] = (_categorical_names(by_f[len(codes)], pred_ref["categories"]) if pred_categorical
+                             else _numeric_names(by_f[len(codes)]))
     reports = {}
     for ds in sorted(counts if days is None else [d for d in days if d in counts]):
         c = counts[ds]
-        entries = [_entry(f, "numeric", spec, c.get(f, {}), threshold) for f, spec in profile["numeric"].items()]
-        entries += [_entry(f, "categorical", spec, c.get(f, {}), threshold) for f, spec in profile["categorical"].items()]
+        entries = [_entry(f, "numeric", ref, c.get(f, {}), threshold) for f, ref in profile["numeric"].items()]
+        entries += [_entry(f, "categorical", ref, c.get(f, {}), threshold) for f, ref in profile["categorical"].items()]
         entries.sort(key=lambda e: (-(e["excess"] if e["excess"] is not None else -math.inf), e["feature"]))
-        pred = (_entry(PREDICTION, "prediction", profile["prediction"], c[PREDICTION], threshold)
-                if PREDICTION in c and profile.get("prediction") else None)
+        pred = (_entry(PREDICTION, "prediction", pred_ref, c[PREDICTION], threshold, pred_categorical)
+                if PREDICTION in c and pred_ref else None)
         judged = [e for e in entries + ([pred] if pred else []) if e["psi"] is not None]
         reports[ds] = {
             "ds": ds, "model_name": profile.get("model_name"), "model_version": profile.get("model_version"),
@@ -523,14 +565,14 @@ def drift_tags(by_day: dict[str, Any], lake: Lake | None) -> dict[str, str]:
     return {"lakeforge.monitoring.drift_report": lake.uri(store.DRIFT, f"ds={max(by_day)}", REPORT_HTML)}
 
 
-def log_drift(reports: dict[str, dict[str, Any]], lake: Lake | None = None) -> dict[str, str]:
+def log_drift(spec: "ModelSpec", reports: dict[str, dict[str, Any]], lake: Lake | None = None) -> dict[str, str]:
     """Per day on the version's monitoring run: the largest PSI, the prediction's, how many
     features drift; the newest report's URI as a tag. Returns the run id per version.
     (``monitor_days`` logs them with the performance metrics: ``evaluate.log_performance``.)"""
     if not reports:
         return {}
     client = store.mlflow_client()
-    exp_id = store.monitoring_experiment(client)
+    exp_id = store.monitoring_experiment(client, spec)
     runs: dict[str, str] = {}
     for (name, version), by_day in drift_metrics(reports).items():
         runs[version] = run_id = store.monitoring_run(client, exp_id, name, version)
@@ -576,7 +618,7 @@ tr.drift td{{background:#fde2e1}} .verdict.drift{{color:#b00}} .bar{{height:6px;
 .bar.ref{{background:#999}} .bar.cur{{background:#1f77b4}}</style></head><body>
 <h1>Drift on {esc(report['ds'])}: {esc(str(report.get('model_name')))} v{esc(str(report.get('model_version')))}</h1>
 {verdict}
-<p>{report['rows']} flights (with a tail number) against {esc(span)} ({ref.get('rows')} rows over {ref.get('days')} days,
+<p>{report['rows']} rows against {esc(span)} ({ref.get('rows')} rows over {ref.get('days')} days,
 run {esc(str(ref.get('run_id')))}); prediction reference: days {esc(str(ref.get('prediction_days')))}.
 PSI = sum((a - e) ln(a / e)) over the buckets, shares floored at {report['epsilon']}; numeric features in
 {ref.get('bins')} quantile bins of the reference, categorical ones by category (rare ones pooled, unseen ones

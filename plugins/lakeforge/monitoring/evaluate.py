@@ -1,15 +1,24 @@
-"""Evaluation as outcomes arrive: predictions joined to the outcomes in ``features/flights``.
+"""Evaluation as outcomes arrive: a pipeline's predictions joined to the outcomes in its features table.
 
-Per day and model version: ROC AUC, PR AUC, log loss, Brier, expected calibration error, mean
-prediction and share of positive decisions vs the observed positive rate, rows scored and rows
-evaluated. Same definitions as the training holdout (``lakeforge.training.evaluate``): Spark
-aggregates the probabilities into its ``BINS`` histogram per (day, version) in ONE grouped
-aggregation (plus the log-loss and squared-error sums), the driver finishes each group with
-``metrics_from_histogram``. Flights without a tail number are left out, as in training (in 2013
-they are all cancelled: "no aircraft" is the label in disguise); they still count as scored.
+A model is judged on the days it scores with the definitions its training holdout used, so the
+retraining policy compares like with like. The outcome is the spec's ``label`` in the features
+table (null: not known yet); the rows evaluated are those its ``row_filter`` keeps with a label,
+joined on its ``key`` and ``ds``; every prediction counts as scored. Per (day, model version),
+with the task's metrics (``ModelSpec.kind``):
 
-The histogram is kept in the performance table (sparse: only bins with rows), so a trailing window's
-pooled metrics (``pooled``, used by the retraining policy) are exact, not an average of daily AUCs.
+- binary: ROC AUC, PR AUC, log loss, Brier, expected calibration error, mean prediction and share
+  of positive decisions vs the observed positive rate. Spark aggregates the probabilities into
+  ``BINS`` histogram bins (plus the log-loss and squared-error sums), the driver finishes each
+  group with ``metrics_from_histogram`` (``lakeforge.training.evaluate``);
+- multiclass: accuracy, weighted F1, log loss from the confusion cells (label, predicted class,
+  rows, log-loss sum), finished by ``task_metrics.multiclass_metrics``;
+- regression: RMSE, MAE, R² (and the mean prediction vs the mean outcome) from the sums
+  (n, squared and absolute errors, y, y²), finished by ``task_metrics.regression_metrics``.
+
+Each task is ONE grouped Spark aggregation over all days and versions (no row leaves the
+executors). What the metrics are made of (histogram, cells, sums) is kept in the performance
+table, so a trailing window's pooled metrics (``pooled``, used by the retraining policy) are
+exact, not an average of daily values.
 """
 
 from __future__ import annotations
@@ -28,68 +37,105 @@ from lakeforge.training.evaluate import BINS, EPS, metrics_from_histogram, relia
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
+    from lakeforge.training.spec import ModelSpec
+
 log = logging.getLogger(__name__)
 
 METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "calibration_error", "positive_rate",
-           "mean_prediction", "decision_rate")
+           "mean_prediction", "decision_rate")  # binary
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": METRICS,
+    "multiclass": ("accuracy", "f1", "log_loss"),
+    "regression": ("rmse", "mae", "r2", "mean_prediction", "mean_label"),
+}
+REGRESSION_SUMS = ("sse", "sae", "sy", "syy", "sum_prediction")
 KEYS = ("ds", "model_name", "model_version", "model_run_id")
 FILE = "performance.parquet"
 PLOT_DAYS = 180  # the plot's span: half a year of days reads in a second, a decade would not
 
 
-def _schema():
+def schema(task: str):
+    """The performance table's Arrow schema for a task (the binary one as it has always been)."""
     import pyarrow as pa
 
-    hist = pa.list_(pa.struct([("bin", pa.int32()), ("rows", pa.int64()), ("positives", pa.int64()),
-                               ("sum_p", pa.float64())]))
-    return pa.schema([*[(k, pa.string()) for k in KEYS],
-                      ("rows_scored", pa.int64()), ("rows_evaluated", pa.int64()), ("positives", pa.int64()),
-                      ("predicted_positives", pa.int64()), *[(m, pa.float64()) for m in METRICS],
-                      ("log_loss_sum", pa.float64()), ("brier_sum", pa.float64()), ("histogram", hist),
-                      ("evaluated_at", pa.string())])
+    head = [*[(k, pa.string()) for k in KEYS], ("rows_scored", pa.int64()), ("rows_evaluated", pa.int64())]
+    if task == "binary":
+        hist = pa.list_(pa.struct([("bin", pa.int32()), ("rows", pa.int64()), ("positives", pa.int64()),
+                                   ("sum_p", pa.float64())]))
+        body = [("positives", pa.int64()), ("predicted_positives", pa.int64()), *[(m, pa.float64()) for m in METRICS],
+                ("log_loss_sum", pa.float64()), ("brier_sum", pa.float64()), ("histogram", hist)]
+    elif task == "multiclass":
+        cells = pa.list_(pa.struct([("label", pa.int32()), ("predicted", pa.int32()), ("rows", pa.int64()),
+                                    ("log_loss_sum", pa.float64())]))
+        body = [*[(m, pa.float64()) for m in TASK_METRICS[task]], ("confusion", cells)]
+    elif task == "regression":
+        body = [(m, pa.float64()) for m in (*TASK_METRICS[task], *REGRESSION_SUMS)]
+    else:
+        raise ValueError(f"unknown task {task!r}")
+    return pa.schema([*head, *body, ("evaluated_at", pa.string())])
 
 
-def outcomes(features: "DataFrame") -> "DataFrame":
-    """(flight_key, ds, label) of the flights that count: a tail number and a known label."""
+def task_of(rec: dict[str, Any]) -> str:
+    """The task a record was evaluated for, from what its metrics are made of."""
+    return "multiclass" if "confusion" in rec else "regression" if "sse" in rec else "binary"
+
+
+def outcomes(features: "DataFrame", spec: "ModelSpec") -> "DataFrame":
+    """(key..., ds, y) of the rows that count: the spec's ``row_filter`` and a known label
+    (binary and regression: y a double; multiclass: the class index)."""
     from pyspark.sql import functions as F
 
-    return (features.where(F.col("tailnum").isNotNull() & F.col("label").isNotNull())
-            .select("flight_key", F.col("ds").cast("string").alias("ds"), F.col("label").cast("double").alias("y")))
+    rows = features.where(F.expr(spec.row_filter)) if spec.row_filter else features
+    y = F.col(spec.label).cast("int" if spec.task == "multiclass" else "double")
+    return rows.where(F.col(spec.label).isNotNull()).select(*spec.key, F.col("ds").cast("string").alias("ds"),
+                                                            y.alias("y"))
 
 
-def evaluate_days(predictions: "DataFrame", features: "DataFrame", days: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def evaluate_days(spec: "ModelSpec", predictions: "DataFrame", features: "DataFrame",
+                  days: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """One record per (day, model version) of ``predictions`` (restricted to ``days`` if given),
     sorted by day and version. Metrics are None where undefined (no evaluated row; AUCs of a
     day with one class)."""
     from pyspark.sql import functions as F
 
-    preds = predictions.select("flight_key", F.col("ds").cast("string").alias("ds"), "probability", "decision",
-                               "model_name", F.col("model_version").cast("string").alias("model_version"),
-                               "model_run_id")
-    out = outcomes(features)
+    if not spec.key:
+        raise ValueError(f"{spec.source}: a spec without a key cannot join predictions to outcomes")
+    preds = predictions.select(*spec.key, F.col("ds").cast("string").alias("ds"), *spec.outputs, "model_name",
+                               F.col("model_version").cast("string").alias("model_version"), "model_run_id")
+    out = outcomes(features, spec)
     if days is not None:
         preds = preds.where(F.col("ds").isin(list(days)))
         out = out.where(F.col("ds").isin(list(days)))
+    joined = preds.join(out, [*spec.key, "ds"], how="left")  # y null: no outcome counted for this prediction
+    aggregate = {"binary": _binary_groups, "multiclass": _multiclass_groups, "regression": _regression_groups}
+    groups: dict[tuple, list] = defaultdict(list)
+    for r in aggregate[spec.task](joined).collect():
+        groups[tuple(r[k] for k in KEYS)].append(r)
+    evaluated_at = store.now_iso()
+    record = {"binary": _binary_record, "multiclass": _multiclass_record, "regression": _regression_record}[spec.task]
+    return [record(dict(zip(KEYS, key)), group, evaluated_at) for key, group in sorted(groups.items())]
+
+
+def _binary_groups(joined: "DataFrame") -> "DataFrame":
+    """Per (keys, probability bin): scored, evaluated, positives, sum of p, decisions, log-loss and
+    squared-error sums."""
+    from pyspark.sql import functions as F
+
     p = F.col("probability")
     pc = F.least(F.greatest(p, F.lit(EPS)), F.lit(1 - EPS))
-    y = F.col("y")  # null: no outcome counted for this prediction
-    binned = preds.join(out, ["flight_key", "ds"], "left").select(
+    y = F.col("y")
+    binned = joined.select(
         *KEYS, F.least(F.floor(p * BINS), F.lit(BINS - 1)).cast("int").alias("bin"), y,
         F.when(y.isNotNull(), p).alias("pe"),
         F.when(y.isNotNull() & F.col("decision"), 1).alias("de"),
         (-(y * F.log(pc) + (1 - y) * F.log(1 - pc))).alias("ll"),
         ((p - y) ** 2).alias("sq"))
-    rows = binned.groupBy(*KEYS, "bin").agg(
+    return binned.groupBy(*KEYS, "bin").agg(
         F.count("*").alias("scored"), F.count("y").alias("n"), F.sum("y").alias("pos"), F.sum("pe").alias("sp"),
-        F.count("de").alias("dec"), F.sum("ll").alias("ll"), F.sum("sq").alias("sq")).collect()
-    groups: dict[tuple, list] = defaultdict(list)
-    for r in rows:
-        groups[tuple(r[k] for k in KEYS)].append(r)
-    evaluated_at = store.now_iso()
-    return [_record(dict(zip(KEYS, key)), group, evaluated_at) for key, group in sorted(groups.items())]
+        F.count("de").alias("dec"), F.sum("ll").alias("ll"), F.sum("sq").alias("sq"))
 
 
-def _record(keys: dict[str, Any], group: list, evaluated_at: str) -> dict[str, Any]:
+def _binary_record(keys: dict[str, Any], group: list, evaluated_at: str) -> dict[str, Any]:
     hist = sorted((r["bin"], r["n"], int(r["pos"] or 0), float(r["sp"] or 0.0))
                   for r in group if r["n"] and r["bin"] is not None)
     rec = {**keys, "rows_scored": sum(r["scored"] for r in group), "rows_evaluated": sum(r["n"] for r in group),
@@ -101,11 +147,62 @@ def _record(keys: dict[str, Any], group: list, evaluated_at: str) -> dict[str, A
     return rec
 
 
+def _multiclass_groups(joined: "DataFrame") -> "DataFrame":
+    """Per (keys, label, predicted class): rows and the sum of -log p(label) (clipped as in training;
+    label null: scored, not evaluated)."""
+    from pyspark.sql import functions as F
+
+    y = F.col("y")
+    p_true = F.element_at(F.col("probabilities"), y + 1)
+    ll = -F.log(F.least(F.greatest(p_true, F.lit(EPS)), F.lit(1 - EPS)))
+    return (joined.select(*KEYS, y, F.col("prediction").cast("int").alias("pred"), ll.alias("ll"))
+            .groupBy(*KEYS, "y", "pred").agg(F.count("*").alias("scored"), F.sum("ll").alias("ll")))
+
+
+def _multiclass_record(keys: dict[str, Any], group: list, evaluated_at: str) -> dict[str, Any]:
+    cells = sorted((r["y"], r["pred"], r["scored"], float(r["ll"] or 0.0)) for r in group if r["y"] is not None)
+    rec = {**keys, "rows_scored": sum(r["scored"] for r in group), "rows_evaluated": sum(c[2] for c in cells),
+           "confusion": [{"label": y, "predicted": p, "rows": n, "log_loss_sum": ll} for y, p, n, ll in cells],
+           "evaluated_at": evaluated_at}
+    rec.update(metrics_of(rec))
+    return rec
+
+
+def _regression_groups(joined: "DataFrame") -> "DataFrame":
+    """Per keys: scored, evaluated, and the sums of squared and absolute errors, y, y², predictions."""
+    from pyspark.sql import functions as F
+
+    y, pred = F.col("y"), F.col("prediction").cast("double")
+    err = pred - y
+    return joined.groupBy(*KEYS).agg(
+        F.count("*").alias("scored"), F.count("y").alias("n"), F.sum(err * err).alias("sse"),
+        F.sum(F.abs(err)).alias("sae"), F.sum(y).alias("sy"), F.sum(y * y).alias("syy"),
+        F.sum(F.when(y.isNotNull(), pred)).alias("sum_prediction"))
+
+
+def _regression_record(keys: dict[str, Any], group: list, evaluated_at: str) -> dict[str, Any]:
+    (r,) = group
+    rec = {**keys, "rows_scored": r["scored"], "rows_evaluated": r["n"],
+           **{k: float(r[k] or 0.0) for k in REGRESSION_SUMS}, "evaluated_at": evaluated_at}
+    rec.update(metrics_of(rec))
+    return rec
+
+
 def metrics_of(rec: dict[str, Any]) -> dict[str, float | None]:
-    """The metrics of a record (or of pooled records: ``pooled``) from its histogram and sums."""
+    """The metrics of a record (or of pooled records: ``pooled``) from what they are made of."""
+    from lakeforge.training.task_metrics import multiclass_metrics, regression_metrics
+
+    task = task_of(rec)
     n = rec["rows_evaluated"]
     if not n:
-        return dict.fromkeys(METRICS)
+        return dict.fromkeys(TASK_METRICS[task])
+    if task == "multiclass":
+        cells = [(c["label"], c["predicted"], c["rows"], c["log_loss_sum"]) for c in rec["confusion"]]
+        return {m: v for m, v in multiclass_metrics(cells).items() if m in TASK_METRICS[task]}
+    if task == "regression":
+        m = regression_metrics({"n": float(n), **{k: rec[k] for k in ("sse", "sae", "sy", "syy")}})
+        return {"rmse": m["rmse"], "mae": m["mae"], "r2": m["r2"], "mean_prediction": rec["sum_prediction"] / n,
+                "mean_label": rec["sy"] / n}
     hist = [(h["bin"], h["rows"], h["positives"], h["sum_p"]) for h in rec["histogram"]]
     if 0 < rec["positives"] < n:
         m: dict[str, float | None] = dict(metrics_from_histogram(hist))
@@ -118,7 +215,26 @@ def metrics_of(rec: dict[str, Any]) -> dict[str, float | None]:
 
 
 def pooled(records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
-    """Metrics of several days together, exactly (histograms and sums added, not averages)."""
+    """Metrics of several days together, exactly (histograms, confusion cells and sums added, not
+    averages). The records are of one task."""
+    tasks = {task_of(r) for r in records}
+    if len(tasks) > 1:
+        raise ValueError(f"cannot pool records of different tasks: {sorted(tasks)}")
+    task = tasks.pop() if tasks else "binary"
+    total: dict[str, Any] = {"rows_evaluated": sum(r["rows_evaluated"] for r in records)}
+    if task == "regression":
+        total.update({k: sum(r[k] for r in records) for k in REGRESSION_SUMS})
+        return metrics_of(total)
+    if task == "multiclass":
+        cells: dict[tuple[int, int], list] = {}
+        for rec in records:
+            for c in rec["confusion"]:
+                acc = cells.setdefault((c["label"], c["predicted"]), [0, 0.0])
+                acc[0] += c["rows"]
+                acc[1] += c["log_loss_sum"]
+        total["confusion"] = [{"label": y, "predicted": p, "rows": a[0], "log_loss_sum": a[1]}
+                              for (y, p), a in sorted(cells.items())]
+        return metrics_of(total)
     bins: dict[int, list] = {}
     for rec in records:
         for h in rec["histogram"]:
@@ -126,23 +242,24 @@ def pooled(records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
             acc[0] += h["rows"]
             acc[1] += h["positives"]
             acc[2] += h["sum_p"]
-    total = {k: sum(r[k] for r in records) for k in
-             ("rows_evaluated", "positives", "predicted_positives", "log_loss_sum", "brier_sum")}
+    total.update({k: sum(r[k] for r in records)
+                  for k in ("positives", "predicted_positives", "log_loss_sum", "brier_sum")})
     total["histogram"] = [{"bin": b, "rows": a[0], "positives": a[1], "sum_p": a[2]} for b, a in sorted(bins.items())]
     return metrics_of(total)
 
 
 # -- the table -------------------------------------------------------------------------------------
-def write_performance(lake: Lake, records: Sequence[dict[str, Any]], meta: dict[str, Any] | None = None) -> dict[str, str]:
-    """``monitoring/performance/ds=...``: one partition per day (all its versions' rows), each
-    published whole; returns the lake URI per day."""
-    schema = _schema()
+def write_performance(lake: Lake, spec: "ModelSpec", records: Sequence[dict[str, Any]],
+                      meta: dict[str, Any] | None = None) -> dict[str, str]:
+    """``monitoring/performance/ds=...``: one partition per day (all its versions' rows, in the
+    task's schema), each published whole; returns the lake URI per day."""
+    table_schema = schema(spec.task)
     by_day: dict[str, list] = defaultdict(list)
     for rec in records:
-        by_day[rec["ds"]].append({k: rec.get(k) for k in schema.names})
+        by_day[rec["ds"]].append({k: rec.get(k) for k in table_schema.names})
     store.publish_days(lake, store.PERFORMANCE, {
-        ds: [PartitionFile(FILE, store.parquet_bytes(rows, schema), {"rows": len(rows)})] for ds, rows in by_day.items()},
-        meta)
+        ds: [PartitionFile(FILE, store.parquet_bytes(rows, table_schema), {"rows": len(rows)})]
+        for ds, rows in by_day.items()}, meta)
     return {ds: lake.uri(store.PERFORMANCE, f"ds={ds}") for ds in by_day}
 
 
@@ -160,7 +277,7 @@ def read_performance(lake: Lake, days: Sequence[str] | None = None) -> list[dict
 
 
 # -- MLflow ----------------------------------------------------------------------------------------
-def log_performance(lake: Lake, records: Sequence[dict[str, Any]], metric: str | None = None,
+def log_performance(lake: Lake, spec: "ModelSpec", records: Sequence[dict[str, Any]],
                     drift_reports: dict[str, dict[str, Any]] | None = None) -> dict[str, str]:
     """Log the records' metrics on each version's monitoring run (stepped by day), then the plot of
     every published day (with the versions' holdout values) on the newest version's run. Returns
@@ -172,15 +289,16 @@ def log_performance(lake: Lake, records: Sequence[dict[str, Any]], metric: str |
     if not records:
         return {}
     s = get_settings()
-    metric = metric or s.promotion_metric
+    metric = spec.promotion_metric or spec.resolved().promotion_metric
     client = store.mlflow_client()
-    exp_id = store.monitoring_experiment(client)
+    exp_id = store.monitoring_experiment(client, spec)
     runs: dict[str, str] = {}
     by_version: dict[tuple[str, str], dict] = defaultdict(lambda: defaultdict(dict))
     tags: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
     for rec in records:
         by_version[(rec["model_name"], rec["model_version"])][rec["ds"]].update({
-            **{m: rec[m] for m in METRICS}, "rows_scored": rec["rows_scored"], "rows_evaluated": rec["rows_evaluated"]})
+            **{m: rec[m] for m in TASK_METRICS[spec.task]}, "rows_scored": rec["rows_scored"],
+            "rows_evaluated": rec["rows_evaluated"]})
     for key, by_day in by_version.items():
         tags[key]["lakeforge.monitoring.last_evaluated_day"] = max(by_day)
     for key, by_day in drift.drift_metrics(drift_reports or {}).items():
@@ -207,9 +325,10 @@ def log_performance(lake: Lake, records: Sequence[dict[str, Any]], metric: str |
 
 def plot_performance(records: Sequence[dict[str, Any]], holdout: dict[str, float | None], path: str,
                      metric: str = "roc_auc", window_days: int = 7, max_drop: float | None = None) -> str:
-    """``metric`` and the calibration error per day, the trailing pooled ``metric`` the policy
-    compares, the holdout value of the version that scored each day as a dashed reference (and the
-    retraining threshold under it), a vertical line where the version changed."""
+    """``metric`` per day (and, for a binary model, the calibration error under it), the trailing
+    pooled ``metric`` the policy compares, the holdout value of the version that scored each day as
+    a dashed reference (and the retraining threshold beside it), a vertical line where the version
+    changed."""
     from lakeforge.training.promotion import HIGHER_IS_BETTER
     import matplotlib
 
@@ -220,13 +339,22 @@ def plot_performance(records: Sequence[dict[str, Any]], holdout: dict[str, float
 
     rows = sorted(records, key=lambda r: r["ds"])
     days = [date.fromisoformat(r["ds"]) for r in rows]
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, height_ratios=[2, 1])
+    calibrated = all(task_of(r) == "binary" for r in rows)
+    if calibrated:
+        fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, height_ratios=[2, 1])
+        axes = (ax, ax2)
+    else:
+        fig, ax = plt.subplots(1, 1, figsize=(9, 4.5))
+        axes = (ax,)
     ax.plot(days, [r[metric] for r in rows], marker=".", alpha=0.6, label=f"{metric}, per day")
-    if all(r.get("histogram") is not None for r in rows):  # what the retraining policy compares
+    sums = {"binary": "histogram", "multiclass": "confusion", "regression": "sse"}
+    if all(r.get(sums[task_of(r)]) is not None for r in rows):  # what the retraining policy compares
         trailing = [pooled([q for q in rows[:i + 1] if q["model_version"] == r["model_version"]][-window_days:])[metric]
                     for i, r in enumerate(rows)]
         ax.plot(days, trailing, color="black", label=f"{metric}, pooled over the last {window_days} days")
-    ax2.plot(days, [r["calibration_error"] for r in rows], marker=".", color="tab:orange", label="calibration error")
+    if calibrated:
+        ax2.plot(days, [r["calibration_error"] for r in rows], marker=".", color="tab:orange",
+                 label="calibration error")
     seen = set()
     for i, r in enumerate(rows):
         v = r["model_version"]
@@ -242,13 +370,14 @@ def plot_performance(records: Sequence[dict[str, Any]], holdout: dict[str, float
                 ax.hlines(holdout[v] + sign * max_drop, span[0], span[-1], colors="tab:red", linestyles=":",
                           label="retraining threshold" if len(seen) == 1 else None)
         if i:
-            for a in (ax, ax2):
+            for a in axes:
                 a.axvline(days[i], color="grey", linestyle=":")
         ax.annotate(f"v{v}", (days[i], 1), xycoords=("data", "axes fraction"), va="top", fontsize=8)
     ax.set(ylabel=metric, title=f"{rows[0]['model_name']}: {metric} as outcomes arrive")
-    ax2.set(ylabel="ECE")
+    if calibrated:
+        ax2.set(ylabel="ECE")
     ax.legend(loc="lower left", fontsize=8)
-    ax2.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
+    axes[-1].xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=80)

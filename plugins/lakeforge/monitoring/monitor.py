@@ -1,11 +1,16 @@
 """One call per scoring run: evaluate and check drift for its days, then the retraining decision.
 
-    result = monitor_days(spark, lake, ["2013-02-01"])          # in the scoring job's Spark app
-    decision = retraining_decision(lake, "flight_delay", "3")   # no Spark: reads the small tables
-    decision = decide_and_record(lake, "flight_delay", "3")     # the same, remembering when it fired
+Everything is driven by the pipeline's ``ModelSpec`` (tables, key, label, task, row filter,
+promotion metric), so every pipeline with a model is monitored the same way:
 
-Days whose predictions or features are not published are left out (named in the result). The
-reference profile of each version that scored the days is read from its run, or built once.
+    spec = load_model_spec("my_pipeline")
+    result = monitor_days(spark, lake, spec, ["2013-02-01"])   # in the scoring job's Spark app
+    decision = retraining_decision(lake, spec, "3")            # no Spark: reads the small tables
+    decision = decide_and_record(lake, spec, "3")              # the same, remembering when it fired
+
+``lake``: the source's namespace (``store.lake_of(spec)``). Days whose predictions or features
+are not published are left out (named in the result). The reference profile of each version that
+scored the days is read from its run, or built once.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from lakeforge.spark_publish import published_files, read_published
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
+
+    from lakeforge.training.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +55,15 @@ def scan_days(spark, lake: Lake, table: str,
     return read_published(spark, files), sorted(files), {ds: manifests[ds] for ds in sorted(files)}
 
 
-def monitor_days(spark, lake: Lake, days: Sequence[str], log_to_mlflow: bool = True,
-                 meta: dict[str, Any] | None = None, models: Mapping[str, Any] | None = None,
-                 numeric: Sequence[str] | None = None, categorical: Sequence[str] | None = None) -> dict[str, Any]:
-    """Evaluate ``days`` (predictions joined to outcomes), compute their drift against each scoring
-    version's reference profile, publish ``monitoring/performance`` and ``monitoring/drift`` and
-    log both to the versions' monitoring runs. ``meta``: extra manifest fields (e.g. ``dag_run_id``);
-    ``models``: Spark models already loaded, by version (the scoring job's champion), used if a
-    version's reference profile must be built."""
-    predictions, scored, manifests = scan_days(spark, lake, store.PREDICTIONS, days)
-    features, featured = read_days(spark, lake, store.FEATURES, scored)
+def monitor_days(spark, lake: Lake, spec: "ModelSpec", days: Sequence[str], log_to_mlflow: bool = True,
+                 meta: dict[str, Any] | None = None, models: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate ``days`` (the spec's predictions joined to the outcomes in its features), compute
+    their drift against each scoring version's reference profile, publish ``monitoring/performance``
+    and ``monitoring/drift`` and log both to the versions' monitoring runs. ``meta``: extra manifest
+    fields (e.g. ``dag_run_id``); ``models``: Spark models already loaded, by version (the scoring
+    job's champion), used if a version's reference profile must be built."""
+    predictions, scored, manifests = scan_days(spark, lake, spec.predictions, days)
+    features, featured = read_days(spark, lake, spec.features, scored)
     skipped = sorted(set(days) - set(featured))
     if predictions is None or features is None:
         return {"days": [], "skipped": skipped, "performance": [], "drift": {}}
@@ -69,26 +75,25 @@ def monitor_days(spark, lake: Lake, days: Sequence[str], log_to_mlflow: bool = T
         # (each small job leaves cores idle between its stages). The versions come from the
         # predictions' manifests; without them (hand-made partitions), from the evaluation.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-evaluate") as pool:
-            evaluated = pool.submit(evaluate.evaluate_days, predictions, features, featured)
+            evaluated = pool.submit(evaluate.evaluate_days, spec, predictions, features, featured)
             if versions is None:
                 versions = {r["ds"]: (r["model_name"], r["model_version"]) for r in evaluated.result()}
             reports: dict[str, dict[str, Any]] = {}
             for name, version in sorted(set(versions.values())):
-                profile = drift.ensure_reference_profile(spark, lake, name, version, (models or {}).get(version),
-                                                         numeric, categorical)
+                profile = drift.ensure_reference_profile(spark, lake, spec, name, version, (models or {}).get(version))
                 # Two versions may share a training run (the same artifacts registered again): the
                 # profile is the run's, the report names the version that scored.
                 profile = {**profile, "model_version": str(version)}
                 version_days = sorted(ds for ds, nv in versions.items() if nv == (name, version))
-                reports.update(drift.drift_days(features, predictions, profile, version_days))
+                reports.update(drift.drift_days(spec, features, predictions, profile, version_days))
             records = evaluated.result()
     finally:
         predictions.unpersist()
         features.unpersist()
-    perf_uris = evaluate.write_performance(lake, records, meta)
+    perf_uris = evaluate.write_performance(lake, spec, records, meta)
     report_uris = drift.write_reports(lake, reports, meta)
     if log_to_mlflow:  # one batch per version: performance and drift metrics, tags; then the plot
-        evaluate.log_performance(lake, records, drift_reports=reports)
+        evaluate.log_performance(lake, spec, records, drift_reports=reports)
     return {"days": featured, "skipped": skipped, "performance": records, "drift": reports,
             "performance_uris": perf_uris, "report_uris": report_uris}
 
@@ -126,12 +131,14 @@ def warm_plotting() -> None:
 _warming: threading.Thread | None = None
 
 
-def retraining_decision(lake: Lake, model_name: str, version: str, policy: RetrainPolicy | None = None,
+def retraining_decision(lake: Lake, spec: "ModelSpec", version: str, policy: RetrainPolicy | None = None,
                         last_fired: str | None = None, holdout_value: float | None = None,
                         trained_through: str | None = None) -> RetrainDecision:
-    """``policy.decide`` over the version's published monitoring records; its holdout value and
-    the last day of its training window are read from the registry unless given."""
-    policy = policy or RetrainPolicy.from_settings()
+    """``policy.decide`` (default: ``RetrainPolicy.for_spec(spec)``) over the published monitoring
+    records of version ``version`` of the spec's model; its holdout value and the last day of its
+    training window are read from the registry unless given."""
+    policy = policy or RetrainPolicy.for_spec(spec)
+    model_name = spec.name or spec.resolved().name
     if holdout_value is None or trained_through is None:
         from lakeforge.training import registry
 
@@ -151,7 +158,7 @@ def retraining_decision(lake: Lake, model_name: str, version: str, policy: Retra
 
 
 # -- "don't fire twice on the same evidence" ------------------------------------------------------
-TRIGGERS = "monitoring/retrain_trigger"  # version=<n>/trigger.json: when the policy last fired for it
+TRIGGERS = store.TRIGGERS  # version=<n>/trigger.json: when the policy last fired for it
 TRIGGER_FILE = "trigger.json"
 
 
@@ -168,13 +175,13 @@ def last_fired(lake: Lake, version: str) -> dict[str, Any] | None:
         return None
 
 
-def decide_and_record(lake: Lake, model_name: str, version: str, run_id: str | None = None,
+def decide_and_record(lake: Lake, spec: "ModelSpec", version: str, run_id: str | None = None,
                       policy: RetrainPolicy | None = None) -> RetrainDecision:
     """``retraining_decision`` given the version's last firing; when it fires, the firing is
     published (``monitoring/retrain_trigger/version=<n>/trigger.json``, whole or absent) so the same
     evidence never fires again."""
     before = last_fired(lake, str(version))
-    decision = retraining_decision(lake, model_name, str(version), policy, before and before["as_of"])
+    decision = retraining_decision(lake, spec, str(version), policy, before and before["as_of"])
     if decision.retrain:
         doc = {**decision.extra(), "fired_at": store.now_iso(), "run_id": run_id}
         publish_partition(lake, TRIGGERS, f"version={version}", [PartitionFile(TRIGGER_FILE, store.json_bytes(doc))],

@@ -2,9 +2,9 @@
 
 It fires when either holds for the champion version:
 
-- performance: the pooled ``promotion_metric`` of its last ``retrain_window_days`` evaluated days
-  (histograms and sums added: ``evaluate.pooled``) is worse than its holdout value by MORE than
-  ``retrain_max_drop`` (for log loss / Brier, higher is worse). Fewer evaluated days than the
+- performance: the pooled promotion metric of its last ``retrain_window_days`` evaluated days
+  (histograms, confusion cells and sums added: ``evaluate.pooled``) is worse than its holdout value
+  by MORE than ``retrain_max_drop`` (for log loss, Brier, RMSE and MAE, higher is worse). Fewer evaluated days than the
   window: no verdict yet (one bad day after a promotion is not a trend);
 - drift: its last ``retrain_drift_days`` scored days each have some feature's or the prediction's
   PSI more than ``retrain_drift_psi`` above its usual value on a training day (``drift``: the
@@ -24,10 +24,13 @@ is 0.030000000000000027 in floating point) does not fire.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from lakeforge.monitoring.evaluate import pooled
 from lakeforge.training.promotion import HIGHER_IS_BETTER
+
+if TYPE_CHECKING:
+    from lakeforge.training.spec import ModelSpec
 
 TOLERANCE = 1e-9
 
@@ -48,11 +51,20 @@ class RetrainPolicy:
 
     @classmethod
     def from_settings(cls) -> "RetrainPolicy":
+        """The ``LAKEFORGE_*`` settings' policy (the promotion metric of a binary model)."""
         from lakeforge.settings import get_settings
 
         s = get_settings()
         return cls(s.promotion_metric, s.retrain_window_days, s.retrain_max_drop, s.retrain_drift_psi,
                    s.retrain_drift_days)
+
+    @classmethod
+    def for_spec(cls, spec: "ModelSpec") -> "RetrainPolicy":
+        """A pipeline's policy: its promotion metric, the thresholds of the settings."""
+        from dataclasses import replace
+
+        metric = spec.promotion_metric or spec.resolved().promotion_metric
+        return replace(cls.from_settings(), metric=metric)
 
 
 @dataclass(frozen=True)
@@ -85,8 +97,9 @@ def _performance(records: Sequence[Mapping[str, Any]], holdout: float | None, p:
         return False, f"performance: {p.metric} undefined on {span} (one class)", info
     drop = (holdout - value) if HIGHER_IS_BETTER[p.metric] else (value - holdout)
     info.update(value=value, drop=drop)
+    # The value's direction (a log loss going up is worse); ``drop`` is how much worse it is.
     text = (f"{p.metric} {value:.4f} over the last {p.window_days} evaluated days ({span}) vs holdout "
-            f"{holdout:.4f}: {'down' if drop > 0 else 'up'} {abs(drop):.4f}")
+            f"{holdout:.4f}: {'down' if value < holdout else 'up'} {abs(drop):.4f}")
     if drop <= p.max_drop + TOLERANCE:
         return False, f"{text}, within {p.max_drop}", info
     if last_fired is not None and days[0]["ds"] <= last_fired:

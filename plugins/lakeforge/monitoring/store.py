@@ -1,4 +1,7 @@
-"""Where monitoring records live: small published lake partitions and per-version MLflow runs."""
+"""Where monitoring records live: small published lake partitions and per-version MLflow runs.
+
+The tables are in the namespace of the pipeline's source (``lake_of``): two pipelines never share one.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +9,28 @@ import io
 import json
 import logging
 from datetime import date, datetime, timezone
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from lakeforge.lake import Lake
+from lakeforge.lake import Lake, source_lake
 from lakeforge.publish import PartitionFile, list_partitions, partition_dir, partition_name, publish_partitions
 from lakeforge.settings import get_settings
 
+if TYPE_CHECKING:
+    from lakeforge.training.spec import ModelSpec
+
 log = logging.getLogger(__name__)
 
-SOURCE = "nycflights"
-PREDICTIONS = "predictions/flights"
-FEATURES = "features/flights"
 PERFORMANCE = "monitoring/performance"
 DRIFT = "monitoring/drift"
+TRIGGERS = "monitoring/retrain_trigger"  # version=<n>/trigger.json (``monitor.decide_and_record``)
 VERSION_TAG = "lakeforge.monitoring.model_version"
 MODEL_TAG = "lakeforge.monitoring.model"
 PROFILE_ARTIFACT = "monitoring/reference_profile.json"
+
+
+def lake_of(spec: "ModelSpec") -> Lake:
+    """The lake namespace of the spec's source: its features, predictions and monitoring tables."""
+    return source_lake(spec.source)
 
 
 def day_step(ds: str) -> int:
@@ -92,11 +101,12 @@ def mlflow_client():
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def monitoring_experiment(client) -> str:
-    """Id of ``<experiment>-monitoring`` (created on first use, artifacts pinned as training's are).
-    Its own experiment: monitoring runs never mix with the training runs the gate searches."""
+def monitoring_experiment(client, spec: "ModelSpec") -> str:
+    """Id of ``<the spec's experiment>-monitoring`` (``mlflow_auth.init`` provisions it; created
+    here on first use otherwise, artifacts pinned as training's are). Its own experiment:
+    monitoring runs never mix with the training runs the gate searches."""
     s = get_settings()
-    name = f"{s.mlflow_experiment}-monitoring"
+    name = f"{(spec.experiment or spec.resolved().experiment)}-monitoring"
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id

@@ -1,6 +1,7 @@
-"""DAG factory: batch scoring of new feature days with the champion model, on Spark.
+"""DAG factory: batch scoring of a pipeline's new feature days with its champion model, on Spark.
 
-Scheduled on the features asset (``<source>.features.flights``) or a new champion
+The pipeline's ``model.py`` (``ModelSpec``) names the features table, the predictions table and
+the registered model. Scheduled on the features asset (``<source>.features.<table>``) or a new champion
 (``models.<name>``): the transform's asset events name the days it published (``extra["dates"]``),
 and ``plan_scoring`` turns them into the days to score, plus every pending day: features published
 but never scored (no predictions partition), which catches up the events a run deferred by
@@ -13,23 +14,22 @@ the run is skipped with the reason on ``plan_scoring`` (a skip, not a failure: n
 there is just nothing to score with). MLflow unreachable: ``plan_scoring`` fails naming the URI and
 Airflow retries it; nothing was written.
 
-The scoring itself is ONE ``spark-submit`` of ``spark_jobs/score_flights.py`` (write-audit-publish
+The scoring itself is ONE ``spark-submit`` of ``spark_jobs/score.py --pipeline <name>`` (write-audit-publish
 like the transform: a day failing the predictions suite is not published and the task fails
-without retries, naming the check). Its outlet, ``<source>.predictions.flights``, gets one event per
+without retries, naming the check). Its outlet, ``<source>.predictions.<table>``, gets one event per
 run naming the published days and the model version; a run that published nothing (every day
 already scored by that version from the same features) is skipped and emits none.
 
 The job also monitors the days whose outcomes are in and takes the retraining decision for the
 champion (``lakeforge.monitoring``). When it fires, ``request_retraining`` emits
-``<source>.monitoring.retrain_requested`` (``train_delay_model`` is scheduled on it beside its
-weekly timetable) with the reason in the event's extra; otherwise it is skipped and emits nothing.
+``<source>.monitoring.retrain_requested`` (the pipeline's training DAG is scheduled on it beside
+its weekly timetable) with the reason in the event's extra; otherwise it is skipped and emits nothing.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import DAG, Param, task
@@ -38,12 +38,11 @@ from lakeforge.orchestration.assets import lake_asset, model_asset, retrain_asse
 from lakeforge.orchestration.params import RUN_NOTE, day_param, manual_range
 from lakeforge.orchestration.transform_dag import Plan, cached_manifest, days_text, event_days, scan_pending
 from lakeforge.orchestration.spark_operators import GatedSparkSubmitOperator
-from lakeforge.settings import PROJECT_ROOT, get_settings
+from lakeforge.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-FEATURES, PREDICTIONS = "features/flights", "predictions/flights"
 log = logging.getLogger(__name__)
 
 
@@ -52,14 +51,15 @@ def event_dates(triggering_events: dict[Any, list[Any]] | None) -> list[str]:
     return event_days(triggering_events)
 
 
-def plan_run(params: dict[str, Any], triggering_events: dict[Any, list[Any]] | None,
+def plan_run(params: dict[str, Any], triggering_events: dict[Any, list[Any]] | None, features: str, predictions: str,
              lake_uri: str | None = None, scan: bool = True) -> tuple[Plan, int]:
     """(the run's ``Plan``, bytes of its days' features). A manual range: every day in it, each
     of which must have a published features partition (``ValueError`` naming the missing ones:
     retrying cannot help). Any other run: the events' days that have one, plus (``scan``) the
     pending days: published features, no predictions partition (never scored), not empty, and
     not blocked by the predictions suite since the features were published. A day scored by an
-    older champion is not pending: rescoring stays a manual run."""
+    older champion is not pending: rescoring stays a manual run. ``features`` / ``predictions``:
+    the tables (``ModelSpec.features``, ``ModelSpec.predictions``)."""
     from lakeforge.dates import compact_dates
     from lakeforge.lake import Lake
 
@@ -69,20 +69,20 @@ def plan_run(params: dict[str, Any], triggering_events: dict[Any, list[Any]] | N
     if not manual:
         candidates = event_dates(triggering_events)
     seen: dict[tuple[str, str], dict[str, Any] | None] = {}
-    manifests = {ds: _features(lake, ds, seen) for ds in candidates}
+    manifests = {ds: cached_manifest(lake, features, ds, seen) for ds in candidates}
     missing = [ds for ds, m in manifests.items() if m is None]
     if missing and manual:
-        raise ValueError(f"no published {FEATURES} partition for {compact_dates(missing)} (in {lake.root_uri}): "
-                         f"transform those days first (transform_flights), then trigger again")
+        raise ValueError(f"no published {features} partition for {compact_dates(missing)} (in {lake.root_uri}): "
+                         f"transform those days first, then trigger again")
     if missing:
         log.warning("not published (any more): %s", compact_dates(missing))
     ready = [ds for ds, m in manifests.items() if m is not None]
     pending, blocked = [], {}
     if scan and not manual:
-        found, blocked = scan_pending(lake, [FEATURES], [PREDICTIONS], verdict_tables=[PREDICTIONS], stale=False,
+        found, blocked = scan_pending(lake, [features], [predictions], verdict_tables=[predictions], stale=False,
                                       seen=seen)
         found = [ds for ds in found if ds not in manifests]
-        manifests.update({ds: _features(lake, ds, seen) for ds in found})
+        manifests.update({ds: cached_manifest(lake, features, ds, seen) for ds in found})
         # A day without feature rows is never scored (the job leaves it out): not pending for ever.
         pending = [ds for ds in found if (manifests[ds] or {}).get("rows", 1)]
     days = sorted({*ready, *pending})
@@ -91,25 +91,20 @@ def plan_run(params: dict[str, Any], triggering_events: dict[Any, list[Any]] | N
     return plan, size
 
 
-def plan_dates(params: dict[str, Any], triggering_events: dict[Any, list[Any]] | None,
-               lake_uri: str | None = None, scan: bool = False) -> tuple[list[str], int]:
+def plan_dates(params: dict[str, Any], triggering_events: dict[Any, list[Any]] | None, features: str,
+               predictions: str, lake_uri: str | None = None, scan: bool = False) -> tuple[list[str], int]:
     """(days to score, bytes of their features): ``plan_run``'s, from the events or the form
     only unless ``scan`` (the DAG's planning task scans)."""
-    plan, size = plan_run(params, triggering_events, lake_uri, scan)
+    plan, size = plan_run(params, triggering_events, features, predictions, lake_uri, scan)
     return plan.dates, size
 
 
-def _features(lake, ds: str, seen) -> dict[str, Any] | None:
-    return cached_manifest(lake, FEATURES, ds, seen)
-
-
-def resolve_model(model_version: str | None) -> tuple[str | None, str]:
+def resolve_model(name: str, model_version: str | None) -> tuple[str | None, str]:
     """(version to score with, why): the form's version if it exists, else the champion's;
     None when there is no champion. ``MlflowUnavailable`` (retried) naming the URI when the
     registry does not answer; ``ValueError`` for a version that does not exist."""
     from lakeforge.scoring import NoModel, connect, no_champion_reason, resolve
 
-    name = get_settings().model_name
     connect()
     try:
         version = resolve(name, model_version or None)
@@ -160,18 +155,20 @@ def build_score_dag(
     *,
     dag_id: str,
     source_name: str,
-    application: str,
     start_date: datetime,
     doc_md: str,
+    application: str = "spark_jobs/score.py",
 ) -> DAG:
-    from lakeforge.sources import get_source
+    """The scoring DAG of the pipeline ``source_name`` (its ``model.py`` declares the model)."""
     from lakeforge.spark import spark_conf
+    from lakeforge.training.spec import load_model_spec
 
-    get_source(source_name)
+    spec = load_model_spec(source_name)
+    features, predictions = spec.features, spec.predictions
     with DAG(
         dag_id=dag_id,
         # New feature days, or a new champion (the first one scores the days published before it).
-        schedule=lake_asset(source_name, "features", "flights") | model_asset(get_settings().model_name),
+        schedule=lake_asset(source_name, *features.split("/", 1)) | model_asset(spec.name),
         start_date=start_date,
         catchup=False,
         max_active_runs=1,  # one writer of the predictions table
@@ -203,7 +200,8 @@ def build_score_dag(
                 raise exc
 
             try:
-                planned, size = plan_run(params, triggering_asset_events, source_lake(source_name).root_uri)
+                planned, size = plan_run(params, triggering_asset_events, features, predictions,
+                                         source_lake(source_name).root_uri)
             except ValueError as exc:  # bad trigger parameters or missing features: retrying cannot help
                 stop(AirflowFailException(str(exc)), f"failed at planning: {exc}")
             days = planned.dates
@@ -211,7 +209,8 @@ def build_score_dag(
                 note = planned.note("score")
                 stop(AirflowSkipException(note), note)
             try:
-                version, why = resolve_model(params.get("model_version"))
+                # The name as the job reads it (the settings, at run time), not as parsed.
+                version, why = resolve_model(load_model_spec(source_name).name, params.get("model_version"))
             except ValueError as exc:
                 stop(AirflowFailException(str(exc)), f"failed at planning: {exc}")
             if version is None:
@@ -227,7 +226,7 @@ def build_score_dag(
         xcom = "ti.xcom_pull(task_ids='plan_scoring')"
         score = ScoreSparkSubmitOperator(
             task_id="spark_score",
-            job=Path(application).stem,
+            job=spec.scoring_job,
             source_name=source_name,
             application=str(PROJECT_ROOT / application),
             conn_id="spark_default",
@@ -235,12 +234,13 @@ def build_score_dag(
             conf=spark_conf(),
             input_bytes="{{ %s['input_bytes'] }}" % xcom,
             application_args=[
+                "--pipeline", source_name,
                 "--dates", "{{ %s['dates'] }}" % xcom,
                 "--model-version", "{{ %s['model_version'] }}" % xcom,
                 "--run-id", "{{ run_id }}",
                 "{{ '--force' if %s['force'] else '--no-force' }}" % xcom,
             ],
-            outlets=[lake_asset(source_name, "predictions", "flights")],
+            outlets=[lake_asset(source_name, *predictions.split("/", 1))],
         )
         requested = retrain_asset(source_name)
 
@@ -252,7 +252,7 @@ def build_score_dag(
             from lakeforge.lake import source_lake
             from lakeforge.reports import read_run_report
 
-            report = read_run_report(source_lake(source_name), Path(application).stem, run_id)
+            report = read_run_report(source_lake(source_name), spec.scoring_job, run_id)
             extra = retrain_event(report)
             if extra is None:
                 decision = (report or {}).get("retraining") or {}

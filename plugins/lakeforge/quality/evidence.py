@@ -171,12 +171,18 @@ def format_summary(summary: dict[str, Any], start: str | None = None, end: str |
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Print the quality_summary view of the lake.")
-    parser.add_argument("--source", default="nycflights", help="the source whose lake namespace to read")
+    parser.add_argument("--source", help="the source whose lake namespace to read (default: every pipeline's)")
     parser.add_argument("--lake", help="lake root URI (default: LAKEFORGE_LAKE_ROOT)")
     parser.add_argument("--start")
     parser.add_argument("--end")
     args = parser.parse_args(argv)
-    print(format_summary(read_summary(source_lake(args.source, args.lake)), args.start, args.end))
+    from lakeforge.sources import pipeline_folders
+
+    sources = [args.source] if args.source else sorted(pipeline_folders())
+    for name in sources:
+        if len(sources) > 1:
+            print(f"== {name} ==")
+        print(format_summary(read_summary(source_lake(name, args.lake)), args.start, args.end))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""Batch scoring with the registered champion (``spark_jobs/score_flights.py``, DAG ``score_flights``).
+"""Batch scoring with the registered champion (``lakeforge.scoring.job``, run as
+``spark_jobs/score.py --pipeline NAME``; a pipeline's DAG from ``orchestration.score_dag``).
 
 Plain Python (no Spark, no MLflow at import): the model's input contract (its MLflow signature)
 checked against the feature table's columns and types, the decision threshold of a version, and
-the predictions' quality gate (the suite ``predictions_flights.json`` bound to the run's model
-version, so "exactly one model version per partition" is a check on the data).
+the predictions' quality gate (the pipeline's suite ``predictions_<table>.json`` bound to the
+run's model version, so "exactly one model version per partition" is a check on the data).
 """
 
 from __future__ import annotations
@@ -14,11 +15,6 @@ from typing import Any, Iterable, Mapping
 from lakeforge.quality.spec import Suite
 from lakeforge.quality.wap import QualityGate
 
-FEATURES = "features/flights"
-PREDICTIONS = "predictions/flights"
-# The columns every prediction row carries besides the partition column ``ds``.
-PREDICTION_COLUMNS = ("flight_key", "probability", "decision", "model_name", "model_version", "model_run_id",
-                      "scored_at", "scoring_run_id")
 THRESHOLD_TAG = "decision_threshold"
 # In the suite file, an ``in_set`` check's value that stands for the version the run scores with.
 RUN_VERSION = "{model_version}"
@@ -132,15 +128,15 @@ def contract_problems(expected: Iterable[tuple[str, str]], actual: Mapping[str, 
     return problems
 
 
-def mismatch_message(model: str, problems_by_day: Mapping[str, list[str]]) -> str:
-    """One message for every day whose features do not satisfy ``model``'s signature; days with
-    the same problems are listed together."""
+def mismatch_message(table: str, model: str, problems_by_day: Mapping[str, list[str]]) -> str:
+    """One message for every day whose features (``table``) do not satisfy ``model``'s signature;
+    days with the same problems are listed together."""
     grouped: dict[tuple[str, ...], list[str]] = {}
     for ds, problems in sorted(problems_by_day.items()):
         grouped.setdefault(tuple(problems), []).append(ds)
     from lakeforge.dates import compact_dates
 
-    lines = [f"features/flights does not match the input signature of {model}: nothing was scored"]
+    lines = [f"{table} does not match the input signature of {model}: nothing was scored"]
     for problems, days in grouped.items():
         lines.append(f"  ds={compact_dates(days)}: " + "; ".join(problems))
     lines.append("  (retrain on the current features, or rebuild the features the model was trained on)")
@@ -175,20 +171,21 @@ class ScoringGate(QualityGate):
     """The write-audit-publish gate of a scoring run: the predictions suite bound to the run's
     model version (every row must carry it, and none may lack one: one version per partition)."""
 
-    def __init__(self, lake, source_name: str, run_id: str | None, model_version: str):
+    def __init__(self, lake, source_name: str, run_id: str | None, model_version: str, predictions: str):
         super().__init__(lake, source_name, run_id)
         self.model_version = str(model_version)
+        self.predictions = predictions
 
     def suite(self, table: str) -> Suite:
         suite = super().suite(table)
-        return bind_suite(suite, self.model_version) if table == PREDICTIONS else suite
+        return bind_suite(suite, self.model_version) if table == self.predictions else suite
 
 
-def already_scored(manifest: Mapping[str, Any] | None, version: str, features_sha256: str) -> bool:
+def already_scored(manifest: Mapping[str, Any] | None, features: str, version: str, features_sha256: str) -> bool:
     """Whether a published predictions partition holds this version's scores of exactly these
-    feature bytes (a rerun has nothing to add)."""
+    bytes of the ``features`` table (a rerun has nothing to add)."""
     if not manifest:
         return False
     model = manifest.get("model") or {}
-    source = (manifest.get("inputs") or {}).get(FEATURES) or {}
+    source = (manifest.get("inputs") or {}).get(features) or {}
     return str(model.get("version")) == str(version) and source.get("content_sha256") == features_sha256

@@ -12,12 +12,11 @@ from typing import Any
 from lakeforge.lake import Lake
 from lakeforge.publish import list_partitions, read_manifest
 
-FEATURES = "features/flights"
 USABLE_QUALITY = ("passed", "warned", "unknown")
 
 
-def feature_partitions(lake: Lake, table: str = FEATURES) -> list[dict[str, Any]]:
-    """Published partitions, oldest first, with what the run records about each."""
+def feature_partitions(lake: Lake, table: str) -> list[dict[str, Any]]:
+    """Published partitions of a features ``table``, oldest first, with what the run records about each."""
     out = []
     for part in list_partitions(lake, table):
         manifest = read_manifest(lake, table, part)

@@ -20,7 +20,7 @@ on the holdout days after the champion's last training day only (none left: no d
 Idempotent per ``--run-key``: a rerun after success changes nothing; a rerun after a crash deletes
 the half-registered version first. An unreachable MLflow server fails the job before Spark starts.
 
-A binary model that is promoted gets its drift reference profile (``lakeforge.monitoring.drift.build_profile``
+A model that is promoted gets its drift reference profile (``lakeforge.monitoring.drift.build_profile``
 over the training window and the model's predictions on the holdout) stored on its run as
 ``monitoring/reference_profile.json`` before the ``champion`` alias moves: batch scoring reads it
 there (its account may not write to the training run). A rejected challenger never serves and
@@ -313,11 +313,10 @@ def run(spark, lake: Lake, args: argparse.Namespace, spec: ModelSpec) -> dict[st
             policy=policy, challenger=gate_m, champion_version=champ_v, champion=champ_m, baseline=baseline,
             comparison=comparison, challenger_window=challenger_window, champion_window=champ_window,
             trigger=trigger, decided_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        # Before the alias moves: a champion is scored with its profile (batch scoring and drift
-        # monitoring exist for binary models).
-        if entry["decision"] == "promoted" and spec.task == "binary":
+        # Before the alias moves: a champion is scored with its profile.
+        if entry["decision"] == "promoted":
             t = time.perf_counter()
-            log_reference_profile(model, train, holdout, name, version, rid, split)
+            log_reference_profile(spec, model, train, holdout, name, version, rid, split)
             timings["reference_profile_s"] = time.perf_counter() - t
         log_path = promotion.write_entry(lake, entry)
         registry.record_decision(name, version, entry)
@@ -354,16 +353,20 @@ def run(spark, lake: Lake, args: argparse.Namespace, spec: ModelSpec) -> dict[st
     }
 
 
-def log_reference_profile(model, train, holdout, name: str, version: str, run_id: str, split: Split) -> None:
+def log_reference_profile(spec: ModelSpec, model, train, holdout, name: str, version: str, run_id: str,
+                          split: Split) -> None:
     """The version's drift reference profile on its (active) run: the training window's feature
     distributions and the model's predictions on the holdout days (out of sample, like the days it
-    will score). Two Spark passes over each of the cached frames."""
+    will score; the task's output columns, as batch scoring writes them). Two Spark passes over
+    each of the cached frames (already the spec's rows)."""
     import mlflow
 
     from lakeforge.monitoring.drift import build_profile
     from lakeforge.monitoring.store import PROFILE_ARTIFACT
+    from lakeforge.scoring.outputs import model_outputs
 
-    profile = build_profile(train, model.transform(holdout), meta={
+    days = [c for c in ("ds",) if c in holdout.columns]  # per day when the frame says which
+    profile = build_profile(spec, train, model_outputs(spec, model, holdout, days), filtered=True, meta={
         "model_name": name, "model_version": str(version), "run_id": run_id,
         "window": {"train_start": split.train[0], "train_end": split.train[-1]},
         "prediction_days": [split.holdout[0], split.holdout[-1]]})

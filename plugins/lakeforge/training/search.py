@@ -27,8 +27,7 @@ from typing import Any
 from lakeforge.training import progress
 from lakeforge.training.spec import HIGHER_IS_BETTER, METRIC_LABELS, ModelSpec
 from lakeforge.training.task_metrics import evaluate
-from lakeforge.training.trainers import (DEFAULTS, IMPUTING_FAMILIES, build_pipeline, candidates, default_spec,
-                                         observed_numeric)
+from lakeforge.training.trainers import DEFAULTS, IMPUTING_FAMILIES, build_pipeline, candidates, observed_numeric
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +58,8 @@ def trial_line(number: int, total: int, family: str, params: dict[str, Any], val
             f"{value:.4f} (best so far {best:.4f}, trial {best_number}), fit {fit_s:.1f}s")
 
 
-def fit_and_score(family: str, params: dict[str, Any], train, score, num_workers: int,
-                  spec: ModelSpec | None = None):
+def fit_and_score(family: str, params: dict[str, Any], train, score, num_workers: int, spec: ModelSpec):
     """Fit one configuration and score it: (model, metrics, histogram or None, fit seconds)."""
-    spec = spec or default_spec()
     t = time.perf_counter()
     numeric = observed_numeric(train, spec) if family in IMPUTING_FAMILIES else None
     model = build_pipeline(family, params, num_workers=num_workers, numeric=numeric, spec=spec).fit(train)
@@ -87,15 +84,14 @@ def run_search(
     validation,
     experiment_id: str,
     parent_run_id: str,
+    spec: ModelSpec,
     baseline: bool = True,
     seed: int = 13,
-    spec: ModelSpec | None = None,
 ) -> list[Trial]:
     """Every trial, best first (by the task's search metric)."""
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
 
-    spec = spec or default_spec()
     metric, base = spec.kind.search_metric, spec.kind.baseline
     best_first = rank_key(metric)
     client = MlflowClient()

@@ -46,6 +46,14 @@ TASKS: dict[str, TaskKind] = {
     "regression": TaskKind({"rmse": False, "mae": False, "r2": True},
                            "rmse", ("gbt", "rf", "linear"), "linear"),
 }
+# What batch scoring writes per row for each task, besides the key, the model and the run:
+# binary: P(label = 1) and the decision at the version's threshold; multiclass: the class index,
+# its name, its probability and every class's probability (label index order); regression: the number.
+OUTPUT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "binary": ("probability", "decision"),
+    "multiclass": ("prediction", "predicted_class", "probability", "probabilities"),
+    "regression": ("prediction",),
+}
 # Every metric a registry gate can promote on, and which way it is better.
 HIGHER_IS_BETTER: dict[str, bool] = {m: hi for kind in TASKS.values() for m, hi in kind.metrics.items()}
 METRIC_LABELS = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC", "log_loss": "log loss", "brier": "Brier score",
@@ -115,6 +123,21 @@ class ModelSpec:
             window_days=self.window_days or s.train_window_days, holdout_days=self.holdout_days or s.holdout_days,
             validation_days=self.validation_days or s.validation_days,
         )
+
+    @property
+    def predictions(self) -> str:
+        """The table batch scoring writes: ``predictions/<the features table's name>``."""
+        return "predictions/" + self.features.split("/", 1)[-1]
+
+    @property
+    def scoring_job(self) -> str:
+        """The scoring job's name (Spark app, reports folder): ``score_<predictions table>``."""
+        return "score_" + self.predictions.split("/", 1)[-1]
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The prediction columns a scored row carries for this task (``lakeforge.scoring.outputs``)."""
+        return OUTPUT_COLUMNS[self.task]
 
     def feature_columns(self) -> tuple[list[str], list[str]]:
         numeric, categorical = self.columns()

@@ -20,8 +20,7 @@
 ``lr`` fits a multinomial model when the label has more than two classes. Every classification
 pipeline takes the raw feature columns and outputs ``probability`` (a vector) and ``prediction``;
 a regression pipeline outputs ``prediction``: the logged model scores a features DataFrame as it is.
-Which columns are features, the label and the task come from the spec (``spec=``; default: the
-reference pipeline's, nycflights).
+Which columns are features, the label and the task come from the pipeline's spec (``spec=``).
 """
 
 from __future__ import annotations
@@ -64,13 +63,6 @@ SPACES: dict[str, dict[str, list[Any]]] = {
 }
 
 
-def default_spec() -> ModelSpec:
-    """The reference pipeline's model (nycflights), where a caller names none."""
-    from lakeforge.training.spec import load_model_spec
-
-    return load_model_spec("nycflights")
-
-
 def candidates(family: str, budget: int, seed: int = 13) -> list[dict[str, Any]]:
     """``budget`` distinct configurations: the defaults first, then random draws."""
     if family not in DEFAULTS:
@@ -100,27 +92,26 @@ def _indexers(columns: list[str]):
 IMPUTING_FAMILIES = ("lr", "gbt", "rf", "linear")
 
 
-def observed_numeric(df, spec: ModelSpec | None = None) -> list[str]:
+def observed_numeric(df, spec: ModelSpec) -> list[str]:
     """The numeric features with at least one value in ``df``: a window too short for a feature
     (the first days of the data have no history) leaves it all null, and an imputing family
     leaves it out instead of failing. One aggregate over the rows."""
     from pyspark.sql import functions as F
 
-    numeric, _ = (spec or default_spec()).feature_columns()
+    numeric, _ = spec.feature_columns()
     counts = df.agg(*[F.count(c).alias(c) for c in numeric]).first().asDict()
     return [c for c in numeric if counts[c]]
 
 
 def build_pipeline(family: str, params: dict[str, Any], num_workers: int = 1, seed: int = 13,
-                   categorical: list[str] | None = None, numeric: list[str] | None = None,
-                   spec: ModelSpec | None = None):
+                   categorical: list[str] | None = None, numeric: list[str] | None = None, *,
+                   spec: ModelSpec):
     """An unfitted Pipeline: raw feature columns in, ``probability`` (classification) or
     ``prediction`` (regression) out. ``categorical`` / ``numeric``: a subset of the spec's
     features (ablations, or the observed ones); all of them by default."""
     from pyspark.ml import Pipeline
     from pyspark.ml.feature import Imputer, OneHotEncoder, VectorAssembler
 
-    spec = spec or default_spec()
     all_numeric, all_categorical = spec.feature_columns()
     categorical = all_categorical if categorical is None else categorical
     numeric_all = all_numeric if numeric is None else numeric

@@ -189,13 +189,12 @@ def _run(spark, lake: Lake, spec: Transform, dates: list[str], run_id: str | Non
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Transform, list[str]]:
+    from lakeforge.dates import add_date_arguments
     from lakeforge.transform.steps import parse_dates
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pipeline", required=True, help="the pipeline folder's name (lakeforge.pipelines.<name>)")
-    parser.add_argument("--dates", help="comma-separated YYYY-MM-DD or FIRST..LAST ranges (partition dates)")
-    parser.add_argument("--start", help="first date of a range (inclusive)")
-    parser.add_argument("--end", help="last date of a range (inclusive)")
+    add_date_arguments(parser, "partition dates")
     parser.add_argument("--lake", help="the source's lake URI (default: LAKEFORGE_LAKE_ROOT/<pipeline>)")
     parser.add_argument("--run-id", help="Airflow run id, recorded in the manifests")
     args = parser.parse_args(argv)

@@ -12,7 +12,7 @@ import argparse
 from datetime import date, timedelta
 from typing import Any, Callable, Iterable
 
-from lakeforge.dates import date_range, expand_dates, shift_day
+from lakeforge.dates import date_range, dates_of, shift_day
 from lakeforge.lake import Lake
 from lakeforge.publish import list_partitions, partition_name, read_manifest
 from lakeforge.spark_publish import new_run_staging, publish_written_partitions, published_files, read_published
@@ -21,15 +21,8 @@ Manifests = dict[str, dict[str, Any]]  # ds -> raw manifest
 
 
 def parse_dates(args: argparse.Namespace) -> list[str]:
-    """``--dates`` (``lakeforge.dates.expand_dates``) or ``--start`` and ``--end``: the run's days."""
-    try:
-        if args.dates:
-            return expand_dates(args.dates)
-        if not (args.start and args.end):
-            raise SystemExit("give --dates or both --start and --end")
-        return date_range(args.start, args.end)
-    except ValueError as exc:
-        raise SystemExit(f"bad dates: {exc}") from None
+    """``--dates`` or ``--start`` and ``--end``: the run's days (``lakeforge.dates.dates_of``)."""
+    return dates_of(args)
 
 
 def raw_manifests(lake: Lake, table: str, dates: list[str]) -> Manifests:

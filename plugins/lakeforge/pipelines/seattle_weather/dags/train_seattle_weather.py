@@ -2,6 +2,7 @@
 
 import pendulum
 
+from lakeforge.orchestration.reports_app import dag_links
 from lakeforge.orchestration.train_dag import build_train_dag
 
 DOC = """
@@ -24,5 +25,5 @@ dag = build_train_dag(
     dag_id="train_seattle_weather",
     source_name="seattle_weather",
     start_date=pendulum.datetime(2012, 1, 1, tz="UTC"),
-    doc_md=DOC,
+    doc_md=DOC + "\n" + dag_links("seattle_weather", "seattle_weather"),
 )
