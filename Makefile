@@ -54,12 +54,12 @@ test: install hdfs-jars spark-cds
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 demo: install spark-cds
-	$(PY) -m lakeforge.demo --start 2013-01-01 --end 2013-01-31
+	$(PY) -m lakeforge.pipelines.nycflights.demo --start 2013-01-01 --end 2013-01-31
 
 # Its own Airflow DB, MLflow registry and landing in <LAKEFORGE_HOME>/demo-hdfs/ (.lakeforge/demo-hdfs/), apart from
 # `make demo`'s (an HDFS-lake model is never compared with a file-lake champion); HDFS lives for the run.
 demo-hdfs: install hdfs-jars spark-cds
-	$(PY) -m lakeforge.demo --start 2013-01-01 --end 2013-01-31 --hdfs
+	$(PY) -m lakeforge.pipelines.nycflights.demo --start 2013-01-01 --end 2013-01-31 --hdfs
 
 # Ingest throughput (~1 min), Spark vs DuckDB on the year at 20x (~15 min, 6.7M flights), a daily
 # run as its own application vs through a Spark Connect server (~4 min), the

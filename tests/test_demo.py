@@ -1,7 +1,7 @@
-"""`make demo` / `make demo-hdfs` (lakeforge.demo): the HDFS demo keeps its own state, and a demo
+"""`make demo` / `make demo-hdfs` (lakeforge.pipelines.nycflights.demo): the HDFS demo keeps its own state, and a demo
 run stops at the first failed task instead of waiting out retries meant for a scheduler."""
 
-from lakeforge import demo
+from lakeforge.pipelines.nycflights import demo
 from lakeforge.settings import Settings
 
 

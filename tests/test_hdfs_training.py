@@ -13,9 +13,9 @@ from datetime import date, timedelta
 
 import pytest
 
-from lakeforge import demo
+from lakeforge.pipelines.nycflights import demo
 from lakeforge.lake import Lake, source_lake
-from lakeforge.training import demo_step
+from lakeforge.pipelines.nycflights import demo_training
 from spark_jobs import transform_flights
 from tests.helpers import ingest_days
 
@@ -31,18 +31,18 @@ def test_the_demos_training_step_on_an_hdfs_lake(hdfs, spark, airflow_db, tmp_pa
     ingest_days(lake, Lake(f"file://{tmp_path}/landing/{demo.SOURCE_NAME}"), DAYS)
     transform_flights.run(spark, lake, [d.isoformat() for d in DAYS])
 
-    # What `make demo-hdfs` sets (lakeforge.demo.main), with the test's own MLflow store.
+    # What `make demo-hdfs` sets (lakeforge.pipelines.nycflights.demo.main), with the test's own MLflow store.
     monkeypatch.setenv("LAKEFORGE_LAKE_ROOT", root)
     monkeypatch.setenv("HADOOP_CONF_DIR", str(hdfs.conf_dir))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.setenv("LAKEFORGE_MLFLOW_ARTIFACT_ROOT", f"file://{tmp_path}/mlartifacts")
     # The demo's month, shrunk: 3 training days (the last one validates the trials), 1 holdout day.
-    monkeypatch.setattr(demo_step, "DEMO_HOLDOUT_DAYS", 1)
-    monkeypatch.setattr(demo_step, "DEMO_VALIDATION_DAYS", 1)
-    monkeypatch.setattr(demo_step, "DEMO_SEARCH_BUDGET", 1)
+    monkeypatch.setattr(demo_training, "DEMO_HOLDOUT_DAYS", 1)
+    monkeypatch.setattr(demo_training, "DEMO_VALIDATION_DAYS", 1)
+    monkeypatch.setattr(demo_training, "DEMO_SEARCH_BUDGET", 1)
     capsys.readouterr()
     with demo.fail_fast():
-        result = demo_step.run_training(DAYS[0], DAYS[-1])
+        result = demo_training.run_training(DAYS[0], DAYS[-1])
     printed = capsys.readouterr().out.splitlines()
 
     assert result["decision"]["version"] == "1" and result["decision"]["holdout"] == ["2013-01-04", "2013-01-04"]

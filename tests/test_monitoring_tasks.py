@@ -7,6 +7,7 @@ lower-is-better metrics; drift of a categorical prediction (``predicted_class``)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -14,17 +15,17 @@ import pytest
 
 from lakeforge.lake import Lake
 from lakeforge.monitoring import drift, evaluate, policy, store
-from lakeforge.training.spec import ModelSpec
+from lakeforge.training.spec import ModelSpec, load_model_spec
 
 CLASSES = ("sun", "rain", "fog")
 # Rows of the city "skip" are outside the row filter: scored, never evaluated, not in drift.
 MC = ModelSpec(source="tasks_mc", features="features/days", label="label_index", task="multiclass",
                classes=CLASSES, columns=lambda: (["temp"], ["prev"]), key=("city", "date"),
                row_filter="city <> 'skip'", name="weather_test", experiment="weather_test",
-               promotion_metric="log_loss")
+               promotion_metric="log_loss", retrain_max_drop=0.1)
 REG = ModelSpec(source="tasks_reg", features="features/sales", label="units", task="regression",
                 columns=lambda: (["price"], ["shop"]), key=("shop", "date"), row_filter="shop <> 'closed'",
-                name="sales_test", experiment="sales_test", promotion_metric="rmse")
+                name="sales_test", experiment="sales_test", promotion_metric="rmse", retrain_max_drop=0.1)
 M1, M2 = "2013-05-01", "2013-06-01"  # monthly partitions, as seattle_weather's
 
 
@@ -203,6 +204,11 @@ def test_policy_for_a_spec_uses_its_promotion_metric():
     assert policy.RetrainPolicy.for_spec(REG).metric == "rmse"
     default = policy.RetrainPolicy.from_settings()
     assert policy.RetrainPolicy.for_spec(REG).window_days == default.window_days
+    # A spec's own window and drop (a monthly table pools months; RMSE is in the label's units).
+    own = policy.RetrainPolicy.for_spec(dataclasses.replace(REG, retrain_window=3, retrain_max_drop=0.0))
+    assert (own.window_days, own.max_drop, own.drift_psi) == (3, 0.0, default.drift_psi)
+    seattle = policy.RetrainPolicy.for_spec(load_model_spec("seattle_weather"))
+    assert (seattle.metric, seattle.window_days, seattle.max_drop) == ("log_loss", 3, 0.25)
 
 
 # -- drift of a categorical prediction -------------------------------------------------------------

@@ -153,7 +153,8 @@ def _multiclass_groups(joined: "DataFrame") -> "DataFrame":
     from pyspark.sql import functions as F
 
     y = F.col("y")
-    p_true = F.element_at(F.col("probabilities"), y + 1)
+    # try_: a class the model never saw in training has no probability (null: clipped to EPS below).
+    p_true = F.try_element_at(F.col("probabilities"), y + 1)
     ll = -F.log(F.least(F.greatest(p_true, F.lit(EPS)), F.lit(1 - EPS)))
     return (joined.select(*KEYS, y, F.col("prediction").cast("int").alias("pred"), ll.alias("ll"))
             .groupBy(*KEYS, "y", "pred").agg(F.count("*").alias("scored"), F.sum("ll").alias("ll")))
@@ -284,11 +285,10 @@ def log_performance(lake: Lake, spec: "ModelSpec", records: Sequence[dict[str, A
     the run id per version. ``drift_reports``: the same days' drift reports, whose metrics and tag
     (``drift.log_drift``'s) go in the same batch: one ``log_batch`` per version and 1,000 metrics."""
     from lakeforge.monitoring import drift
-    from lakeforge.settings import get_settings
+    from lakeforge.monitoring.policy import RetrainPolicy
 
     if not records:
         return {}
-    s = get_settings()
     metric = spec.promotion_metric or spec.resolved().promotion_metric
     client = store.mlflow_client()
     exp_id = store.monitoring_experiment(client, spec)
@@ -317,8 +317,9 @@ def log_performance(lake: Lake, spec: "ModelSpec", records: Sequence[dict[str, A
         except Exception as exc:  # a deleted version: its line is left out, the plot still helps
             log.warning("holdout metrics of %s v%s unreadable: %s", newest["model_name"], v, exc)
     with tempfile.TemporaryDirectory() as tmp:
+        policy = RetrainPolicy.for_spec(spec)  # the window and threshold the decision uses
         path = plot_performance(history, holdout, os.path.join(tmp, "performance.png"), metric,
-                                s.retrain_window_days, s.retrain_max_drop)
+                                policy.window_days, policy.max_drop)
         client.log_artifact(runs[newest["model_version"]], path, "plots")
     return runs
 
@@ -346,12 +347,12 @@ def plot_performance(records: Sequence[dict[str, Any]], holdout: dict[str, float
     else:
         fig, ax = plt.subplots(1, 1, figsize=(9, 4.5))
         axes = (ax,)
-    ax.plot(days, [r[metric] for r in rows], marker=".", alpha=0.6, label=f"{metric}, per day")
+    ax.plot(days, [r[metric] for r in rows], marker=".", alpha=0.6, label=f"{metric}, per partition")
     sums = {"binary": "histogram", "multiclass": "confusion", "regression": "sse"}
     if all(r.get(sums[task_of(r)]) is not None for r in rows):  # what the retraining policy compares
         trailing = [pooled([q for q in rows[:i + 1] if q["model_version"] == r["model_version"]][-window_days:])[metric]
                     for i, r in enumerate(rows)]
-        ax.plot(days, trailing, color="black", label=f"{metric}, pooled over the last {window_days} days")
+        ax.plot(days, trailing, color="black", label=f"{metric}, pooled over the last {window_days} partitions")
     if calibrated:
         ax2.plot(days, [r["calibration_error"] for r in rows], marker=".", color="tab:orange",
                  label="calibration error")

@@ -60,11 +60,14 @@ class RetrainPolicy:
 
     @classmethod
     def for_spec(cls, spec: "ModelSpec") -> "RetrainPolicy":
-        """A pipeline's policy: its promotion metric, the thresholds of the settings."""
+        """A pipeline's policy: its promotion metric, its window and allowed drop where it declares
+        them (a monthly table pools months; RMSE is in the label's units), else the settings'."""
         from dataclasses import replace
 
-        metric = spec.promotion_metric or spec.resolved().promotion_metric
-        return replace(cls.from_settings(), metric=metric)
+        policy = cls.from_settings()
+        return replace(policy, metric=spec.promotion_metric or spec.resolved().promotion_metric,
+                       window_days=policy.window_days if spec.retrain_window is None else spec.retrain_window,
+                       max_drop=policy.max_drop if spec.retrain_max_drop is None else spec.retrain_max_drop)
 
 
 @dataclass(frozen=True)

@@ -52,20 +52,26 @@ def event_dates(triggering_events: dict[Any, list[Any]] | None) -> list[str]:
 
 
 def plan_run(params: dict[str, Any], triggering_events: dict[Any, list[Any]] | None, features: str, predictions: str,
-             lake_uri: str | None = None, scan: bool = True) -> tuple[Plan, int]:
+             lake_uri: str | None = None, scan: bool = True, every: str = "day") -> tuple[Plan, int]:
     """(the run's ``Plan``, bytes of its days' features). A manual range: every day in it, each
     of which must have a published features partition (``ValueError`` naming the missing ones:
     retrying cannot help). Any other run: the events' days that have one, plus (``scan``) the
     pending days: published features, no predictions partition (never scored), not empty, and
     not blocked by the predictions suite since the features were published. A day scored by an
     older champion is not pending: rescoring stays a manual run. ``features`` / ``predictions``:
-    the tables (``ModelSpec.features``, ``ModelSpec.predictions``)."""
+    the tables (``ModelSpec.features``, ``ModelSpec.predictions``); ``every``: the step between
+    the source's partitions (``lakeforge.transform.Transform.every``): ``month`` turns a manual
+    range into the first days of the months it touches."""
     from lakeforge.dates import compact_dates
     from lakeforge.lake import Lake
 
     lake = Lake(lake_uri)
     candidates = manual_range(params)
     manual = candidates is not None
+    if manual and every != "day":
+        from lakeforge.transform import partition_dates
+
+        candidates = partition_dates(candidates[0], candidates[-1], every)
     if not manual:
         candidates = event_dates(triggering_events)
     seen: dict[tuple[str, str], dict[str, Any] | None] = {}
@@ -92,10 +98,11 @@ def plan_run(params: dict[str, Any], triggering_events: dict[Any, list[Any]] | N
 
 
 def plan_dates(params: dict[str, Any], triggering_events: dict[Any, list[Any]] | None, features: str,
-               predictions: str, lake_uri: str | None = None, scan: bool = False) -> tuple[list[str], int]:
+               predictions: str, lake_uri: str | None = None, scan: bool = False,
+               every: str = "day") -> tuple[list[str], int]:
     """(days to score, bytes of their features): ``plan_run``'s, from the events or the form
     only unless ``scan`` (the DAG's planning task scans)."""
-    plan, size = plan_run(params, triggering_events, features, predictions, lake_uri, scan)
+    plan, size = plan_run(params, triggering_events, features, predictions, lake_uri, scan, every)
     return plan.dates, size
 
 
@@ -162,9 +169,11 @@ def build_score_dag(
     """The scoring DAG of the pipeline ``source_name`` (its ``model.py`` declares the model)."""
     from lakeforge.spark import spark_conf
     from lakeforge.training.spec import load_model_spec
+    from lakeforge.transform import load_transform
 
     spec = load_model_spec(source_name)
     features, predictions = spec.features, spec.predictions
+    every = load_transform(source_name).every  # a monthly source's manual range means its months
     with DAG(
         dag_id=dag_id,
         # New feature days, or a new champion (the first one scores the days published before it).
@@ -201,7 +210,7 @@ def build_score_dag(
 
             try:
                 planned, size = plan_run(params, triggering_asset_events, features, predictions,
-                                         source_lake(source_name).root_uri)
+                                         source_lake(source_name).root_uri, every=every)
             except ValueError as exc:  # bad trigger parameters or missing features: retrying cannot help
                 stop(AirflowFailException(str(exc)), f"failed at planning: {exc}")
             days = planned.dates

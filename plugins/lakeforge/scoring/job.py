@@ -356,8 +356,8 @@ def score(spark, args: argparse.Namespace, version=None) -> dict[str, Any]:
     """Entry for an existing session (the tests; one carrying ``SPARK_CONF``, as ``job_session``
     builds it): connect to MLflow, resolve the model once (unless the caller did: ``version``),
     then score under the writer leases."""
-    dates = parse_dates(args)
     spec = load_model_spec(args.pipeline)
+    dates = parse_dates(args, partition_step(spec))
     if version is None:
         connect()
         version = resolve(spec.name, args.model_version)
@@ -573,7 +573,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def parse_dates(args: argparse.Namespace) -> list[str]:
+def partition_step(spec: ModelSpec) -> str:
+    """``day`` or ``month``: the step between the source's partitions (its transform's ``every``)."""
+    from lakeforge.transform import load_transform
+
+    return load_transform(spec.source).every
+
+
+def parse_dates(args: argparse.Namespace, every: str = "day") -> list[str]:
+    """The run's partitions: ``--dates``, or ``--start``..``--end`` by ``every`` (a monthly
+    source's range is the first days of the months it touches)."""
+    if not args.dates and args.start and args.end and every != "day":
+        from lakeforge.transform import partition_dates
+
+        try:
+            return partition_dates(args.start, args.end, every)
+        except ValueError as exc:
+            raise SystemExit(f"bad dates: {exc}") from None
     dates = dates_of(args)
     if not dates:
         raise SystemExit("no dates to score")
@@ -583,9 +599,9 @@ def parse_dates(args: argparse.Namespace) -> list[str]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    dates = parse_dates(args)
-    started = time.perf_counter()
     spec = load_model_spec(args.pipeline)
+    dates = parse_dates(args, partition_step(spec))
+    started = time.perf_counter()
     lake = job_lake(args, spec)
     connect()  # MLflow down: fail here, before the JVM starts, nothing written
     version = resolve(spec.name, args.model_version)  # the one resolution of this run

@@ -70,7 +70,7 @@ class ModelSpec:
     label: str                      # the label column (binary: 0/1; multiclass: a class index)
     task: TaskType
     columns: Callable[[], tuple[Sequence[str], Sequence[str]]]
-    key: tuple[str, ...] = ()       # what identifies a row (documentation and the feature spec)
+    key: tuple[str, ...] = ()       # what identifies a row in a partition: predictions join outcomes on it
     time_column: str = "ds"         # the partition day the split is made on
     name: str | None = None         # registered model (None: ``LAKEFORGE_MODEL_NAME``)
     experiment: str | None = None   # MLflow experiment (None: the model's name, or ``LAKEFORGE_MLFLOW_EXPERIMENT``)
@@ -85,6 +85,9 @@ class ModelSpec:
     classes: tuple[str, ...] = ()   # multiclass: the class names, in label index order
     one_hot_numeric: tuple[str, ...] = ()     # numerics the linear families one-hot (not linear in the label)
     time_order: tuple[str, ...] = ()          # numerics LightGBM workers order rows by
+    # Retraining policy (lakeforge.monitoring.policy), None: the LAKEFORGE_RETRAIN_* settings.
+    retrain_window: int | None = None         # partitions pooled (days; months for a monthly table)
+    retrain_max_drop: float | None = None     # allowed worsening of the promotion metric, in its units
     description: str = ""           # what the label is and which rows count (logged with the run)
 
     def __post_init__(self) -> None:
@@ -100,6 +103,16 @@ class ModelSpec:
                              f"metric (one of {', '.join(kind.metrics)})")
         if self.task == "multiclass" and len(self.classes) < 3:
             raise ValueError(f"{self.source}: a multiclass model names its classes (3 or more)")
+        if not self.key:
+            raise ValueError(f"{self.source}: name the key columns of a row (predictions join outcomes on them)")
+        if self.retrain_window is not None and self.retrain_window < 1:
+            raise ValueError(f"{self.source}: retrain_window is a number of partitions, at least 1")
+        if self.retrain_max_drop is not None and self.retrain_max_drop < 0:
+            raise ValueError(f"{self.source}: retrain_max_drop cannot be negative")
+        if self.task != "binary" and self.retrain_max_drop is None:
+            # The settings' drop is for ROC AUC; a log loss or an RMSE (in the label's units) needs its own.
+            raise ValueError(f"{self.source}: a {self.task} model sets retrain_max_drop (the worsening of its "
+                             f"promotion metric, in that metric's units, that triggers a retraining)")
 
     @property
     def kind(self) -> TaskKind:

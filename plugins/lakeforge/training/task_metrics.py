@@ -42,7 +42,8 @@ def confusion(scored: "DataFrame", label: str) -> list[tuple[int, int, int, floa
     from pyspark.sql import functions as F
 
     y = F.col(label).cast("int")
-    p_true = F.element_at(vector_to_array("probability"), y + 1)
+    # try_: a class the model never saw has no probability (null: clipped to EPS, a large loss).
+    p_true = F.try_element_at(vector_to_array("probability"), y + 1)
     ll = -F.log(F.least(F.greatest(p_true, F.lit(EPS)), F.lit(1 - EPS)))
     rows = (scored.select(y.alias("y"), F.col("prediction").cast("int").alias("pred"), ll.alias("ll"))
             .groupBy("y", "pred").agg(F.count("*").alias("n"), F.sum("ll").alias("ll")).collect())

@@ -44,5 +44,8 @@ MODEL = ModelSpec(
     holdout_days=92,
     validation_days=92,
     one_hot_numeric=("month", "day_of_week"),
+    # Monitoring: a season of months pooled; retrain when log loss worsens by more than 0.25.
+    retrain_window=3,
+    retrain_max_drop=0.25,
     description="label_index = the day's weather class (index in WEATHER_CLASSES); every day",
 )

@@ -2,9 +2,9 @@
 (ONE Spark application: predictions with the champion, then their monitoring), then the per-day
 table of what monitoring found and where its reports are.
 
-Called by ``lakeforge.demo`` after training (Airflow's environment already applied):
+Called by ``lakeforge.pipelines.nycflights.demo`` after training (Airflow's environment already applied):
 
-    from lakeforge.scoring.demo_step import run_scoring
+    from lakeforge.pipelines.nycflights.demo_scoring import run_scoring
     run_scoring(date(2013, 2, 1), date(2013, 2, 28))
 """
 

@@ -3,9 +3,9 @@ then the champion's version, metrics and how to open it in the MLflow UI. The se
 printed as they finish (Airflow's task output is hidden at the demo's log level: the job also
 writes them to the file ``progress.follow`` names, which this step prints from).
 
-Called by ``lakeforge.demo`` after the transform (Airflow's environment already applied):
+Called by ``lakeforge.pipelines.nycflights.demo`` after the transform (Airflow's environment already applied):
 
-    from lakeforge.training.demo_step import run_training
+    from lakeforge.pipelines.nycflights.demo_training import run_training
     run_training(date(2013, 1, 1), date(2013, 1, 31))
 """
 

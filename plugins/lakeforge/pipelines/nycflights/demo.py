@@ -18,7 +18,7 @@ A demo runs each DAG once, in this process: a failed task stops it at once, its 
 artifacts, landing; ``hdfs_home``), apart from ``make demo``'s: an HDFS-lake model is never
 compared with a file-lake champion. Its HDFS lake lasts for the run.
 
-    python -m lakeforge.demo [--start 2013-01-01] [--end 2013-01-31] [--score-end 2013-02-28] [--hdfs]
+    python -m lakeforge.pipelines.nycflights.demo [--start 2013-01-01] [--end 2013-01-31] [--score-end 2013-02-28] [--hdfs]
 """
 
 from __future__ import annotations
@@ -234,7 +234,7 @@ def summarize(start: date, end: date) -> list[dict]:
 def score_days(start: date, end: date) -> None:
     """The days after training through the same DAGs (ingest, transform), then scored and
     monitored by one ``score_flights`` run."""
-    from lakeforge.scoring.demo_step import run_scoring
+    from lakeforge.pipelines.nycflights.demo_scoring import run_scoring
 
     t = time.perf_counter()
     print(f"\n== {start}..{end}: new days for the champion ==")
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"db migrate {t['airflow_db_migrate_s']:.1f}s); ingest total {ingest_total:.1f}s; "
                   f"ingest {mb / t['dag_runs_s']:.2f} MB/s")
             run_transform(args.start, args.end)
-            from lakeforge.training.demo_step import run_training
+            from lakeforge.pipelines.nycflights.demo_training import run_training
 
             run_training(args.start, args.end)
             if args.score_end > args.end:
