@@ -20,9 +20,10 @@ def day_param(title: str, description: str) -> Param:
                  description=description)
 
 
-def manual_range(params: dict[str, Any]) -> list[str] | None:
-    """The days of the form's ``start``..``end`` (inclusive), None when neither is given;
-    ``ValueError`` for only one of them or an end before the start."""
+def manual_range(params: dict[str, Any], every: str = "day") -> list[str] | None:
+    """The partitions of the form's ``start``..``end`` (inclusive; ``every="month"``: the first
+    days of the months it touches), None when neither is given; ``ValueError`` for only one of
+    them or an end before the start."""
     from datetime import date
 
     from lakeforge.dates import date_range
@@ -35,4 +36,8 @@ def manual_range(params: dict[str, Any]) -> list[str] | None:
     first, last = date.fromisoformat(start), date.fromisoformat(end)
     if last < first:
         raise ValueError(f"end {last} is before start {first}")
+    if every != "day":
+        from lakeforge.transform import partition_dates
+
+        return partition_dates(start, end, every)
     return date_range(start, end)

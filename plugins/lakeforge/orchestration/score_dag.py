@@ -66,12 +66,8 @@ def plan_run(params: dict[str, Any], triggering_events: dict[Any, list[Any]] | N
     from lakeforge.lake import Lake
 
     lake = Lake(lake_uri)
-    candidates = manual_range(params)
+    candidates = manual_range(params, every)
     manual = candidates is not None
-    if manual and every != "day":
-        from lakeforge.transform import partition_dates
-
-        candidates = partition_dates(candidates[0], candidates[-1], every)
     if not manual:
         candidates = event_dates(triggering_events)
     seen: dict[tuple[str, str], dict[str, Any] | None] = {}

@@ -230,11 +230,7 @@ def plan_run(
     from lakeforge.lake import Lake
 
     lake = Lake(lake_uri)
-    dates = manual_range(params)
-    if dates is not None and every != "day":
-        from lakeforge.transform import partition_dates
-
-        dates = partition_dates(dates[0], dates[-1], every)
+    dates = manual_range(params, every)
     if dates is not None:
         missing = {t: [ds for ds in dates if not cached_manifest(lake, t, ds, seen)] for t in inputs}
         missing = {t: days for t, days in missing.items() if days}

@@ -72,9 +72,7 @@ from lakeforge.training.spec import ModelSpec, load_model_spec
 log = logging.getLogger("lakeforge.scoring.job")
 
 
-
-
-def model_info(version, threshold: float, threshold_source: str) -> dict[str, Any]:
+def model_info(version, threshold: float | None, threshold_source: str | None) -> dict[str, Any]:
     from lakeforge.training.artifact_digest import DIGEST_TAG
 
     return {"name": version.name, "version": str(version.version), "run_id": version.run_id,
