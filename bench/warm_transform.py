@@ -22,6 +22,7 @@ import statistics
 import time
 from typing import Any
 
+from lakeforge.dates import dates_of
 from lakeforge.lake import Lake
 from lakeforge.quality import gate
 from lakeforge.quality.spec import load_suite
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--end", required=True)
     parser.add_argument("--repeats", type=int, default=3, help="writes per sink in the writer measurement")
     args = parser.parse_args(argv)
-    dates = steps.parse_dates(argparse.Namespace(dates=None, start=args.start, end=args.end))
+    dates = dates_of(argparse.Namespace(dates=None, start=args.start, end=args.end))
     lakes = [Lake(args.lake_a), Lake(args.lake_b)]
     inputs = [steps.raw_inputs(lake, TRANSFORM.raw_tables, dates) for lake in lakes]
     # As the job does: Great Expectations imports while the JVM starts (the first run's gate).

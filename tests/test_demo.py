@@ -46,6 +46,9 @@ def test_fail_fast_takes_retries_and_sensor_waits_away_inside_its_block_only(air
     assert tasks["wait_for_flights"].timeout == 0  # the demo delivered first: a missing file fails at once
     tasks = load()
     assert tasks["ingest_flights"].retries > 0 and tasks["wait_for_flights"].timeout > 0
+    # A sensor's try failed by the scheduler (a poke's exit handled after its requeue, on a loaded
+    # machine) is retried soon; a timed-out wait is still final (AirflowSensorTimeout never retries).
+    assert tasks["wait_for_flights"].retries > 0 and not tasks["wait_for_flights"].retry_exponential_backoff
 
 
 def test_a_replayed_days_run_shows_its_real_duration(airflow_db, tmp_path, monkeypatch):

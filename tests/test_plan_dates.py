@@ -310,3 +310,14 @@ def test_a_training_run_note_names_its_window_or_why_not():
     assert training_note(plan) == ("lightgbm on 2013-01-01..2013-03-17, holdout 2013-03-18..2013-03-31: "
                                    "9 new feature day(s)")
     assert training_note({**plan, "trigger_reason": "ROC AUC dropped"}).endswith("; requested: ROC AUC dropped")
+
+
+def test_a_monthly_source_note_counts_months():
+    """A monthly source's run note says months, not days (its partitions are the months' first days)."""
+    from lakeforge.orchestration.transform_dag import Plan
+
+    plan = Plan(["2013-01-01", "2013-02-01"], from_events=["2013-02-01"], pending=["2013-01-01"], every="month")
+    assert plan.note() == "2013-01-01,2013-02-01 (2 months): 1 from events, 1 pending"
+    assert Plan(["2013-03-01"], manual=True, every="month").note("score") == "2013-03-01 (1 month): manual range"
+    assert Plan([], waiting=["2013-04-01"], every="month").note() == (
+        "nothing to transform: no new month ready; waiting for all inputs: 2013-04-01")

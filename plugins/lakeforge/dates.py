@@ -40,6 +40,13 @@ def date_range(start: str, end: str) -> list[str]:
     return expand_dates(f"{start}..{end}")
 
 
+def partition_dates(start: str, end: str, every: str = "day") -> list[str]:
+    """The partitions of ``start``..``end``: every day, or (``every="month"``) the first day of
+    every month the range touches."""
+    days = date_range(start, end)
+    return days if every == "day" else sorted({date.fromisoformat(d).replace(day=1).isoformat() for d in days})
+
+
 def shift_day(ds: str, days: int) -> str:
     """The day ``days`` after ``ds`` (before it when negative)."""
     return (date.fromisoformat(ds) + timedelta(days=days)).isoformat()
@@ -52,14 +59,15 @@ def add_date_arguments(parser, what: str = "days") -> None:
     parser.add_argument("--end", help="last date of a range (inclusive)")
 
 
-def dates_of(args) -> list[str]:
-    """``--dates`` (``expand_dates``) or ``--start`` and ``--end``: the run's days; SystemExit
-    with the reason otherwise."""
+def dates_of(args, every: str = "day") -> list[str]:
+    """``--dates`` (``expand_dates``, the partitions as given) or ``--start`` and ``--end`` (the
+    partitions of the range by ``every``: a monthly source's are the first days of its months);
+    SystemExit with the reason otherwise."""
     try:
         if args.dates:
             return expand_dates(args.dates)
         if not (args.start and args.end):
             raise SystemExit("give --dates or both --start and --end")
-        return date_range(args.start, args.end)
+        return partition_dates(args.start, args.end, every)
     except ValueError as exc:
         raise SystemExit(f"bad dates: {exc}") from None

@@ -97,7 +97,13 @@ def build_ingest_dag(
                 mode="reschedule",
                 poke_interval=settings.sensor_poke_seconds,
                 timeout=settings.sensor_timeout_seconds,
-                retries=0,  # a timed-out wait is final; rerun by clearing once the drop is there
+                # A timed-out wait is final whatever the retries (AirflowSensorTimeout never retries);
+                # rerun by clearing once the drop is there. The retries are for the scheduler: on a
+                # loaded machine it can requeue a rescheduled poke before it handles that poke's exit,
+                # and then fails the try ("finished with state success, but ... queued").
+                retries=3,
+                retry_delay=timedelta(seconds=settings.sensor_poke_seconds),
+                retry_exponential_backoff=False,
             )
             ingest = IngestPartitionOperator(
                 task_id=f"ingest_{table.name}",

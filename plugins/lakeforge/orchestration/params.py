@@ -26,7 +26,7 @@ def manual_range(params: dict[str, Any], every: str = "day") -> list[str] | None
     them or an end before the start."""
     from datetime import date
 
-    from lakeforge.dates import date_range
+    from lakeforge.dates import partition_dates
 
     start, end = params.get("start"), params.get("end")
     if not (start or end):
@@ -36,8 +36,4 @@ def manual_range(params: dict[str, Any], every: str = "day") -> list[str] | None
     first, last = date.fromisoformat(start), date.fromisoformat(end)
     if last < first:
         raise ValueError(f"end {last} is before start {first}")
-    if every != "day":
-        from lakeforge.transform import partition_dates
-
-        return partition_dates(start, end, every)
-    return date_range(start, end)
+    return partition_dates(start, end, every)

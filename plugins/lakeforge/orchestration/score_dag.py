@@ -89,7 +89,8 @@ def plan_run(params: dict[str, Any], triggering_events: dict[Any, list[Any]] | N
         pending = [ds for ds in found if (manifests[ds] or {}).get("rows", 1)]
     days = sorted({*ready, *pending})
     size = sum((manifests[ds] or {}).get("bytes", 0) for ds in days)
-    plan = Plan(days, manual=manual, from_events=[] if manual else ready, pending=pending, blocked=blocked)
+    plan = Plan(days, manual=manual, from_events=[] if manual else ready, pending=pending, blocked=blocked,
+                every=every)
     return plan, size
 
 

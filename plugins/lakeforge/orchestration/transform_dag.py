@@ -163,20 +163,22 @@ class Plan:
     waiting: list[str] = field(default_factory=list)  # named by an event, an input still missing
     blocked: dict[str, str] = field(default_factory=dict)  # pending, but blocked for this very content
     current: list[str] = field(default_factory=list)  # named by an event, already built from these inputs
+    every: str = "day"  # the source's partition step: a monthly source's note counts months
 
     def note(self, what: str = "transform") -> str:
-        """The run's note: which days and where they came from, or why there is nothing to do,
-        e.g. ``2013-01-03..2013-01-05 (3 days): 2 from events, 1 pending``."""
+        """The run's note: which partitions and where they came from, or why there is nothing to
+        do, e.g. ``2013-01-03..2013-01-05 (3 days): 2 from events, 1 pending``."""
         from lakeforge.dates import compact_dates
 
+        unit = self.every
         if self.dates:
             n = len(self.dates)
             sources = "manual range" if self.manual else ", ".join(
                 f"{len(d)} {label}" for d, label in ((self.from_events, "from events"), (self.pending, "pending")) if d)
-            parts = [f"{days_text(self.dates)} ({n} day{'s' if n != 1 else ''}): {sources}"]
+            parts = [f"{days_text(self.dates)} ({n} {unit}{'s' if n != 1 else ''}): {sources}"]
         else:
-            parts = [f"nothing to {what}: no new day " + ("ready" if self.waiting or self.blocked or self.current
-                                                          else "in the events and none pending")]
+            parts = [f"nothing to {what}: no new {unit} " + ("ready" if self.waiting or self.blocked or self.current
+                                                             else "in the events and none pending")]
         if self.current:
             parts.append(f"already transformed from the same inputs: {compact_dates(self.current)}")
         if self.waiting:
@@ -240,7 +242,7 @@ def plan_run(
                 + "; ".join(f"{t} has no partition for {compact_dates(days)}" for t, days in missing.items())
                 + f" (in {lake.root_uri}). Ingest those days first (the ingest DAG), then trigger again."
             )
-        return Plan(dates, manual=True)
+        return Plan(dates, manual=True, every=every)
 
     candidates = event_days(triggering_events)
     ready = [ds for ds in candidates if all(cached_manifest(lake, t, ds, seen) for t in inputs)]
@@ -263,7 +265,7 @@ def plan_run(
         log.warning("left out, blocked by the quality gate for the same inputs: %s",
                     "; ".join(f"{ds}: {why}" for ds, why in blocked.items()))
     return Plan(sorted({*ready, *pending}), from_events=ready, pending=pending, waiting=waiting, blocked=blocked,
-                current=current)
+                current=current, every=every)
 
 
 def planned_input_bytes(inputs: Sequence[str], dates: Sequence[str], lake_uri: str | None = None,

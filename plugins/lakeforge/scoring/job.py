@@ -581,14 +581,7 @@ def partition_step(spec: ModelSpec) -> str:
 def parse_dates(args: argparse.Namespace, every: str = "day") -> list[str]:
     """The run's partitions: ``--dates``, or ``--start``..``--end`` by ``every`` (a monthly
     source's range is the first days of the months it touches)."""
-    if not args.dates and args.start and args.end and every != "day":
-        from lakeforge.transform import partition_dates
-
-        try:
-            return partition_dates(args.start, args.end, every)
-        except ValueError as exc:
-            raise SystemExit(f"bad dates: {exc}") from None
-    dates = dates_of(args)
+    dates = dates_of(args, every)
     if not dates:
         raise SystemExit("no dates to score")
     return dates

@@ -31,7 +31,6 @@ This module imports neither Spark nor Great Expectations: a DAG file reads a dec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 from typing import Any, Callable, Literal
 
 # The columns of every quarantine table: the raw line, why it was refused, its partition.
@@ -184,10 +183,9 @@ class Transform:
 
 
 def partition_dates(start: str, end: str, every: Every = "day") -> list[str]:
-    from lakeforge.dates import date_range
+    from lakeforge.dates import partition_dates as of_range
 
-    days = date_range(start, end)
-    return days if every == "day" else sorted({date.fromisoformat(d).replace(day=1).isoformat() for d in days})
+    return of_range(start, end, every)
 
 
 def load_transform(pipeline: str) -> Transform:

@@ -189,8 +189,7 @@ def _run(spark, lake: Lake, spec: Transform, dates: list[str], run_id: str | Non
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Transform, list[str]]:
-    from lakeforge.dates import add_date_arguments
-    from lakeforge.transform.steps import parse_dates
+    from lakeforge.dates import add_date_arguments, dates_of
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pipeline", required=True, help="the pipeline folder's name (lakeforge.pipelines.<name>)")
@@ -199,16 +198,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Trans
     parser.add_argument("--run-id", help="Airflow run id, recorded in the manifests")
     args = parser.parse_args(argv)
     spec = load_transform(args.pipeline)
-    if args.dates or spec.every == "day":
-        dates = parse_dates(args)
-    elif not (args.start and args.end):
-        raise SystemExit("give --dates or both --start and --end")
-    else:
-        try:
-            dates = spec.partition_dates(args.start, args.end)
-        except ValueError as exc:
-            raise SystemExit(f"bad dates: {exc}") from None
-    return args, spec, dates
+    return args, spec, dates_of(args, spec.every)
 
 
 def execute(lake: Lake, job: str, app_name: str, tables: list[str], *, suites: Callable[[], list],

@@ -8,21 +8,15 @@ that imports this module stays cheap).
 
 from __future__ import annotations
 
-import argparse
 from datetime import date, timedelta
 from typing import Any, Callable, Iterable
 
-from lakeforge.dates import date_range, dates_of, shift_day
+from lakeforge.dates import date_range, shift_day
 from lakeforge.lake import Lake
 from lakeforge.publish import list_partitions, partition_name, read_manifest
 from lakeforge.spark_publish import new_run_staging, publish_written_partitions, published_files, read_published
 
 Manifests = dict[str, dict[str, Any]]  # ds -> raw manifest
-
-
-def parse_dates(args: argparse.Namespace) -> list[str]:
-    """``--dates`` or ``--start`` and ``--end``: the run's days (``lakeforge.dates.dates_of``)."""
-    return dates_of(args)
 
 
 def raw_manifests(lake: Lake, table: str, dates: list[str]) -> Manifests:
