@@ -425,25 +425,3 @@ def test_mlflow_down_then_crash_mid_registration_then_retry(spark, features_lake
         stats = with_probability(model.transform(features)).selectExpr("count(*) AS n", "min(p) AS lo",
                                                                        "max(p) AS hi").first()
     assert stats.n == features.count() and 0 < stats.lo < stats.hi < 1
-
-
-def test_the_same_run_on_a_postgres_backed_server(spark, features_lake, session_home, postgres, monkeypatch):
-    """Cluster mode's tracking backend: an `mlflow server` on a real PostgreSQL. Only the tracking
-    URI changes; the run, the registered version and its alias land in PostgreSQL's tables."""
-    from tests.mlflow_server import MlflowServer
-
-    postgres.create_database("mlflow")
-    server = MlflowServer(session_home / "mlflow-on-postgres", backend_uri=postgres.url("mlflow"))
-    server.start()
-    try:
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
-        result = train_delay_model.train(spark, args(features_lake, "train_delay_model/manual__pg",
-                                                     family="xgboost", search_budget=1, search_parallelism=2))
-        assert result["version"] == "1" and result["decision"] == "promoted"
-        assert postgres.query("mlflow", "SELECT name, version FROM model_versions") == [(NAME, 1)]
-        assert postgres.query("mlflow", "SELECT alias, version FROM registered_model_aliases ORDER BY alias") == [
-            ("challenger", 1), ("champion", 1)]
-        (status,) = postgres.query("mlflow", f"SELECT status FROM runs WHERE run_uuid = '{result['run_id']}'")
-        assert status == ("FINISHED",)
-    finally:
-        server.stop()
