@@ -179,6 +179,10 @@ def airflow_environ(settings: Settings | None = None, env: dict[str, str] | None
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        # An unchanged DAG file is parsed again every 5 min, not every 30 s (11% of a core while the
+        # stack idles, measured: 10.2 s vs 0.8 s of CPU in 90 s); an edited one at once (the DAG
+        # processor's default modified_time order re-queues a file whose mtime is newer).
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "300",
         # Named explicitly so that every process (and `password` below) finds the same file.
         PASSWORDS_VAR: str(home / PASSWORDS_FILE),
         "AIRFLOW_CONN_SPARK_DEFAULT": spark_connection(settings.spark_master),
