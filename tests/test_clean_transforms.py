@@ -160,3 +160,29 @@ def test_reference_snapshot_rows(spark):
                                                      "carrier string, name string, ds string"))
     assert sorted(r.reason for r in bad.collect()) == [
         "duplicate carrier: AA", "duplicate carrier: AA", "malformed row", "missing carrier"]
+
+
+def test_column_calls_do_not_record_their_python_call_site(spark, monkeypatch):
+    """The jobs' sessions turn off PySpark's call-site capture (lakeforge.spark.spark_conf): with
+    it, every Column function makes extra JVM round trips (seconds per transform run)."""
+    import pyspark.errors.utils as origin
+    from pyspark.sql import functions as F
+
+    assert spark.conf.get("spark.python.sql.dataFrameDebugging.enabled") == "false"
+    assert not origin.is_debugging_enabled()
+    client = spark.sparkContext._gateway._gateway_client
+    send = client.send_command
+
+    def round_trips() -> int:
+        calls = []
+        monkeypatch.setattr(client, "send_command", lambda command, *a, **k: calls.append(command) or send(command, *a, **k))
+        try:
+            F.col("a") + F.lit(1) > F.col("b")
+        finally:
+            monkeypatch.setattr(client, "send_command", send)
+        return len(calls)
+
+    off = round_trips()
+    monkeypatch.setattr(origin, "_enable_debugging_cache", True)  # PySpark's default
+    on = round_trips()
+    assert 0 < off and on >= 2 * off, (off, on)
