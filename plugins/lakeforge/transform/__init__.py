@@ -177,16 +177,6 @@ class Transform:
         return [*self.clean_tables, *(f"clean/{name}" for name in references), *quarantine, *self.feature_tables,
                 *self.aggregate_tables, *(f"{QUALITY}/{t}" for t in self.audited_tables)]
 
-    def partition_dates(self, start: str, end: str) -> list[str]:
-        """The partitions of ``start``..``end``: every day, or the first day of every month touched."""
-        return partition_dates(start, end, self.every)
-
-
-def partition_dates(start: str, end: str, every: Every = "day") -> list[str]:
-    from lakeforge.dates import partition_dates as of_range
-
-    return of_range(start, end, every)
-
 
 def load_transform(pipeline: str) -> Transform:
     """The ``TRANSFORM`` of ``lakeforge.pipelines.<pipeline>.transform`` (its source checked first:
