@@ -48,7 +48,9 @@ class RunNotes:
                 if dag_run is None:
                     return
             xcom = session.scalars(select(XComModel).where(XComModel.dag_run_id == dag_run.id,
-                                                           XComModel.key == RUN_NOTE).limit(1)).first()
+                                                           XComModel.key == RUN_NOTE)
+                                   # a later task may say more than the planning task did
+                                   .order_by(XComModel.timestamp.desc()).limit(1)).first()
             if xcom is None:
                 return
             written = dag_run.dag_run_note

@@ -38,9 +38,8 @@ tempfile.tempdir = None  # re-read TMPDIR
 os.environ["SPARK_LOCAL_DIRS"] = str(_SESSION_HOME / "spark-local")
 os.environ["LAKEFORGE_SPARK_CDS_DIR"] = _SPARK_CDS_DIR
 os.environ["LAKEFORGE_SPARK_LOCAL_FS_DIR"] = _SPARK_LOCAL_FS_DIR
-# Sensors in tests give up fast; production waits a day.
-os.environ["LAKEFORGE_SENSOR_POKE_SECONDS"] = "1"
-os.environ["LAKEFORGE_SENSOR_TIMEOUT_SECONDS"] = "3"
+# The delivery watcher looks every second in tests (5 s by default).
+os.environ["LAKEFORGE_DELIVERY_POLL_SECONDS"] = "1"
 
 from lakeforge.orchestration import airflow_env  # noqa: E402  (must follow the env set-up)
 

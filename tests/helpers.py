@@ -44,7 +44,7 @@ def stop_process_groups(procs, timeout: float = 30) -> None:
             pass
 
 
-AIRFLOW_SERVICES = ("api-server", "dag-processor", "scheduler")
+AIRFLOW_SERVICES = ("api-server", "dag-processor", "scheduler", "triggerer")  # the triggerer: delivery watchers
 
 
 def migrate_airflow_db(env: dict[str, str]) -> None:

@@ -73,21 +73,21 @@ def test_house_rules(dagbag):
         assert dag.params, f"{dag_id} has no params for manual runs"
         for task in dag.tasks:
             assert task.owner not in ("", "airflow"), f"{dag_id}.{task.task_id} has no owner"
-            if not task.task_id.startswith("wait_for_"):
+            if task.task_id != "refused_deliveries":  # a quarantined file: retrying cannot help
                 assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
                 assert task.retry_delay.total_seconds() > 0
 
 
 def test_ingest_flights_shape(dagbag):
     dag = dagbag.dags["ingest_flights"]
-    assert dag.catchup and str(dag.start_date.date()) == "2013-01-01"
-    assert {t.task_id for t in dag.tasks} == {
-        "wait_for_flights", "ingest_flights", "wait_for_weather", "ingest_weather",
-        "ingest_planes_snapshot", "ingest_airports_snapshot", "ingest_airlines_snapshot",
-    }
-    assert dag.get_task("wait_for_flights").mode == "reschedule"
-    assert dag.get_task("wait_for_flights").downstream_task_ids == {"ingest_flights"}
+    assert not dag.catchup and dag.max_active_runs == 1
+    # Scheduled on deliveries: the landing asset, watched from the triggerer.
+    landing = dag.timetable.asset_condition
+    assert landing.name == "nycflights.landing"
+    (watcher,) = landing.watchers
+    assert watcher.trigger.serialize()[0] == "lakeforge.orchestration.triggers.LandingDeliveryTrigger"
+    assert {t.task_id for t in dag.tasks} == {"plan_deliveries", "ingest", "refused_deliveries"}
+    assert dag.get_task("plan_deliveries").downstream_task_ids == {"ingest"}
+    assert dag.get_task("refused_deliveries").trigger_rule == "all_done"
     outlets = {t.task_id: [a.name for a in t.outlets] for t in dag.tasks if t.outlets}
-    assert outlets["ingest_flights"] == ["nycflights.raw.flights"]
-    assert outlets["ingest_weather"] == ["nycflights.raw.weather"]
-    assert dag.get_task("ingest_flights").partition_date == "{{ data_interval_start | ds }}"
+    assert outlets == {"ingest": [f"nycflights.raw.{t}" for t in ("flights", "weather", "planes", "airports", "airlines")]}

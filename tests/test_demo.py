@@ -30,7 +30,7 @@ def test_the_hdfs_demo_has_its_own_home_and_shares_only_the_caches(tmp_path):
     assert shared == ["MLFLOW_TRACKING_URI"] and env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
 
 
-def test_fail_fast_takes_retries_and_sensor_waits_away_inside_its_block_only(airflow_db):
+def test_fail_fast_takes_retries_away_inside_its_block_only(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
 
     from lakeforge.settings import PROJECT_ROOT
@@ -43,12 +43,9 @@ def test_fail_fast_takes_retries_and_sensor_waits_away_inside_its_block_only(air
     with demo.fail_fast():
         tasks = load()
     assert {t.retries for t in tasks.values()} == {0}
-    assert tasks["wait_for_flights"].timeout == 0  # the demo delivered first: a missing file fails at once
     tasks = load()
-    assert tasks["ingest_flights"].retries > 0 and tasks["wait_for_flights"].timeout > 0
-    # A sensor's try failed by the scheduler (a poke's exit handled after its requeue, on a loaded
-    # machine) is retried soon; a timed-out wait is still final (AirflowSensorTimeout never retries).
-    assert tasks["wait_for_flights"].retries > 0 and not tasks["wait_for_flights"].retry_exponential_backoff
+    assert tasks["ingest"].retries > 0 and tasks["plan_deliveries"].retries > 0
+    assert tasks["refused_deliveries"].retries == 0  # a quarantined file: retrying cannot help
 
 
 def test_a_replayed_days_run_shows_its_real_duration(airflow_db, tmp_path, monkeypatch):

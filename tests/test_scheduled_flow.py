@@ -6,9 +6,8 @@ Airflow hands the next run only the events up to its ``run_after`` (the others a
 their queue rows while ``max_active_runs=1`` defers it), yet with no further delivery every
 ingested day must end up transformed, and the runs' notes must name the days.
 
-Days 2..4's ingest runs are open from the start, their sensors waiting (looks every 30 s here:
-a look queued before the scheduler has handled the previous one's end makes Airflow 3.3 fail the
-sensor, and on a loaded 2-core machine that took up to 7 s; see LAKEFORGE_SENSOR_POKE_SECONDS).
+Deliveries start ingest runs through the delivery watcher on the triggerer (a look every 2 s here):
+the burst of days 2..4 is one or two ingest runs, not three.
 """
 
 from __future__ import annotations
@@ -40,15 +39,11 @@ FLOW_TIMEOUT_S = 420  # two or three Spark runs on a busy 2-core machine, with m
 
 
 def dags_folder(root: Path) -> Path:
-    """The project's ingest and transform DAG files; the ingest window ends with the burst's last day."""
+    """The project's ingest and transform DAG files."""
     folder = root / "dags"
     folder.mkdir()
-    ingest = (PROJECT_ROOT / "dags" / "ingest_flights.py").read_text()
-    window = ingest.replace('end_date=pendulum.datetime(2013, 12, 31, tz="UTC")',
-                            'end_date=pendulum.datetime(2013, 1, 4, tz="UTC")')
-    assert window != ingest, "ingest_flights.py no longer ends its window with end_date=...(2013, 12, 31, ...)"
-    (folder / "ingest_flights.py").write_text(window)
-    (folder / "transform_flights.py").write_text((PROJECT_ROOT / "dags" / "transform_flights.py").read_text())
+    for name in ("ingest_flights.py", "transform_flights.py"):
+        (folder / name).write_text((PROJECT_ROOT / "dags" / name).read_text())
     return folder
 
 
@@ -62,8 +57,7 @@ def flow_env(root: Path) -> dict[str, str]:
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",  # both run as soon as they are parsed
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-        "LAKEFORGE_SENSOR_POKE_SECONDS": "30",  # see the module's doc (conftest's 1 s: tests without a scheduler)
-        "LAKEFORGE_SENSOR_TIMEOUT_SECONDS": "600",
+        "LAKEFORGE_DELIVERY_POLL_SECONDS": "2",
         "LAKEFORGE_SPARK_SHUFFLE_PARTITIONS": "2",
         "LAKEFORGE_SPARK_DRIVER_MEMORY": "1g",
     })

@@ -176,9 +176,8 @@ def test_ingest_and_transform_dags_beside_nycflights(airflow_db, tmp_path, monke
     ]))
 
     simulator.deliver(Lake(f"{landing_root}/seattle_weather"), date(2012, 1, 1), date(2012, 2, 29))
-    for month in (1, 2):
-        dr = bag.dags["ingest_seattle_weather"].test(logical_date=pendulum.datetime(2012, month, 1, tz="UTC"))
-        assert dr.state == "success", {ti.task_id: ti.state for ti in dr.get_task_instances()}
+    dr = bag.dags["ingest_seattle_weather"].test(logical_date=pendulum.now("UTC"))  # both months, one run
+    assert dr.state == "success", {ti.task_id: ti.state for ti in dr.get_task_instances()}
     # A run without a range transforms every pending partition (both months), in one Spark application.
     dr = bag.dags["transform_seattle_weather"].test(logical_date=pendulum.now("UTC"))
     assert dr.state == "success", {ti.task_id: ti.state for ti in dr.get_task_instances()}

@@ -34,8 +34,8 @@ def test_cluster_mode_is_only_environment():
 
 
 def test_bad_values_are_named():
-    with pytest.raises(ValueError, match="LAKEFORGE_SENSOR_TIMEOUT_SECONDS"):
-        Settings.from_env({"LAKEFORGE_SENSOR_TIMEOUT_SECONDS": "a day"})
+    with pytest.raises(ValueError, match="LAKEFORGE_DELIVERY_POLL_SECONDS"):
+        Settings.from_env({"LAKEFORGE_DELIVERY_POLL_SECONDS": "a day"})
     with pytest.raises(ValueError, match="LAKEFORGE_HDFS_CLIENT"):
         Settings.from_env({"LAKEFORGE_HDFS_CLIENT": "webhdfs"})
 

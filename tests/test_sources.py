@@ -42,3 +42,15 @@ def test_the_reference_source_is_valid():
     from lakeforge.pipelines.nycflights import SOURCE
 
     assert SOURCE.table("flights").date_columns == ("year", "month", "day")
+
+
+def test_a_landing_file_name_gives_its_date_or_none():
+    """What the delivery watcher and the ingest run's scan read from a landing listing."""
+    daily = Table("flights", "daily")  # "{ds}*.csv"
+    assert daily.date_of("2013-01-05.csv") == "2013-01-05"
+    assert daily.date_of("2013-01-05.part-2.csv") == "2013-01-05"  # still that day's delivery
+    for name in ("x.csv", "2013-01-05.csv.tmp", ".2013-01-05.csv.tmp", "2013-13-05.csv", "13-01-05.csv"):
+        assert daily.date_of(name) is None, name
+    named = Table("weather", "daily", filename="seattle_{ds}_v?.csv")
+    assert named.date_of("seattle_2012-02-01_v2.csv") == "2012-02-01"
+    assert named.date_of("seattle_2012-02-01_v22.csv") is None and named.date_of("2012-02-01.csv") is None

@@ -7,8 +7,8 @@ Airflow's four services.
 - the logins are generated, printed once, kept in 0600 files; the historical defaults are refused;
   no service gets another's secrets;
 - the days through the scheduler: four days (2013-01-01..04, the fewest that train a real model)
-  delivered with the documented command are ingested (ingest_flights, unpaused through the REST API;
-  the catch-up runs of the days not delivered are deleted) and transformed (transform_flights);
+  delivered with the documented command are ingested (ingest_flights, unpaused through the REST API,
+  its runs started by the delivery watcher on the triggerer) and transformed (transform_flights);
 - a browser (Playwright driving Debian's Chromium) logs in to Airflow with the printed credentials,
   triggers train_delay_model from its form (three training days, one holdout day, LightGBM, one
   search trial; "unpause on trigger" ticked) and watches the run turn Success, task by task; the new
@@ -389,26 +389,26 @@ def settled(s: Stack, dag: str, headers: dict[str, str]) -> list[dict] | None:
     return None if any(r["state"] in ("queued", "running") for r in runs) else runs
 
 
-def ingest_delivered(stack: Stack, dag: str, days, headers: dict[str, str]) -> None:
-    """Wait for the catch-up runs of the delivered ``days`` to succeed, then pause the DAG and
-    remove the runs of the days that were not delivered, as a person would clear them: the DAG's
-    last run is then the last delivered day's."""
+def ingest_delivered(stack: Stack, dag: str, source: str, days, headers: dict[str, str]) -> None:
+    """Wait until the runs the delivery watcher started have put every delivered day of ``source``
+    in raw and all succeeded, then pause the DAG (no run of it comes after: the status tests read
+    its last run)."""
+    from lakeforge.sources import get_source
+
+    raw = stack.home / "lake" / source / "raw"
+    tables = [t.name for t in get_source(source).daily_tables]
+
     def ingested():
-        states = {r["logical_date"][:10]: r["state"] for r in dag_runs(stack, dag, headers)}
-        bad = {d: states[d] for d in days if states.get(d) == "failed"}
+        runs = dag_runs(stack, dag, headers)
+        bad = [r["dag_run_id"] for r in runs if r["state"] == "failed"]
         assert not bad, f"{dag} runs failed: {bad}:\n{logs(stack.home)}"
-        return all(states.get(d) == "success" for d in days)
+        return (runs and all(r["state"] == "success" for r in runs)
+                and all((raw / t / f"ds={d}").is_dir() for t in tables for d in days))
 
     try:
         wait_until(stack, f"the {dag} runs of {days[0]}..{days[-1]}", ingested)
-    finally:  # no more catch-up runs: the other days were not delivered
+    finally:
         set_paused(stack, dag, True, headers)
-    for run in dag_runs(stack, dag, headers):
-        if run["logical_date"][:10] > days[-1]:
-            url = f"{stack.airflow}/api/v2/dags/{dag}/dagRuns/{run['dag_run_id']}"
-            if run["state"] in ("queued", "running"):  # a running run cannot be deleted
-                assert request(url, data={"state": "failed"}, method="PATCH", headers=headers)[0] == 200
-            assert request(url, method="DELETE", headers=headers)[0] == 204
 
 
 def test_delivered_days_flow_and_the_browser_trains_the_champion(stack, tmp_path):
@@ -424,11 +424,11 @@ def test_delivered_days_flow_and_the_browser_trains_the_champion(stack, tmp_path
     for dag in ("transform_flights", "ingest_flights", *SEATTLE_DAGS):
         set_paused(stack, dag, False, headers)
 
-    ingest_delivered(stack, "ingest_flights", DAYS, headers)
+    ingest_delivered(stack, "ingest_flights", "nycflights", DAYS, headers)
     for day in DAYS:
         assert (stack.home / "lake" / "nycflights" / "raw" / "flights" / f"ds={day}").is_dir()
     t_ingest = time.monotonic() - t0
-    ingest_delivered(stack, "ingest_seattle_weather", SEATTLE_MONTHS, headers)
+    ingest_delivered(stack, "ingest_seattle_weather", "seattle_weather", SEATTLE_MONTHS, headers)
 
     # transform_flights follows the raw assets: every delivered day gets its features.
     features = stack.home / "lake" / "nycflights" / "features" / "flights"
@@ -577,7 +577,7 @@ def browse(stack: Stack, shots: Path, headers: dict[str, str]) -> None:
             page.screenshot(path=shots / "airflow-asset-graph.png", full_page=True)
 
             page.goto(f"{stack.airflow}/dags/ingest_flights/runs")
-            row = page.get_by_role("row").filter(has_text=f"scheduled__{DAYS[-1]}")
+            row = page.get_by_role("row").filter(has_text=dag_runs(stack, "ingest_flights", headers)[-1]["dag_run_id"])
             expect(row.get_by_text("Success", exact=True)).to_be_visible()
             page.screenshot(path=shots / "airflow-ingest-runs.png", full_page=True)
             # The lake's reports, served by the lakeforge_ui plugin to signed-in users (the DAG docs
@@ -624,14 +624,14 @@ def test_status_reports_each_service_and_a_killed_one(stack):
     assert done.returncode == 0, done.stdout + done.stderr
     for name in ("postgres", "mlflow", "api-server", "dag-processor", "scheduler", "triggerer"):
         assert re.search(rf"^\s+{name}\s+up \(pid \d+\)", done.stdout, re.M), done.stdout
-    # Each DAG's last run: the last delivered day's ingest (the undelivered days' runs went), the
-    # others green too.
+    # Each DAG's last run, with its note: the ingest run started by the deliveries names their days,
+    # the others green too.
     code, runs = request(f"{stack.airflow}/api/v2/dags/ingest_flights/dagRuns?limit=1&order_by=-run_after",
                          headers=airflow_headers(stack))
     newest = runs["dag_runs"][0]
-    assert newest["logical_date"][:10] == DAYS[-1], newest
+    assert newest["dag_run_id"].startswith("asset_triggered__") and DAYS[-1] in newest["note"], newest
     assert re.search(rf"ingest_flights\s+paused\s+success\s+{re.escape(newest['dag_run_id'])}\s+"
-                     rf"\(data {DAYS[-1]}", done.stdout), (newest, done.stdout)
+                     rf"\(ended [^)]+\): ingested .*{DAYS[-1]}", done.stdout), (newest, done.stdout)
     for dag in ("score_flights", "train_delay_model", "transform_flights"):
         assert re.search(rf"^\s+{dag}\s+active\s+success\s", done.stdout, re.M), done.stdout
     for table in ("raw/flights", "features/flights", "predictions/flights"):
@@ -685,7 +685,7 @@ def test_down_stops_everything_by_pid_keeps_the_data_and_up_resumes(stack):
     status = stack.run("status", timeout=120)
     assert status.returncode == 0, status.stdout
     # The metadata database kept the runs, the lake its days, MLflow its accounts and the champion.
-    assert re.search(rf"ingest_flights\s+paused\s+success\s+scheduled__{DAYS[-1]}", status.stdout), status.stdout
+    assert re.search(r"ingest_flights\s+paused\s+success\s+asset_triggered__", status.stdout), status.stdout
     assert re.search(rf"nycflights/raw/flights\s+{DAYS[-1]}", status.stdout), status.stdout
     assert "flight_delay@champion = version 1 " in status.stdout, status.stdout
     assert airflow_headers(stack)

@@ -61,7 +61,7 @@ _UTF16_BOMS = {b"\xff\xfe": "UTF-16 LE", b"\xfe\xff": "UTF-16 BE"}
 def write_atomically(landing: Lake, rel: str, data: bytes) -> None:
     """Deliver ``data`` at ``rel`` of a landing area as a well-behaved exporter does: written under
     a hidden temporary name (``.<name>.inprogress``, which matches no table's file pattern) and renamed
-    when complete, replacing an earlier delivery, so a sensor never sees half a file."""
+    when complete, replacing an earlier delivery, so the delivery watcher never sees half a file."""
     folder, name = rel.rsplit("/", 1)
     tmp = f"{folder}/.{name}.inprogress"
     landing.write_bytes(tmp, data)

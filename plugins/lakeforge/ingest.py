@@ -23,7 +23,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterable
 
 from lakeforge.delivery import CsvSummary, DeliveryRejected, inspect_delivery
 from lakeforge.lake import Lake, source_lake
@@ -85,6 +85,94 @@ def landing_for(source: Source, landing_root: str | None = None) -> Lake:
 def delivered_files(landing: Lake, table: Table, ds: str) -> list[str]:
     """Landing file names of a table for one date (complete files only, sorted)."""
     return [n for n in landing.listdir(table.folder) if table.matches(n, ds)]
+
+
+def landing_listing(source: Source, landing: Lake | None = None) -> dict[str, list[int | float]]:
+    """Every delivery file in the landing area, ``"<table>/<name>": [bytes, mtime]``: what the
+    delivery watcher compares between two looks. Files no table claims (temporary names) are left out."""
+    landing = landing or landing_for(source)
+    listing: dict[str, list[int | float]] = {}
+    for table in source.tables:
+        for name, (size, mtime) in landing.file_times(table.folder).items():
+            if table.date_of(name) is not None:
+                listing[f"{table.name}/{name}"] = [size, mtime]
+    return listing
+
+
+def days_in(source: Source, names: Iterable[str]) -> list[str]:
+    """The dates that ``"<table>/<name>"`` keys of a landing listing deliver."""
+    days = set()
+    for key in names:
+        table, _, name = key.partition("/")
+        ds = source.table(table).date_of(name)
+        if ds:
+            days.add(ds)
+    return sorted(days)
+
+
+def pending_days(source: Source, *, lake: Lake | None = None, landing: Lake | None = None) -> list[str]:
+    """Dates with a daily-table delivery and no raw partition of that table yet: one listing of
+    each daily table's landing folder and of its raw table. A redelivery of a day raw holds is
+    named by the delivery watcher's event instead (a new or changed file)."""
+    lake = lake or source_lake(source.name)
+    landing = landing or landing_for(source)
+    pending = set()
+    for table in source.daily_tables:
+        have = set(list_partitions(lake, source.raw_path(table.name)))
+        delivered = {table.date_of(name) for name in landing.listdir(table.folder)} - {None}
+        pending |= {ds for ds in delivered if partition_name(ds) not in have}
+    return sorted(pending)
+
+
+@dataclass
+class BatchResult:
+    """One ingest run over several days: what each table got, and what was refused."""
+
+    results: list[IngestResult] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)  # one line per refused delivery, naming the files
+    missing: dict[str, list[str]] = field(default_factory=dict)  # daily table -> days not delivered yet
+
+    def dates(self, table: str, statuses: Iterable[str] = ("published", "unchanged")) -> list[str]:
+        return sorted(r.ds for r in self.results if r.table == table and r.status in statuses)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.results:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+
+def ingest_days(
+    source: Source,
+    days: Iterable[str],
+    *,
+    run_id: str | None = None,
+    force: bool = False,
+    lake: Lake | None = None,
+    landing: Lake | None = None,
+    progress_every: int = 30,
+) -> BatchResult:
+    """Ingest every table of ``source`` for each of ``days`` (``ingest_partition`` per table and
+    day). A refused delivery is quarantined and reported, the other days and tables go on; a
+    daily table with no delivery yet for a day is reported as missing (the next delivery's run
+    takes it)."""
+    lake = lake or source_lake(source.name)
+    landing = landing or landing_for(source)
+    days = list(days)
+    batch = BatchResult()
+    started = time.perf_counter()
+    for i, ds in enumerate(days, start=1):
+        for table in source.tables:
+            try:
+                batch.results.append(ingest_partition(source, table.name, ds, lake=lake, landing=landing,
+                                                      run_id=run_id, force=force))
+            except NoDelivery:
+                batch.missing.setdefault(table.name, []).append(ds)
+            except RejectedDelivery as exc:
+                batch.rejected.append(str(exc))
+        if i % progress_every == 0 or i == len(days):
+            log.info("ingested %d/%d days (%.1fs): %s", i, len(days), time.perf_counter() - started, batch.counts())
+    return batch
 
 
 def quarantine_file(

@@ -159,6 +159,13 @@ class Lake:
         info = self._list(pafs.FileSelector(self.path(rel), allow_not_found=True))
         return sorted(posixpath.basename(i.path.rstrip("/")) for i in info)
 
+    def file_times(self, rel: str) -> dict[str, tuple[int, float]]:
+        """Files directly under a directory: name -> (bytes, modification time, 0 where the file
+        system reports none); empty if the directory does not exist."""
+        info = self._list(pafs.FileSelector(self.path(rel), allow_not_found=True))
+        return {posixpath.basename(i.path): (i.size, i.mtime.timestamp() if i.mtime else 0.0)
+                for i in info if i.type == pafs.FileType.File}
+
     def files(self, rel: str) -> list[FileStat]:
         """Every file below a directory, recursively, with sizes (sorted by path)."""
         base = self.path(rel)

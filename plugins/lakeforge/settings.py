@@ -181,13 +181,9 @@ OPTIONS: dict[str, Option] = {
         "LAKEFORGE_PIPELINES_PATH", "",
         "Extra folders (`:`-separated) holding pipeline packages `<name>/__init__.py`, importable as `lakeforge.pipelines.<name>` beside the built-in ones; a name in two folders is refused.",
     ),
-    "sensor_poke_seconds": Option(
-        "LAKEFORGE_SENSOR_POKE_SECONDS", "10",
-        "How often a delivery sensor looks for the day's drop (reschedule mode: no worker slot held between looks; each look is a short task run). Not much below 10: Airflow 3.3 fails a rescheduled sensor whose next look is queued before the scheduler has handled the end of the previous one (up to 7 s later on a loaded 2-core machine, where 2 s looks failed sensors).",
-    ),
-    "sensor_timeout_seconds": Option(
-        "LAKEFORGE_SENSOR_TIMEOUT_SECONDS", "86400",
-        "How long a delivery sensor waits for a day's drop before the task fails.",
+    "delivery_poll_seconds": Option(
+        "LAKEFORGE_DELIVERY_POLL_SECONDS", "5",
+        "How often the ingest DAGs' delivery watcher (on Airflow's triggerer) lists the landing area; a new or changed file there starts an ingest run.",
     ),
 }
 
@@ -231,8 +227,7 @@ class Settings:
     dags_folder: Path
     hdfs_client: str
     pipelines_path: str
-    sensor_poke_seconds: int
-    sensor_timeout_seconds: int
+    delivery_poll_seconds: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":

@@ -1,7 +1,7 @@
 """Declarative description of an upstream source: what it delivers, where, and how often.
 
 A pipeline folder (``lakeforge.pipelines.<name>``) declares one ``Source``; the ingestion DAG
-factory, the sensors and the ingestion code are generic over it. A second dataset is a second
+factory, its delivery watcher and the ingestion code are generic over it. A second dataset is a second
 ``Source``, not a fork of the code.
 
 A source's name is its namespace in the lake (``<lake root>/<name>/``, see
@@ -28,7 +28,8 @@ Cadence = Literal["daily", "snapshot"]
 class Table:
     """One delivered table.
 
-    ``daily`` tables arrive once per data interval and the DAG waits for them; ``snapshot``
+    ``daily`` tables arrive once per partition (a day, or a month's first day for a monthly
+    source) and every partition needs them; ``snapshot``
     tables (reference data) arrive now and then and are ingested when present, as dated
     snapshots, skipping a delivery identical to the previous snapshot.
     """
@@ -95,6 +96,26 @@ class Table:
 
     def matches(self, filename: str, ds: str) -> bool:
         return fnmatch.fnmatchcase(filename, self.filename.format(ds=ds))
+
+    def date_of(self, filename: str) -> str | None:
+        """The date (YYYY-MM-DD) a landing file name delivers, None for a name that is no delivery
+        of this table (a temporary name, another table's file)."""
+        from datetime import date
+
+        found = self._date_pattern().fullmatch(filename)
+        ds = found.group("ds") if found else None
+        if not ds or not self.matches(filename, ds):
+            return None
+        try:
+            return date.fromisoformat(ds).isoformat()
+        except ValueError:  # 2013-13-05
+            return None
+
+    def _date_pattern(self) -> re.Pattern[str]:
+        before, _, after = self.filename.partition("{ds}")
+        # Whatever the wildcards match is checked again by ``matches``: they only have to cover it.
+        wild = [re.escape(part).replace(r"\*", ".*").replace(r"\?", ".") for part in (before, after)]
+        return re.compile(wild[0] + r"(?P<ds>\d{4}-\d{2}-\d{2})" + wild[1], re.S)
 
 
 def _check_date_format(where: str, fmt: str) -> None:

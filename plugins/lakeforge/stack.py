@@ -578,8 +578,11 @@ def status(p: Paths | None = None) -> int:
     try:
         for d in dag_runs(p, u["airflow"]):
             r = d["last_run"]
-            run = (f"{r['state']:8} {r['dag_run_id']}  (data {str(r.get('logical_date') or r.get('run_after'))[:10]}, "
-                   f"ended {str(r.get('end_date') or '-')[:19]})" if r else "no run yet")
+            # The note names the data days (a run's logical date is when it was queued, for a run
+            # started by data).
+            note = f": {r['note'][:90]}" if r and r.get("note") else ""
+            run = (f"{r['state']:8} {r['dag_run_id']}  (ended {str(r.get('end_date') or '-')[:19]}){note}"
+                   if r else "no run yet")
             print(f"  {d['dag_id']:20} {'paused ' if d['is_paused'] else 'active '} {run}")
     except Exception as exc:  # noqa: BLE001
         print(f"  (Airflow's API is not answering: {exc})")

@@ -33,3 +33,20 @@ def model_asset(model_name: str) -> Asset:
     """The registered model's champion: emitted when a training run's version became champion;
     batch scoring is scheduled on it (a first or new champion scores the days never scored)."""
     return Asset(name=f"models.{model_name}", uri=f"lakeforge://models/{model_name}", group="lakeforge")
+
+
+def landing_asset(source_name: str) -> Asset:
+    """A source's landing area: its events come from the delivery watcher on the triggerer
+    (``lakeforge.orchestration.triggers``) when files land; the source's ingest DAG is scheduled
+    on it."""
+    from airflow.sdk import AssetWatcher
+
+    from lakeforge.orchestration.triggers import LandingDeliveryTrigger
+    from lakeforge.settings import get_settings
+
+    watcher = AssetWatcher(
+        name=f"{source_name}_deliveries",
+        trigger=LandingDeliveryTrigger(source_name=source_name, poll_seconds=get_settings().delivery_poll_seconds),
+    )
+    return Asset(name=f"{source_name}.landing", uri=f"lakeforge://{source_name}/landing", group="lakeforge",
+                 watchers=[watcher])

@@ -197,12 +197,14 @@ def days_text(dates: Sequence[str], limit: int = 120) -> str:
 
 
 def event_days(triggering_events: dict[Any, list[Any]] | None) -> list[str]:
-    """The days named by asset events: ``extra["ds"]`` (an ingest's) or ``extra["dates"]`` (a job's)."""
+    """The days named by asset events: ``extra["ds"]`` (one partition's), ``extra["dates"]`` (a
+    job's or an ingest run's) or ``extra["payload"]["dates"]`` (the delivery watcher's)."""
     days: set[str] = set()
     for events in (triggering_events or {}).values():
         for event in events:
             extra = getattr(event, "extra", None) or {}
             days.update(extra.get("dates") or [])
+            days.update((extra.get("payload") or {}).get("dates") or [])
             if extra.get("ds"):
                 days.add(extra["ds"])
     return sorted(days)

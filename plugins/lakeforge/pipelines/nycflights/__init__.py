@@ -3,7 +3,7 @@
 The upstream "exporter" (``simulator``) drops one CSV of flights and one of hourly weather per
 calendar day, and monthly snapshots of the reference tables (planes, airports, airlines).
 Known gap in the real data: weather has no rows for 2013-12-31, so that day's weather is never
-delivered and its sensor times out.
+delivered (the ingest runs' notes say so).
 
 Its transform is declared in ``transform.py`` and run by the platform's generic job
 (``lakeforge.transform.job``; its DAG submits it as ``spark_jobs/transform_flights.py``).

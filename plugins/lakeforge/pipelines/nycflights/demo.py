@@ -2,9 +2,9 @@
 model, via Airflow.
 
 Runs on embedded defaults (file lake and SQLite under ``.lakeforge/``), or with ``--hdfs`` into a
-real HDFS (NameNode + 2 DataNodes) started for the run. Each date is a real Airflow DAG run of
-``ingest_flights`` (``dag.test``: metadata DB, task runner, sensors, assets), one after the other
-as catch-up would run them; then one ``transform_flights`` run carries the whole range through
+real HDFS (NameNode + 2 DataNodes) started for the run. The exporter delivers the range, and one
+real Airflow DAG run of ``ingest_flights`` (``dag.test``: metadata DB, task runner, assets) takes
+every delivered day, as the run its delivery watcher starts would; then one ``transform_flights`` run carries the whole range through
 clean and features (quality-gated) in ONE Spark application submitted by SparkSubmitOperator; one
 ``train_delay_model`` run trains on it, logs to MLflow and registers a champion. Then the days after
 it (``--score-end``, default the next 28 days: February after January) are ingested and transformed
@@ -12,7 +12,7 @@ the same way and scored with the champion by one ``score_flights`` run, which al
 whose outcomes are in and checks them for drift: a per-day table and where the reports are.
 
 A demo runs each DAG once, in this process: a failed task stops it at once, its error printed
-(``fail_fast``: no retries, no sensor waiting; those are for the scheduler).
+(``fail_fast``: no retries; those are for the scheduler).
 
 ``--hdfs`` keeps its own state in ``<LAKEFORGE_HOME>/demo-hdfs/`` (Airflow DB, MLflow registry and
 artifacts, landing; ``hdfs_home``), apart from ``make demo``'s: an HDFS-lake model is never
@@ -72,13 +72,8 @@ def hdfs_home(environ: dict[str, str] | None = None) -> tuple[Path, list[str]]:
 def fail_fast_policy(task) -> None:
     """Airflow task policy for DAGs run once with ``dag.test`` (the demo): a task that fails stops
     the run at once, with its error, instead of retrying after ``retry_delay`` (meanwhile the run
-    loop prints "No tasks to run" every second); a sensor whose data is not there fails at its
-    first poke (the demo delivered everything before) instead of waiting up to a day for it."""
-    from airflow.sdk import BaseSensorOperator
-
+    loop prints "No tasks to run" every second)."""
     task.retries = 0
-    if isinstance(task, BaseSensorOperator):
-        task.timeout = 0
 
 
 @contextlib.contextmanager
@@ -148,16 +143,13 @@ def run_ingest(start: date, end: date, migrate: bool = True) -> dict:
 
     states: Counter[str] = Counter()
     t = time.perf_counter()
-    day = start
-    while day <= end:
-        started = datetime.now(timezone.utc)
-        dr = dag.test(logical_date=pendulum.datetime(day.year, day.month, day.day, tz="UTC"))
-        record_real_start(dr, started)
-        states[str(dr.state)] += 1
-        print(f"  run {day}: {dr.state}", flush=True)
-        if str(dr.state) != "success":
-            raise SystemExit(f"ingest_flights failed for {day} ({failed_tasks(dr)}): the task's error is above")
-        day += timedelta(days=1)
+    started = datetime.now(timezone.utc)
+    dr = dag.test(logical_date=pendulum.now("UTC"), run_conf={"start": start.isoformat(), "end": end.isoformat()})
+    record_real_start(dr, started)
+    states[str(dr.state)] += 1
+    print(f"  run {start}..{end}: {dr.state}", flush=True)
+    if str(dr.state) != "success":
+        raise SystemExit(f"ingest_flights failed for {start}..{end} ({failed_tasks(dr)}): the task's error is above")
     timings["dag_runs_s"] = time.perf_counter() - t
     return {"timings": timings, "states": dict(states)}
 

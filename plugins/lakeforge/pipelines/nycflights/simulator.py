@@ -4,7 +4,7 @@ For each calendar day it writes ``flights/YYYY-MM-DD.csv`` and ``weather/YYYY-MM
 the source's landing area, byte-for-byte the package's own CSV lines (header included), and on
 the first day of each month a snapshot of each reference table (``planes/YYYY-MM-DD.csv``...).
 Every file is written under a temporary name and renamed when complete, as a real exporter
-must, so a sensor never sees half a file.
+must, so the delivery watcher never sees half a file.
 
 It can also deliver faulty files for tests and demos (``FAULTS``).
 

@@ -2,7 +2,7 @@
 
 For each calendar month it writes ``weather/YYYY-MM-01.csv`` into the source's landing area: the
 package's header and that month's lines, byte for byte, under a temporary name renamed when
-complete (``lakeforge.delivery.write_atomically``), so a sensor never sees half a file.
+complete (``lakeforge.delivery.write_atomically``), so the delivery watcher never sees half a file.
 
     python -m lakeforge.pipelines.seattle_weather.simulator --start 2012-01-01 --end 2012-03-31 [--landing URI]
 """

@@ -7,8 +7,6 @@ from lakeforge.orchestration.ingest_dag import build_ingest_dag
 dag = build_ingest_dag(
     "seattle_weather",
     dag_id="ingest_seattle_weather",
-    schedule="@monthly",  # one drop per month: each run owns the partition of the month's first day
     start_date=pendulum.datetime(2012, 1, 1, tz="UTC"),
-    end_date=pendulum.datetime(2015, 12, 1, tz="UTC"),  # the data ends with 2015
-    max_active_runs=2,
+    every="month",  # one drop per month, named by the month's first day
 )
