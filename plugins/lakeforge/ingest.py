@@ -132,8 +132,8 @@ class BatchResult:
     rejected: list[str] = field(default_factory=list)  # one line per refused delivery, naming the files
     missing: dict[str, list[str]] = field(default_factory=dict)  # daily table -> days not delivered yet
 
-    def dates(self, table: str, statuses: Iterable[str] = ("published", "unchanged")) -> list[str]:
-        return sorted(r.ds for r in self.results if r.table == table and r.status in statuses)
+    def published(self, table: str) -> list[IngestResult]:
+        return [r for r in self.results if r.table == table and r.status == "published"]
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}

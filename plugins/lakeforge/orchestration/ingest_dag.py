@@ -123,7 +123,8 @@ def build_ingest_dag(
                 planned = Plan(dates=manual, manual=True, every=every)
             else:
                 from_events = event_days(triggering_asset_events)
-                pending = [d for d in pending_days(source) if d not in set(from_events)]
+                named = set(from_events)
+                pending = [d for d in pending_days(source) if d not in named]
                 planned = Plan(dates=sorted({*from_events, *pending}), from_events=from_events, pending=pending,
                                every=every)
             note = planned.note("ingest")
@@ -143,15 +144,14 @@ def build_ingest_dag(
             summary = {"days": len(days), "counts": batch.counts(), "missing": batch.missing,
                        "refused": batch.rejected}
             ti.xcom_push(key=RUN_NOTE, value=ingest_note(days, batch, every))
-            published = {t: batch.dates(t, ("published",)) for t in raw_assets}
+            ti.xcom_push(key="refused", value=batch.rejected)
+            published = {t: batch.published(t) for t in raw_assets}
             if not any(published.values()):
                 # Skipped, so no asset events: a rerun that changed nothing wakes nothing downstream.
-                ti.xcom_push(key="refused", value=batch.rejected)
                 raise AirflowSkipException(f"nothing new published: {batch.counts() or 'no file'}")
             for table, asset in raw_assets.items():
-                outlet_events[asset].extra = {"dates": published[table], "rows": sum(
-                    r.rows for r in batch.results if r.table == table and r.status == "published")}
-            ti.xcom_push(key="refused", value=batch.rejected)
+                outlet_events[asset].extra = {"dates": sorted(r.ds for r in published[table]),
+                                              "rows": sum(r.rows for r in published[table])}
             return summary
 
         @task(task_id="refused_deliveries", trigger_rule="all_done", retries=0)
