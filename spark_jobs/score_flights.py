@@ -37,8 +37,8 @@ def feature_inputs(lake: Lake, dates: list[str]) -> dict[str, dict[str, Any]]:
     return job.feature_inputs(lake, dates, spec().features)
 
 
-def job_session(input_bytes: int | None = None):
-    return job.job_session(spec(), input_bytes)
+def job_session(input_bytes: int | None = None, partitions: int | None = None):
+    return job.job_session(spec(), input_bytes, partitions)
 
 
 def stage(df, lake: Lake) -> str:

@@ -98,8 +98,8 @@ def test_the_jobs_session_carries_its_arrow_batch_size(monkeypatch):
 
     built, fake = {}, SimpleNamespace()
     monkeypatch.setattr("lakeforge.spark.session", lambda name, **kw: built.update(name=name, **kw) or fake)
-    assert score_flights.job_session(input_bytes=123) is fake
-    assert built == {"name": "score_flights", "input_bytes": 123, "conf": score_flights.SPARK_CONF}
+    assert score_flights.job_session(input_bytes=123, partitions=4) is fake
+    assert built == {"name": "score_flights", "input_bytes": 123, "partitions": 4, "conf": score_flights.SPARK_CONF}
     assert score_flights.SPARK_CONF == {"spark.sql.execution.arrow.maxRecordsPerBatch": "65536"}
 
 

@@ -76,6 +76,15 @@ def test_short_runs_get_jvms_with_the_c1_compiler_only(monkeypatch):
     for k in keys:  # the JIT (with room for its code) is added to the JVM options, which stay
         assert short[k] == f"{tiered[k]} {SHORT_RUN_JIT} {SHORT_RUN_CODE_CACHE}".strip()
     assert not any(SHORT_RUN_JIT in spark_conf(input_bytes=(64 << 20) + 1)[k] for k in keys)
+    # Few bytes over many days is a long run all the same (the x1 year: 34 MB, ~6 min).
+    monkeypatch.delenv("LAKEFORGE_SPARK_SHORT_RUN_PARTITIONS", raising=False)  # default: 90
+    for k in keys:
+        assert SHORT_RUN_JIT in spark_conf(input_bytes=1 << 20, partitions=90)[k]
+        assert SHORT_RUN_JIT not in spark_conf(input_bytes=1 << 20, partitions=91)[k]
+    monkeypatch.setenv("LAKEFORGE_SPARK_SHORT_RUN_PARTITIONS", "0")
+    with pytest.raises(ValueError, match="LAKEFORGE_SPARK_SHORT_RUN_PARTITIONS must be 1 or more"):
+        spark_conf(input_bytes=1)
+    monkeypatch.delenv("LAKEFORGE_SPARK_SHORT_RUN_PARTITIONS")
     monkeypatch.setenv("LAKEFORGE_SPARK_SHORT_RUN_MB", "0")  # never
     assert not any(SHORT_RUN_JIT in spark_conf(input_bytes=0)[k] for k in keys)
     monkeypatch.setenv("LAKEFORGE_SPARK_SHORT_RUN_MB", "-1")

@@ -80,9 +80,14 @@ def test_same_job_on_standalone_cluster_and_hdfs(dag, hdfs, spark_cluster, tmp_p
     monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", spark_cluster.master_url)  # only settings change
     monkeypatch.setenv("HADOOP_CONF_DIR", str(hdfs.conf_dir))
     monkeypatch.setenv("LAKEFORGE_SPARK_AUTH_SECRET", spark_cluster.auth_secret)
+    # A short run has at most one day here: the planned days reach the operator (not only the
+    # bytes), and two small days start a tiered driver.
+    monkeypatch.setenv("LAKEFORGE_SPARK_SHORT_RUN_PARTITIONS", "1")
     state, tis = run_range(dag, "2013-01-01", "2013-01-02")
     assert state == "success", tis
     check_outputs(lake)
+    run_id = read_manifest(lake, "clean/flights", "ds=2013-01-01")["dag_run_id"]
+    assert read_run_report(lake, "transform_flights", run_id)["driver_jit"] == "tiered"
     # The application really ran on the standalone master.
     import urllib.request
 

@@ -68,6 +68,10 @@ OPTIONS: dict[str, Option] = {
         "LAKEFORGE_SPARK_SHORT_RUN_MB", "64",
         "A Spark job whose input is at most this many MB (a daily run) starts its JVMs with the C1 compiler only (`-XX:TieredStopAtLevel=1`): a short run never repays C2's compile time (one day at x20: ~12 s vs ~15 s; past ~100 MB C2 wins, a year at x20 takes 97 s instead of 57 s with C1 only). 0: never.",
     ),
+    "spark_short_run_partitions": Option(
+        "LAKEFORGE_SPARK_SHORT_RUN_PARTITIONS", "90",
+        "A short run (C1 only, above) also covers at most this many partitions (days): the features' work grows with the days, not only with the bytes. x1 transform, C1 only vs tiered: 31 days 54 vs 66 s, 90 days 95 vs 99 s, the year (364 days, 34 MB) 307 vs 218 s.",
+    ),
     "spark_auth_secret": Option(
         "LAKEFORGE_SPARK_AUTH_SECRET", "",
         "Shared secret of a Spark standalone cluster that runs with `spark.authenticate` (its master and workers read the same secret as `_SPARK_AUTH_SECRET`); jobs then authenticate with it and encrypt their RPC. Empty: no authentication (local mode needs none). Never printed.",
@@ -199,6 +203,7 @@ class Settings:
     spark_cds_dir: str
     spark_local_fs_dir: str
     spark_short_run_mb: int
+    spark_short_run_partitions: int
     spark_auth_secret: str = field(repr=False)
     mlflow_tracking_uri: str
     mlflow_artifact_root: str
@@ -268,6 +273,9 @@ class Settings:
             raise ValueError(f"LAKEFORGE_FEATURE_CUTOFF_HOURS must be more than 0, got {values['feature_cutoff_hours']}")
         if values["spark_short_run_mb"] < 0:  # type: ignore[operator]
             raise ValueError(f"LAKEFORGE_SPARK_SHORT_RUN_MB must be 0 or more, got {values['spark_short_run_mb']}")
+        if values["spark_short_run_partitions"] < 1:  # type: ignore[operator]
+            raise ValueError("LAKEFORGE_SPARK_SHORT_RUN_PARTITIONS must be 1 or more, "
+                             f"got {values['spark_short_run_partitions']}")
         if values["quality_local_scan_max_mb"] < 0:  # type: ignore[operator]
             raise ValueError(f"LAKEFORGE_QUALITY_LOCAL_SCAN_MAX_MB must be 0 or more, got {values['quality_local_scan_max_mb']}")
         if not 0.0 <= values["score_threshold"] <= 1.0:  # type: ignore[operator]

@@ -51,24 +51,39 @@ def short_run_limit() -> int:
     return get_settings().spark_short_run_mb << 20
 
 
-def jit_options(input_bytes: int | None) -> str:
-    """JIT options for the JVMs of a job reading ``input_bytes`` (None: unknown, tiered)."""
+def short_run_partitions() -> int:
+    """Partitions (days) up to which a job can be a short run (``LAKEFORGE_SPARK_SHORT_RUN_PARTITIONS``)."""
+    return get_settings().spark_short_run_partitions
+
+
+def is_short_run(input_bytes: int | None, partitions: int | None = None) -> bool:
+    """Whether a job reading ``input_bytes`` over ``partitions`` partitions (None: not counted) is
+    short: small input AND few partitions. The bytes alone misjudge a long range of small days: the
+    x1 year is 34 MB, and its transform runs for minutes, C2's kind of run (C1 only 307 s, tiered 218 s)."""
     limit = short_run_limit()
-    short = input_bytes is not None and 0 < limit and input_bytes <= limit
-    return f"{SHORT_RUN_JIT} {SHORT_RUN_CODE_CACHE}" if short else ""
+    return (input_bytes is not None and 0 < limit and input_bytes <= limit
+            and (partitions is None or partitions <= short_run_partitions()))
 
 
-def with_jit(conf: dict[str, str], input_bytes: int | None) -> dict[str, str]:
-    """``conf`` with the driver's and executors' JIT chosen for a job reading ``input_bytes``."""
-    jit = jit_options(input_bytes)
+def jit_options(input_bytes: int | None, partitions: int | None = None) -> str:
+    """JIT options for the JVMs of a job reading ``input_bytes`` (None: unknown, tiered) over
+    ``partitions`` partitions."""
+    return f"{SHORT_RUN_JIT} {SHORT_RUN_CODE_CACHE}" if is_short_run(input_bytes, partitions) else ""
+
+
+def with_jit(conf: dict[str, str], input_bytes: int | None, partitions: int | None = None) -> dict[str, str]:
+    """``conf`` with the driver's and executors' JIT chosen for a job reading ``input_bytes`` over
+    ``partitions`` partitions."""
+    jit = jit_options(input_bytes, partitions)
     if not jit:
         return dict(conf)
     keys = ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions")
     return {**conf, **{k: " ".join(filter(None, [conf.get(k, ""), jit])) for k in keys}}
 
 
-def spark_conf(input_bytes: int | None = None) -> dict[str, str]:
-    """The jobs' Spark conf; ``input_bytes``: how much the job reads, when known (its JIT)."""
+def spark_conf(input_bytes: int | None = None, partitions: int | None = None) -> dict[str, str]:
+    """The jobs' Spark conf; ``input_bytes``, ``partitions``: how much the job reads, over how
+    many partitions, when known (its JIT)."""
     from lakeforge.local_fs import file_system_conf
     from lakeforge.spark_cds import java_options
 
@@ -121,7 +136,7 @@ def spark_conf(input_bytes: int | None = None) -> dict[str, str]:
         # secret itself is never part of this conf (it ends up in DAG serializations and on
         # spark-submit's command line); session() hands it to the driver from the environment.
         **(CLUSTER_SECURITY_CONF if s.spark_auth_secret else {}),
-    }, input_bytes)
+    }, input_bytes, partitions)
 
 
 def size_file_splits(spark: "SparkSession", file_sizes: list[int], tasks_per_core: int = 8,
@@ -139,8 +154,9 @@ def size_file_splits(spark: "SparkSession", file_sizes: list[int], tasks_per_cor
 
 
 def session(app_name: str, master: str | None = None, input_bytes: int | None = None,
-            conf: Mapping[str, str] | None = None) -> "SparkSession":
-    """The job's session. ``input_bytes``: how much it reads, when known (see ``jit_options``;
+            conf: Mapping[str, str] | None = None, partitions: int | None = None) -> "SparkSession":
+    """The job's session. ``input_bytes``, ``partitions``: how much it reads, over how many
+    partitions, when known (see ``jit_options``;
     under spark-submit the JVM is already up, and the submitter chose). ``conf``: the job's own
     settings on top of ``spark_conf`` (e.g. scoring's Arrow batch size)."""
     from pyspark.sql import SparkSession
@@ -154,7 +170,7 @@ def session(app_name: str, master: str | None = None, input_bytes: int | None = 
     # Under spark-submit (PYSPARK_GATEWAY_PORT set) the submitter already chose the master.
     if master or "PYSPARK_GATEWAY_PORT" not in os.environ:
         builder = builder.master(master or settings.spark_master)
-    for key, value in {**spark_conf(input_bytes), **(conf or {})}.items():
+    for key, value in {**spark_conf(input_bytes, partitions), **(conf or {})}.items():
         builder = builder.config(key, value)
     secret = settings.spark_auth_secret
     if secret:

@@ -239,6 +239,7 @@ def build_score_dag(
             name=dag_id,
             conf=spark_conf(),
             input_bytes="{{ %s['input_bytes'] }}" % xcom,
+            partitions="{{ %s['days'] }}" % xcom,
             application_args=[
                 "--pipeline", source_name,
                 "--dates", "{{ %s['dates'] }}" % xcom,

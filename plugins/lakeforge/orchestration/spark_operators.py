@@ -20,16 +20,19 @@ if TYPE_CHECKING:
 
 
 class GatedSparkSubmitOperator(SparkSubmitOperator):
-    """``input_bytes`` (templated): how much the job reads, when known; a short run's JVMs get
-    the JIT that suits them (``lakeforge.spark.with_jit``)."""
+    """``input_bytes``, ``partitions`` (templated): how much the job reads, over how many
+    partitions (days), when known; a short run's JVMs get the JIT that suits them
+    (``lakeforge.spark.with_jit``)."""
 
-    template_fields = (*SparkSubmitOperator.template_fields, "input_bytes")
+    template_fields = (*SparkSubmitOperator.template_fields, "input_bytes", "partitions")
 
-    def __init__(self, *, job: str, source_name: str, input_bytes: int | str | None = None, **kwargs: Any):
+    def __init__(self, *, job: str, source_name: str, input_bytes: int | str | None = None,
+                 partitions: int | str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.job = job
         self.source_name = source_name  # the job's reports are in the source's lake namespace
         self.input_bytes = input_bytes
+        self.partitions = partitions
 
     def _report(self, context: "Context") -> dict[str, Any] | None:
         from lakeforge.lake import source_lake
@@ -40,11 +43,12 @@ class GatedSparkSubmitOperator(SparkSubmitOperator):
     def execute(self, context: "Context") -> None:
         from lakeforge.spark import with_jit
 
-        size = str(self.input_bytes).strip()
+        size, parts = str(self.input_bytes).strip(), str(self.partitions).strip()
         if size.isdigit():  # a rendered template: "None" when the size is unknown
-            self.conf = with_jit(self.conf or {}, int(size))
-            self.log.info("input %.1f MB: driver JVM options %s", int(size) / 2**20,
-                          self.conf.get("spark.driver.extraJavaOptions"))
+            partitions = int(parts) if parts.isdigit() else None
+            self.conf = with_jit(self.conf or {}, int(size), partitions)
+            self.log.info("input %.1f MB in %s partition(s): driver JVM options %s", int(size) / 2**20,
+                          partitions if partitions is not None else "?", self.conf.get("spark.driver.extraJavaOptions"))
         try:
             super().execute(context)
         except AirflowException as exc:

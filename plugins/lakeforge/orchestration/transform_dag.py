@@ -274,13 +274,14 @@ def planned_input_bytes(inputs: Sequence[str], dates: Sequence[str], lake_uri: s
                         seen: Manifests | None = None) -> int | None:
     """Bytes of the planned dates' raw inputs, read from their manifests, counted only as far as
     the short-run limit (``LAKEFORGE_SPARK_SHORT_RUN_MB``; past it the exact size does not matter
-    and a year of manifests is not read). None when short runs are off. ``seen``: manifests
-    ``plan_run`` already read."""
+    and a year of manifests is not read). None when the run cannot be short: short runs are off,
+    or it has more partitions than a short run (``LAKEFORGE_SPARK_SHORT_RUN_PARTITIONS``).
+    ``seen``: manifests ``plan_run`` already read."""
     from lakeforge.lake import Lake
-    from lakeforge.spark import short_run_limit
+    from lakeforge.spark import short_run_limit, short_run_partitions
 
     limit = short_run_limit()
-    if not limit:
+    if not limit or len(dates) > short_run_partitions():
         return None
     lake, total = Lake(lake_uri), 0
     for ds in dates:
@@ -367,6 +368,7 @@ def build_spark_transform_dag(
             name=dag_id,
             conf=spark_conf(),
             input_bytes="{{ ti.xcom_pull(task_ids='plan_dates', key='input_bytes') }}",
+            partitions="{{ ti.xcom_pull(task_ids='plan_dates') | length }}",
             application_args=[
                 *application_args,
                 "--dates", "{{ ti.xcom_pull(task_ids='plan_dates', key='dates_arg') }}",

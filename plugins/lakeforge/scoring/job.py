@@ -230,11 +230,11 @@ ARROW_BATCH_ROWS = 65536
 SPARK_CONF = {"spark.sql.execution.arrow.maxRecordsPerBatch": str(ARROW_BATCH_ROWS)}
 
 
-def job_session(spec: ModelSpec, input_bytes: int | None = None):
+def job_session(spec: ModelSpec, input_bytes: int | None = None, partitions: int | None = None):
     """The job's session (``lakeforge.spark.session``) with ``SPARK_CONF``."""
     from lakeforge.spark import session
 
-    return session(spec.scoring_job, input_bytes=input_bytes, conf=SPARK_CONF)
+    return session(spec.scoring_job, input_bytes=input_bytes, conf=SPARK_CONF, partitions=partitions)
 
 
 def probabilities(spark, model, features, keys: list[str]):
@@ -612,7 +612,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             champion = champion_of(args, spec, version)  # before the JVM starts, like the version
             inputs = feature_inputs(lake, dates, spec.features)  # a missing day fails here, before the JVM starts
             t = time.perf_counter()
-            spark = job_session(spec, input_bytes=sum(i["bytes"] for i in inputs.values()))
+            spark = job_session(spec, input_bytes=sum(i["bytes"] for i in inputs.values()), partitions=len(inputs))
             startup = time.perf_counter() - t
             try:
                 result = run(spark, lake, spec, dates, version, args.run_id, force=args.force, champion=champion)

@@ -29,7 +29,7 @@ from lakeforge.publish import writing
 from lakeforge.transform import QUARANTINE_COLUMNS, Transform, load_transform
 from lakeforge.spark_publish import new_run_staging
 from lakeforge.transform.steps import (check_accounting, clean_snapshot, depends_on, driver_jit, history_days,
-                                       history_rows, input_bytes, publish_staged, published_aggregate,
+                                       history_rows, input_bytes, input_partitions, publish_staged, published_aggregate,
                                        published_days, quarantine_ratios, raw_inputs, raw_lines, read_staged,
                                        run_result, with_rebuilt, write_partitioned)
 
@@ -225,7 +225,7 @@ def execute(lake: Lake, job: str, app_name: str, tables: list[str], *, suites: C
         raw = inputs()  # a missing raw partition fails here, before the JVM starts
         started = time.perf_counter()
         # Under spark-submit (Airflow) the JVM is up already: its submitter chose the same way.
-        spark = session(app_name, input_bytes=input_bytes(raw))
+        spark = session(app_name, input_bytes=input_bytes(raw), partitions=input_partitions(raw))
         startup = time.perf_counter() - started
         try:
             result = run(spark, raw)

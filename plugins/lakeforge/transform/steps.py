@@ -40,6 +40,11 @@ def input_bytes(inputs: dict[str, Manifests]) -> int:
     return sum(m["bytes"] for manifests in inputs.values() for m in manifests.values())
 
 
+def input_partitions(inputs: dict[str, Manifests]) -> int:
+    """How many partitions (days) a run's raw inputs span: the other half of its JVM's sizing."""
+    return len({ds for manifests in inputs.values() for ds in manifests})
+
+
 def raw_lines(spark, lake: Lake, table: str, manifests: Manifests):
     """Text lines (``value``, ``ds``) of exactly the files the manifests list.
 
