@@ -78,7 +78,8 @@ def features_code() -> str:
     """Fingerprint of the code the cached features were built with (cleaning and features)."""
     import hashlib
 
-    return hashlib.sha256(b"".join((REPO / "spark_jobs" / f).read_bytes() for f in ("clean.py", "features.py"))).hexdigest()
+    pipeline = REPO / "plugins" / "lakeforge" / "pipelines" / "nycflights"
+    return hashlib.sha256(b"".join((pipeline / f).read_bytes() for f in ("clean.py", "features.py"))).hexdigest()
 
 
 def features_lake() -> str:
