@@ -404,8 +404,9 @@ def compare(lake_uri: str, days: list[str], out_dir: Path) -> dict[str, Any]:
 
     from lakeforge.lake import Lake
     from lakeforge.publish import partition_name, read_manifest
-    from lakeforge.scoring import PREDICTIONS
+    from spark_jobs.score_flights import spec
 
+    PREDICTIONS = spec().predictions
     lake = Lake(lake_uri)
     spark_parts, base_parts = [], []
     for ds in days:
