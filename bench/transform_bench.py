@@ -56,7 +56,7 @@ def check_port_matches_spark() -> None:
     """The DuckDB port's schemas, rules constants and output columns are the Spark job's."""
     from pyspark.sql import types as T
 
-    from spark_jobs import clean, features, schemas
+    from lakeforge.pipelines.nycflights import clean, features, schemas
 
     spark_to_duck = {T.IntegerType(): dt.INT, T.DoubleType(): dt.DBL, T.StringType(): dt.STR,
                      T.TimestampType(): dt.TS}
@@ -80,7 +80,7 @@ def check_port_matches_spark() -> None:
     ]
     for ours, theirs in same:
         if ours != theirs:
-            raise SystemExit(f"bench.duckdb_transform is out of step with spark_jobs: {ours!r} != {theirs!r}")
+            raise SystemExit(f"bench.duckdb_transform is out of step with lakeforge.pipelines.nycflights: {ours!r} != {theirs!r}")
 
 
 # -- running the engines -------------------------------------------------------------------------

@@ -1,9 +1,12 @@
-"""``make bench``'s modules: each imports, and the code the cached feature lakes are keyed by
-exists (the features moved to the pipeline folder and ``score_cost`` / ``train_bench`` failed at
-their first step, with no test to notice)."""
+"""``make bench``'s modules: each imports, every name they import (inside functions too) exists,
+and the code the cached feature lakes are keyed by exists. The features moved to the pipeline folder
+and ``lakeforge.scoring.PREDICTIONS`` went away: ``score_cost``, ``train_bench`` and
+``transform_bench`` failed at their first or a later step, with no test to notice."""
 
+import ast
 import importlib
 import pkgutil
+from pathlib import Path
 
 import bench
 
@@ -13,6 +16,22 @@ def test_every_bench_module_imports():
     assert "score_cost" in names and "e2e_year" in names
     for name in names:
         importlib.import_module(f"bench.{name}")
+
+
+def test_every_name_a_bench_module_imports_exists():
+    missing = []
+    for path in sorted(Path(bench.__path__[0]).glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.module and node.level == 0):
+                continue
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                if not hasattr(module, alias.name):
+                    try:
+                        importlib.import_module(f"{node.module}.{alias.name}")
+                    except ImportError:
+                        missing.append(f"{path.name}: from {node.module} import {alias.name}")
+    assert not missing, missing
 
 
 def test_the_feature_lakes_are_keyed_by_the_pipelines_feature_code(tmp_path, monkeypatch):
