@@ -71,12 +71,8 @@ def test_planned_input_bytes_are_counted_up_to_the_short_run_limit(lake, monkeyp
         publish_partition(lake, "raw/flights", f"ds={ds}", [big])
     # Past the limit the count stops: two of the three partitions are enough to know.
     assert planned_input_bytes(INPUTS, ["2013-02-01", "2013-02-02", "2013-02-03"], lake.root_uri) == 2 * len(big.data)
-    # More days than a short run has: long whatever its bytes, nothing to read.
-    monkeypatch.setenv("LAKEFORGE_SPARK_SHORT_RUN_PARTITIONS", "2")
-    assert planned_input_bytes(INPUTS, dates, lake.root_uri) is None
-    assert planned_input_bytes(INPUTS, dates[:2], lake.root_uri) == 3 * len(b"a,b\n1,2\n")
     monkeypatch.setenv("LAKEFORGE_SPARK_SHORT_RUN_MB", "0")  # short runs off: nothing to read
-    assert planned_input_bytes(INPUTS, dates[:2], lake.root_uri) is None
+    assert planned_input_bytes(INPUTS, dates, lake.root_uri) is None
 
 
 def test_an_event_run_reads_each_manifest_once(lake, monkeypatch):

@@ -274,14 +274,13 @@ def planned_input_bytes(inputs: Sequence[str], dates: Sequence[str], lake_uri: s
                         seen: Manifests | None = None) -> int | None:
     """Bytes of the planned dates' raw inputs, read from their manifests, counted only as far as
     the short-run limit (``LAKEFORGE_SPARK_SHORT_RUN_MB``; past it the exact size does not matter
-    and a year of manifests is not read). None when the run cannot be short: short runs are off,
-    or it has more partitions than a short run (``LAKEFORGE_SPARK_SHORT_RUN_PARTITIONS``).
-    ``seen``: manifests ``plan_run`` already read."""
+    and a year of manifests is not read). None when short runs are off. ``seen``: manifests
+    ``plan_run`` already read. (The day count is the operator's other half: ``partitions``.)"""
     from lakeforge.lake import Lake
-    from lakeforge.spark import short_run_limit, short_run_partitions
+    from lakeforge.spark import short_run_limit
 
     limit = short_run_limit()
-    if not limit or len(dates) > short_run_partitions():
+    if not limit:
         return None
     lake, total = Lake(lake_uri), 0
     for ds in dates:
