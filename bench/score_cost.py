@@ -406,13 +406,13 @@ def compare(lake_uri: str, days: list[str], out_dir: Path) -> dict[str, Any]:
     from lakeforge.publish import partition_name, read_manifest
     from spark_jobs.score_flights import spec
 
-    PREDICTIONS = spec().predictions
+    predictions = spec().predictions
     lake = Lake(lake_uri)
     spark_parts, base_parts = [], []
     for ds in days:
-        m = read_manifest(lake, PREDICTIONS, partition_name(ds))
+        m = read_manifest(lake, predictions, partition_name(ds))
         for f in m["files"]:
-            with lake.fs.open_input_file(lake.path(f"{PREDICTIONS}/{partition_name(ds)}/{f['name']}")) as fh:
+            with lake.fs.open_input_file(lake.path(f"{predictions}/{partition_name(ds)}/{f['name']}")) as fh:
                 t = pq.read_table(fh, columns=["flight_key", "probability", "model_version"])
             spark_parts.append(t.append_column("ds", pa.array([ds] * t.num_rows, pa.string())))
         b = pq.read_table(out_dir / f"ds={ds}" / "part-0.parquet", columns=["flight_key", "probability"])
