@@ -25,14 +25,20 @@ system:
 	@tools/bootstrap-system.sh
 
 # The venv is rebuilt from the lock whenever the lock changes: what CI tested is what installs.
+# Its bytecode is compiled once here (~20 s on 2 cores): where PYTHONDONTWRITEBYTECODE is set (as
+# on CI's machine) nothing else would write it, and every process (each Airflow task, Spark's
+# Python workers, each job) would compile the sources of what it imports again: `import mlflow`
+# took 4.7 s that way, 1.4 s compiled.
 $(VENV)/.installed: requirements.txt pyproject.toml | system
 	$(PYTHON) -m venv --clear $(VENV)
 	$(VENV)/bin/pip install -q "uv==$$(sed -n 's/^uv==//p' requirements.txt)"
-	$(UV) pip sync -q --python $(PY) requirements.txt
+	$(UV) pip sync -q --compile-bytecode --python $(PY) requirements.txt
 	$(UV) pip install -q --python $(PY) --no-deps -e .
 	touch $@
 
+# lakeforge's own modules too (only those changed since are compiled again).
 install: $(VENV)/.installed
+	@$(PY) -m compileall -q -j 0 plugins spark_jobs dags bench
 
 # lakeforge's file:// file system for Spark (lakeforge.local_fs: javac, ~2 s; no chmod process per
 # directory written), then the Spark driver's class-data-sharing archive, recorded once per JDK +

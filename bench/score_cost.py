@@ -463,35 +463,37 @@ def profile_worker(lake_uri: str, first: str, last: str, day: str, scratch: str)
     JVM start, model load, then over the scope, each step adding one thing to the one before:
     ``read`` (the job's columns, ``noop`` sink), ``read_arrow`` (the model's StringIndexer and the
     job's Arrow round trip, ``mapInArrow``, to a function returning zeros, written as the job writes: Parquet by
-    day), ``read_predict_write`` (the job's ``predictions`` staged as the job stages them); first
+    day), ``read_predict_write`` (the job's ``predictions`` staged as the job stages them: for the
+    LightGBM champion the features are read by the Python workers, so this step's JVM scan of
+    ``read`` is not part of it); first
     cold (as a run pays it), then warm; wall and CPU seconds of the JVM and of the Python workers
     per step. Then ``read_predict_write`` again with ``spark.sql.codegen.maxFields`` raised (with
     the default 100, a scan of the 131 features is not vectorized and its projections are not
     compiled). Then the monitoring phase of the daily day, function by function."""
     import numpy as np
-    import pandas as pd
     from pyspark.sql import functions as F
-    from pyspark.sql.functions import pandas_udf
 
     from lakeforge.dates import date_range
     from lakeforge.lake import Lake
-    from lakeforge.scoring import connect, decision_threshold, resolve
+    from lakeforge.scoring import connect, decision_threshold, job, resolve
     from lakeforge.settings import get_settings
     from lakeforge.spark import session, size_file_splits
+    from lakeforge.training.spec import load_model_spec
     from lakeforge.training.tracking import scratch_space
-    from spark_jobs import score_flights as job
 
     s = get_settings()
+    spec = load_model_spec("nycflights")
     lake = Lake(lake_uri)
     connect()
     version = resolve(s.model_name, None)
     threshold, source = decision_threshold(version.tags, s.score_threshold)
     info = job.model_info(version, threshold, source)
-    inputs = job.feature_inputs(lake, date_range(first, last))
+    inputs = job.feature_inputs(lake, date_range(first, last), spec.features)
     steps: dict[str, float] = {}
     cpu: dict[str, dict[str, float]] = {}
     t = time.perf_counter()
-    spark = session("score_profile", input_bytes=sum(i["bytes"] for i in inputs.values()))
+    spark = session("score_profile", input_bytes=sum(i["bytes"] for i in inputs.values()), partitions=len(inputs),
+                    conf=job.SPARK_CONF)
     steps["spark_startup_s"] = time.perf_counter() - t
     out: dict[str, Any] = {"steps": steps, "cpu_s": cpu}
     target = f"file://{scratch}/profile_predictions"
@@ -501,7 +503,7 @@ def profile_worker(lake_uri: str, first: str, last: str, day: str, scratch: str)
             signature, model = job.load_model(spark, version)
             steps["load_model_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        columns = job.check_contract(lake, "profile", signature, inputs)
+        columns = job.check_contract(lake, spec, "profile", signature, inputs)
         steps["contract_s"] = time.perf_counter() - t
         size_file_splits(spark, [i["bytes"] for i in inputs.values()])  # as ``predictions`` does
         files = [f for i in inputs.values() for f in i["files"]]
@@ -532,7 +534,8 @@ def profile_worker(lake_uri: str, first: str, last: str, day: str, scratch: str)
             return rows.mapInArrow(zeros, schema).select("flight_key", F.col("p").alias("probability"), "ds")
 
         def scored():
-            return job.predictions(spark, model, inputs, columns, info, job.datetime.now(job.timezone.utc), "profile")
+            return job.predictions(spark, spec, model, inputs, columns, info, job.datetime.now(job.timezone.utc),
+                                   "profile")
 
         def parquet(df):
             df.write.mode("overwrite").partitionBy("ds").parquet(target)

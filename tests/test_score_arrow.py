@@ -130,3 +130,102 @@ def test_lightgbm_import_hides_only_what_the_process_lacks(monkeypatch):
     # Nothing stays hidden: a module the process had is still there, one it lacked is importable.
     assert all(sys.modules.get(m) is before[m] or m not in sys.modules for m in arrow._UNUSED_BY_PREDICT)
     assert all(sys.modules.get(m, ...) is not None for m in arrow._UNUSED_BY_PREDICT)
+
+
+def _written_days(spark, df, folder, files_per_day: int = 2):
+    """``df``'s rows (less ``ds``) as Parquet files per day under ``folder``, the way the
+    transform publishes them: [(file URI, day, rows)] and the rows as one DataFrame."""
+    from pathlib import Path
+
+    out = []
+    for ds in sorted(r["ds"] for r in df.select("ds").distinct().collect()):
+        target = Path(folder) / f"ds={ds}"
+        df.where(df.ds == ds).drop("ds").repartition(files_per_day).write.parquet(str(target))
+        for part in sorted(target.glob("part-*.parquet")):
+            out.append((f"file://{part}", ds, spark.read.parquet(str(part)).count()))
+    return out
+
+
+def test_file_path_reads_each_file_in_the_workers_and_gives_the_models_own_probabilities(
+        spark, lgbm_model, tmp_path, monkeypatch):
+    """The job's path for a [StringIndexer, LightGBM] champion: the features files read by the
+    Python workers (``file_probabilities``: no JVM scan), the categoricals indexed there as the
+    StringIndexer does (null, unseen), NaN and extreme values: the model's own probabilities,
+    exactly, for every row of every file, each row once, with its file's day."""
+    from pyspark.sql import functions as F
+
+    from lakeforge.scoring import job
+    from lakeforge.training.evaluate import with_probability
+
+    model, df = lgbm_model
+    extra = spark.createDataFrame([("u1", "2013-01-02", float("nan"), "never-seen", None, 0),
+                                   ("u2", "2013-01-02", 1e30, None, 2**31 - 1, 1),
+                                   ("u3", "2013-01-03", -1.5, "x", 3, 1)], df.schema)
+    rows = df.unionByName(extra)
+    files = _written_days(spark, rows, tmp_path / "features")
+    assert len({ds for _, ds, _ in files}) == 3 and len(files) > 3
+    features = spark.read.parquet(*[uri for uri, _, _ in files]).select(
+        "flight_key", "a", "cat", "n", F.regexp_extract(F.col("_metadata.file_path"), r"ds=([^/]+)/", 1).alias("ds"))
+    taken, original = [], job.file_probabilities
+    monkeypatch.setattr(job, "file_probabilities", lambda *a, **kw: taken.append(a[1]) or original(*a, **kw))
+    out = job.probabilities(spark, model, features, ["flight_key", "ds"], files)
+    assert taken == [files] and "Scan parquet" not in out._jdf.queryExecution().executedPlan().toString()
+    got = out.collect()
+    mine = {r["flight_key"]: (r["ds"], r["p"]) for r in got}
+    theirs = {r["flight_key"]: (r["ds"], r["p"]) for r in
+              with_probability(model.transform(features)).select("flight_key", "ds", F.col("p").cast("double"))
+              .collect()}
+    assert len(got) == len(mine) == len(theirs) == 3003  # every row once
+    assert mine == theirs  # exact, and each row carries its file's day
+
+
+
+def test_stages_a_worker_cannot_apply_exactly_go_through_the_jvm(spark, tmp_path):
+    """``indexer_labels`` accepts only StringIndexers (handleInvalid=keep) over string columns:
+    an indexed integer column (Spark casts it to a string its own way) or another invalid-value
+    policy is scored through the JVM path, with the same probabilities as the model's transform."""
+    from pyspark.ml import Pipeline
+    from pyspark.ml.feature import StringIndexer
+    from pyspark.sql import functions as F
+
+    from lakeforge.scoring import job
+    from lakeforge.training.evaluate import with_probability
+    from lakeforge.training.lightgbm_spark import SparkLGBMClassifier
+
+    df = spark.createDataFrame([(f"k{i}", "2013-01-01", i % 7, float(i % 11), int(i % 3 == 0)) for i in range(300)],
+                               "flight_key string, ds string, code int, a double, label int")
+    lgbm = SparkLGBMClassifier(featuresCols=["code_idx", "a"], labelCol="label", numWorkers=1,
+                               lgbParams='{"n_estimators": 5, "num_leaves": 4, "seed": 1}')
+    by_int = Pipeline(stages=[StringIndexer(inputCol="code", outputCol="code_idx", handleInvalid="keep"), lgbm]).fit(df)
+    prep, _ = job.lightgbm_parts(by_int)
+    assert job.indexer_labels(prep, df.schema) is None
+    strict = Pipeline(stages=[StringIndexer(inputCol="code", outputCol="code_idx", handleInvalid="error"), lgbm]).fit(
+        df.withColumn("code", F.col("code").cast("string")))
+    as_text = df.withColumn("code", F.col("code").cast("string"))
+    assert job.indexer_labels(job.lightgbm_parts(strict)[0], as_text.schema) is None
+    files = _written_days(spark, df, tmp_path / "features", files_per_day=1)
+    for model, rows in ((by_int, df), (strict, as_text)):
+        out = job.probabilities(spark, model, rows, ["flight_key", "ds"], files)
+        assert "MapInArrow" in out._jdf.queryExecution().executedPlan().toString()
+        assert "Range" not in out._jdf.queryExecution().executedPlan().toString()
+        theirs = with_probability(model.transform(rows)).select("flight_key", F.col("p").cast("double"))
+        assert {r["flight_key"]: r["p"] for r in out.collect()} == {r["flight_key"]: r["p"] for r in theirs.collect()}
+
+
+def test_file_groups_keep_days_whole_and_balance_rows():
+    from lakeforge.scoring.arrow import file_groups
+
+    files = [("f/a1", "2013-01-01", 100), ("f/a2", "2013-01-01", 50), ("f/b", "2013-01-02", 160),
+             ("f/c", "2013-01-03", 40), ("f/d1", "2013-01-04", 30), ("f/d2", "2013-01-04", 30)]
+    groups = file_groups(files, 2)
+    assert len(groups) == 2
+    assert sorted(f for g in groups for f in g) == sorted((u, d) for u, d, _ in files)  # each file once
+    for g in groups:
+        days = [d for _, d in g]
+        assert days == sorted(days)  # in day order
+        for d in set(days):  # a day's files in one group
+            assert all(d not in [x for _, x in other] for other in groups if other is not g)
+    rows = {u: r for u, _, r in files}
+    assert sorted(sum(rows[u] for u, _ in g) for g in groups) == [200, 210]  # largest day first, lightest group
+    assert len(file_groups(files, 8)) == 4  # never more groups than days
+    assert file_groups(files[:1], 2) == [[("f/a1", "2013-01-01")]]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -61,7 +62,11 @@ def monitor_days(spark, lake: Lake, spec: "ModelSpec", days: Sequence[str], log_
     their drift against each scoring version's reference profile, publish ``monitoring/performance``
     and ``monitoring/drift`` and log both to the versions' monitoring runs. ``meta``: extra manifest
     fields (e.g. ``dag_run_id``); ``models``: Spark models already loaded, by version (the scoring
-    job's champion), used if a version's reference profile must be built."""
+    job's champion), used if a version's reference profile must be built. The result's
+    ``timings``: seconds per step (``read_s``, ``profile_s``, ``drift_s``, ``evaluate_s``: until
+    the evaluation ended, concurrently with the drift; ``publish_s``, ``mlflow_s``)."""
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
     predictions, scored, manifests = scan_days(spark, lake, spec.predictions, days)
     features, featured = read_days(spark, lake, spec.features, scored)
     skipped = sorted(set(days) - set(featured))
@@ -74,28 +79,46 @@ def monitor_days(spark, lake: Lake, spec: "ModelSpec", days: Sequence[str], log_
         # Evaluation and drift are independent Spark jobs over the same cached days: run together
         # (each small job leaves cores idle between its stages). The versions come from the
         # predictions' manifests; without them (hand-made partitions), from the evaluation.
+        timings["read_s"] = time.perf_counter() - t
+        started = time.perf_counter()
+
+        def evaluate_timed() -> list[dict[str, Any]]:
+            try:
+                return evaluate.evaluate_days(spec, predictions, features, featured)
+            finally:
+                timings["evaluate_s"] = time.perf_counter() - started
+
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-evaluate") as pool:
-            evaluated = pool.submit(evaluate.evaluate_days, spec, predictions, features, featured)
+            evaluated = pool.submit(evaluate_timed)
             if versions is None:
                 versions = {r["ds"]: (r["model_name"], r["model_version"]) for r in evaluated.result()}
             reports: dict[str, dict[str, Any]] = {}
             for name, version in sorted(set(versions.values())):
+                t = time.perf_counter()
                 profile = drift.ensure_reference_profile(spark, lake, spec, name, version, (models or {}).get(version))
+                timings["profile_s"] = timings.get("profile_s", 0.0) + time.perf_counter() - t
+                t = time.perf_counter()
                 # Two versions may share a training run (the same artifacts registered again): the
                 # profile is the run's, the report names the version that scored.
                 profile = {**profile, "model_version": str(version)}
                 version_days = sorted(ds for ds, nv in versions.items() if nv == (name, version))
                 reports.update(drift.drift_days(spec, features, predictions, profile, version_days))
+                timings["drift_s"] = timings.get("drift_s", 0.0) + time.perf_counter() - t
             records = evaluated.result()
     finally:
         predictions.unpersist()
         features.unpersist()
+    t = time.perf_counter()
     perf_uris = evaluate.write_performance(lake, spec, records, meta)
     report_uris = drift.write_reports(lake, reports, meta)
+    timings["publish_s"] = time.perf_counter() - t
     if log_to_mlflow:  # one batch per version: performance and drift metrics, tags; then the plot
+        t = time.perf_counter()
         evaluate.log_performance(lake, spec, records, drift_reports=reports)
+        timings["mlflow_s"] = time.perf_counter() - t
     return {"days": featured, "skipped": skipped, "performance": records, "drift": reports,
-            "performance_uris": perf_uris, "report_uris": report_uris}
+            "performance_uris": perf_uris, "report_uris": report_uris,
+            "timings": {k: round(v, 3) for k, v in timings.items()}}
 
 
 def day_versions(manifests: Mapping[str, dict[str, Any]], days: Sequence[str]) -> dict[str, tuple[str, str]] | None:

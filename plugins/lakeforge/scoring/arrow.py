@@ -91,10 +91,88 @@ def score_batches(batches: Iterable, text: str, keys: Sequence[str], features: i
                                          names=[*keys, output])
 
 
+def indexed_matrix(batch, features: Sequence[str], indexers: dict[str, tuple[str, Any, int]]):
+    """The booster's input matrix (float32, C order, nulls as NaN) from a batch of a features
+    file: each of ``features`` in order, an indexed one (``indexers``: {its column: (the string
+    column it indexes, the labels as an Arrow array, their count)}) as the StringIndexer with
+    ``handleInvalid=keep`` makes it (the label's position; null or unseen: the count), any other
+    cast to float32 by Arrow as ``feature_matrix`` does."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    x = np.empty((batch.num_rows, len(features)), dtype=np.float32)
+    for j, name in enumerate(features):
+        if name in indexers:
+            source, labels, count = indexers[name]
+            col = batch.column(source)
+            if col.type != labels.type:
+                col = pc.cast(col, labels.type)
+            x[:, j] = pc.fill_null(pc.index_in(col, value_set=labels), count).to_numpy().astype(np.float32)
+        else:
+            col = batch.column(name)
+            if col.type != pa.float32():
+                col = pc.cast(col, pa.float32(), safe=False)
+            x[:, j] = col.to_numpy(zero_copy_only=False)
+    return x
+
+
+def score_files(batches: Iterable, groups: Sequence[Sequence[tuple[str, str]]], text: str, keys: Sequence[str],
+                features: Sequence[str], indexers: dict[str, tuple[str, list[str]]], output: str, threads: int,
+                batch_rows: int) -> Iterator:
+    """``mapInArrow`` function over ids into ``groups`` (each a task's files: (URI, day) pairs;
+    ``file_groups``): each file read here with pyarrow through the lake's file system
+    (``lakeforge.lake.resolve``: local or HDFS), ``batch_rows`` rows at a time, only the key and
+    the model's input columns; the categoricals indexed as the model's StringIndexer does
+    (``indexed_matrix``), the booster's probabilities -> batches of ``keys``, ``ds`` (the day)
+    and ``output`` (float64). The JVM never decodes the feature columns: it only writes what
+    comes back."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lakeforge.lake import resolve
+
+    model = booster(text)
+    coded = {name: (source, pa.array(labels, pa.string()), len(labels)) for name, (source, labels) in indexers.items()}
+    columns = list(dict.fromkeys([*keys, *(indexers[n][0] if n in indexers else n for n in features)]))
+    for ids in batches:
+        for uri, ds in (file for i in ids.column(0).to_pylist() for file in groups[i]):
+            fs, path = resolve(uri)
+            with fs.open_input_file(path) as f:
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=columns):
+                    if batch.num_rows == 0:
+                        continue
+                    p = model.predict(indexed_matrix(batch, features, coded), num_threads=threads)
+                    yield pa.RecordBatch.from_arrays(
+                        [*[batch.column(k) for k in keys], pa.array([ds] * batch.num_rows, pa.string()),
+                         pa.array(p, pa.float64())], names=[*keys, "ds", output])
+
+
+def file_groups(files: Sequence[tuple[str, str, int]], tasks: int) -> list[list[tuple[str, str]]]:
+    """``files`` ((URI, day, rows)) as at most ``tasks`` groups of whole days with about the same
+    rows (largest day first into the lightest group), each in day order: one task per group, so
+    each task's per-task cost (its Python worker reads the function, the model text included) is
+    paid once per core, not once per file, and each day is written as one file."""
+    days: dict[str, list[tuple[str, int]]] = {}
+    for uri, ds, rows in files:
+        days.setdefault(ds, []).append((uri, rows))
+    count = max(1, min(tasks, len(days)))
+    groups: list[list[str]] = [[] for _ in range(count)]
+    loads = [0] * count
+    for ds in sorted(days, key=lambda d: (-sum(r for _, r in days[d]), d)):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(ds)
+        loads[lightest] += sum(r for _, r in days[ds])
+    return [[(uri, ds) for ds in sorted(g) for uri, _ in days[ds]] for g in groups if g]
+
+
 def warm_up_batches(batches: Iterable) -> Iterator:
     """``mapInArrow`` function that imports lightgbm in the worker (the job runs it while the
     driver loads the model, so the scoring tasks find warm workers)."""
     import pyarrow as pa
+    import pyarrow.parquet  # noqa: F401 - the scoring tasks read their files with it
+
+    from lakeforge.lake import resolve  # noqa: F401 - and open them through it
 
     import_lightgbm()
     for batch in batches:

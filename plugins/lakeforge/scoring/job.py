@@ -127,6 +127,7 @@ def feature_inputs(lake: Lake, dates: list[str], table: str) -> dict[str, dict[s
             "rows": manifest.get("rows", 0), "bytes": manifest.get("bytes", 0),
             "quality": quality.get("status", "unknown"),
             "files": [lake.uri(folder, f["name"]) for f in manifest["files"]],
+            "file_rows": [f.get("rows", 0) for f in manifest["files"]],
             "paths": [f"{folder}/{f['name']}" for f in manifest["files"]],
         }
     if missing:
@@ -237,11 +238,58 @@ def job_session(spec: ModelSpec, input_bytes: int | None = None, partitions: int
     return session(spec.scoring_job, input_bytes=input_bytes, conf=SPARK_CONF, partitions=partitions)
 
 
-def probabilities(spark, model, features, keys: list[str]):
-    """``keys`` + ``p`` (P(label = 1), double) of every row of ``features``. A LightGBM pipeline:
-    its StringIndexers in the JVM, then the booster over Arrow batches (``lakeforge.scoring.arrow``:
-    no pandas; the same probabilities as the model's own ``transform``; batches as ``spark``'s
-    conf sizes them: ``SPARK_CONF``). Any other model: its ``transform``."""
+def indexer_labels(prep, schema) -> dict[str, tuple[str, list[str]]] | None:
+    """{indexed column: (its string column, the labels)} when every stage of ``prep`` is a
+    StringIndexerModel with ``handleInvalid=keep`` over string columns of ``schema`` (what the
+    lightgbm family trains): stages a Python worker applies to Arrow columns exactly as the JVM
+    does (``arrow.indexed_matrix``). None for anything else."""
+    from pyspark.ml.feature import StringIndexerModel
+    from pyspark.sql.types import StringType
+
+    out: dict[str, tuple[str, list[str]]] = {}
+    for stage in prep.stages:
+        if not isinstance(stage, StringIndexerModel) or stage.getHandleInvalid() != "keep":
+            return None
+        if stage.isSet("inputCols"):
+            pairs = list(zip(stage.getInputCols(), stage.getOutputCols()))
+        else:
+            pairs = [(stage.getInputCol(), stage.getOutputCol())]
+        for (source, name), labels in zip(pairs, stage.labelsArray):
+            if source not in schema.names or schema[source].dataType != StringType():
+                return None
+            out[name] = (source, list(labels))
+    return out
+
+
+def file_probabilities(spark, files: list[tuple[str, str, int]], key_fields: list, lgbm, indexers):
+    """The keys, ``ds`` and ``p`` of every row of ``files`` ((URI, day, rows) of each features
+    file): one task per core, each reading its days' files in its Python worker
+    (``arrow.file_groups``, ``arrow.score_files``), so the feature columns go from Parquet to the
+    booster without the JVM decoding them and converting them to Arrow row by row. LightGBM's own
+    threads only where the tasks leave cores idle."""
+    from functools import partial
+
+    from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+
+    from lakeforge.scoring.arrow import file_groups, score_files
+
+    slots = spark.sparkContext.defaultParallelism
+    groups = file_groups(files, slots)
+    fn = partial(score_files, groups=groups, text=lgbm.getOrDefault(lgbm.modelString),
+                 keys=[f.name for f in key_fields], features=list(lgbm.getOrDefault(lgbm.featuresCols)),
+                 indexers=indexers, output="p", threads=max(1, slots // len(groups)), batch_rows=ARROW_BATCH_ROWS)
+    schema = StructType([*key_fields, StructField("ds", StringType(), True), StructField("p", DoubleType(), True)])
+    return spark.range(0, len(groups), 1, len(groups)).mapInArrow(fn, schema)
+
+
+def probabilities(spark, model, features, keys: list[str], files: list[tuple[str, str, int]] | None = None):
+    """``keys`` + ``p`` (P(label = 1), double) of every row of ``features``. A LightGBM pipeline
+    whose other stages are StringIndexers (``indexer_labels``), given ``features``' ``files``
+    ((URI, day, rows); ``keys`` then ends with ``ds``): the files read and scored in the Python
+    workers (``file_probabilities``). Otherwise a LightGBM pipeline: its StringIndexers in the JVM,
+    then the booster over Arrow batches (``lakeforge.scoring.arrow``: no pandas; batches as
+    ``spark``'s conf sizes them: ``SPARK_CONF``). Both give the same probabilities as the model's
+    own ``transform``. Any other model: its ``transform``."""
     from pyspark.sql import functions as F
 
     from lakeforge.training.evaluate import with_probability
@@ -256,6 +304,9 @@ def probabilities(spark, model, features, keys: list[str]):
     from lakeforge.scoring.arrow import score_batches
 
     prep, lgbm = parts
+    indexers = indexer_labels(prep, features.schema) if files and keys[-1] == "ds" else None
+    if indexers is not None:
+        return file_probabilities(spark, files, [features.schema[k] for k in keys[:-1]], lgbm, indexers)
     names = lgbm.getOrDefault(lgbm.featuresCols)
     indexed = prep.transform(features) if prep.stages else features
     # The columns go as they are (Arrow casts them to float32 in the worker, as the UDF's cast does).
@@ -315,7 +366,9 @@ def predictions(spark, spec: ModelSpec, model, inputs: dict[str, dict[str, Any]]
         F.regexp_extract(path, r"/ds=(\d{4}-\d{2}-\d{2})[^/]*/[^/]+$", 1).alias("ds"))
     if spec.task == "binary":
         probability = F.col("p")
-        scored = probabilities(spark, model, features, keys).select(
+        files = [(f, ds, rows) for ds, i in inputs.items()
+                 for f, rows in zip(i["files"], i.get("file_rows") or [0] * len(i["files"]))]
+        scored = probabilities(spark, model, features, keys, files).select(
             *spec.key, probability.alias("probability"), (probability >= F.lit(info["threshold"])).alias("decision"),
             "ds")
     else:
@@ -540,6 +593,8 @@ def monitor(spark, lake: Lake, spec: ModelSpec, inputs: dict[str, dict[str, Any]
         out["drift"].update({ds: {**drift.summary(r), "report": got.get("report_uris", {}).get(ds)}
                              for ds, r in got["drift"].items()})
         out["performance_uris"].update(got.get("performance_uris", {}))
+        for step, seconds in got.get("timings", {}).items():
+            out.setdefault("timings", {})[step] = round(out.get("timings", {}).get(step, 0.0) + seconds, 3)
     out["days"].sort()
     out["records"].sort(key=lambda r: (r["ds"], r["model_version"]))
     out["monitor_s"] = time.perf_counter() - t
