@@ -623,10 +623,11 @@ def monitoring_steps(spark, lake, day: str, version, model) -> dict[str, float]:
 # -- the run -------------------------------------------------------------------------------------
 def git_commit() -> dict[str, Any]:
     def git(*a: str) -> str:
-        return subprocess.run(["git", *a], cwd=REPO, text=True, capture_output=True).stdout.strip()
+        return subprocess.run(["git", *a], cwd=REPO, text=True, capture_output=True).stdout
 
-    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
-    return {"commit": git("rev-parse", "HEAD"), "short": git("rev-parse", "--short", "HEAD"),
+    # Not stripped: a porcelain line's status is its first two characters, a space included.
+    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines() if line]
+    return {"commit": git("rev-parse", "HEAD").strip(), "short": git("rev-parse", "--short", "HEAD").strip(),
             "modified_tracked_files": changed}
 
 

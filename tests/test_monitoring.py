@@ -327,6 +327,25 @@ def mlflow_store(tmp_path_factory):
         yield client
 
 
+def test_the_plot_shows_what_the_lake_holds_once_the_records_are_published(scored, tmp_path, monkeypatch):
+    """``monitor_days`` draws the plot before publishing (while the drift is computed):
+    ``plot_history`` must be exactly what ``read_performance`` gives once the records are
+    published, the newest ``PLOT_DAYS`` days, a rescored day's new record in place of its old one."""
+    lake = Lake(f"file://{tmp_path}/lake")
+    records = evaluate.evaluate_days(SPEC, *scored)
+    assert len({r["ds"] for r in records}) >= 2
+    first, rest = [r for r in records if r["ds"] == records[0]["ds"]], [r for r in records if r["ds"] != records[0]["ds"]]
+    evaluate.write_performance(lake, SPEC, [{**r, "roc_auc": 0.123} for r in first])  # an older score of day 1
+    assert evaluate.plot_history(lake, []) == evaluate.read_performance(lake)
+    monkeypatch.setattr(evaluate, "PLOT_DAYS", 2)
+    for new in (rest, records):
+        expected = evaluate.plot_history(lake, new)
+        evaluate.write_performance(lake, SPEC, new)
+        published = evaluate.read_performance(lake)
+        assert expected == [r for r in published if r["ds"] in sorted({q["ds"] for q in published})[-2:]]
+    assert 0.123 not in [r["roc_auc"] for r in evaluate.read_performance(lake)]
+
+
 def test_mlflow_monitoring_runs_and_profile(mlflow_store, scored, drift_data, tmp_path):
     client = mlflow_store
     lake = Lake(f"file://{tmp_path}/lake")

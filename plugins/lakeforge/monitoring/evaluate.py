@@ -278,18 +278,50 @@ def read_performance(lake: Lake, days: Sequence[str] | None = None) -> list[dict
 
 
 # -- MLflow ----------------------------------------------------------------------------------------
-def log_performance(lake: Lake, spec: "ModelSpec", records: Sequence[dict[str, Any]],
-                    drift_reports: dict[str, dict[str, Any]] | None = None) -> dict[str, str]:
-    """Log the records' metrics on each version's monitoring run (stepped by day), then the plot of
-    every published day (with the versions' holdout values) on the newest version's run. Returns
-    the run id per version. ``drift_reports``: the same days' drift reports, whose metrics and tag
-    (``drift.log_drift``'s) go in the same batch: one ``log_batch`` per version and 1,000 metrics."""
-    from lakeforge.monitoring import drift
+def plot_history(lake: Lake, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records the plot shows once ``records`` are published: the newest ``PLOT_DAYS``
+    days of ``monitoring/performance`` with ``records`` in place of their days' records."""
+    mine = {r["ds"] for r in records}
+    days = set(sorted(set(store.published_days(lake, store.PERFORMANCE)) | mine)[-PLOT_DAYS:])
+    history = read_performance(lake, sorted(days - mine)) + [r for r in records if r["ds"] in days]
+    return sorted(history, key=lambda r: (r["ds"], int(r["model_version"])))
+
+
+def draw_performance(lake: Lake, spec: "ModelSpec", records: Sequence[dict[str, Any]], folder: str,
+                     client=None) -> str | None:
+    """``folder``/performance.png, the plot ``log_performance`` logs (``plot_history`` with each
+    version's holdout value and the policy's threshold): drawn as soon as the records are known,
+    before they are published (``monitor_days`` draws it while the drift is computed)."""
     from lakeforge.monitoring.policy import RetrainPolicy
 
     if not records:
-        return {}
+        return None
     metric = spec.promotion_metric or spec.resolved().promotion_metric
+    client = client or store.mlflow_client()
+    newest = max(records, key=lambda r: (r["ds"], int(r["model_version"])))
+    history = plot_history(lake, records)
+    holdout = {}
+    for v in store.distinct(r["model_version"] for r in history):
+        try:
+            holdout[v] = store.holdout_metrics(client, newest["model_name"], v).get(metric)
+        except Exception as exc:  # a deleted version: its line is left out, the plot still helps
+            log.warning("holdout metrics of %s v%s unreadable: %s", newest["model_name"], v, exc)
+    policy = RetrainPolicy.for_spec(spec)  # the window and threshold the decision uses
+    return plot_performance(history, holdout, os.path.join(folder, "performance.png"), metric,
+                            policy.window_days, policy.max_drop)
+
+
+def log_performance(lake: Lake, spec: "ModelSpec", records: Sequence[dict[str, Any]],
+                    drift_reports: dict[str, dict[str, Any]] | None = None, plot: str | None = None) -> dict[str, str]:
+    """Log the records' metrics on each version's monitoring run (stepped by day), then the plot of
+    the published days (``draw_performance``; ``plot``: that plot already drawn) on the newest
+    version's run. Returns the run id per version. ``drift_reports``: the same days' drift
+    reports, whose metrics and tag (``drift.log_drift``'s) go in the same batch: one ``log_batch``
+    per version and 1,000 metrics."""
+    from lakeforge.monitoring import drift
+
+    if not records:
+        return {}
     client = store.mlflow_client()
     exp_id = store.monitoring_experiment(client, spec)
     runs: dict[str, str] = {}
@@ -309,17 +341,8 @@ def log_performance(lake: Lake, spec: "ModelSpec", records: Sequence[dict[str, A
         runs[version] = run_id = store.monitoring_run(client, exp_id, name, version)
         store.log_day_metrics(client, run_id, by_day, tags[(name, version)])
     newest = max(records, key=lambda r: (r["ds"], int(r["model_version"])))
-    history = read_performance(lake, store.published_days(lake, store.PERFORMANCE)[-PLOT_DAYS:]) or list(records)
-    holdout = {}
-    for v in store.distinct(r["model_version"] for r in history):
-        try:
-            holdout[v] = store.holdout_metrics(client, newest["model_name"], v).get(metric)
-        except Exception as exc:  # a deleted version: its line is left out, the plot still helps
-            log.warning("holdout metrics of %s v%s unreadable: %s", newest["model_name"], v, exc)
     with tempfile.TemporaryDirectory() as tmp:
-        policy = RetrainPolicy.for_spec(spec)  # the window and threshold the decision uses
-        path = plot_performance(history, holdout, os.path.join(tmp, "performance.png"), metric,
-                                policy.window_days, policy.max_drop)
+        path = plot or draw_performance(lake, spec, records, tmp, client)
         client.log_artifact(runs[newest["model_version"]], path, "plots")
     return runs
 

@@ -16,6 +16,7 @@ scored the days is read from its run, or built once.
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -64,7 +65,8 @@ def monitor_days(spark, lake: Lake, spec: "ModelSpec", days: Sequence[str], log_
     fields (e.g. ``dag_run_id``); ``models``: Spark models already loaded, by version (the scoring
     job's champion), used if a version's reference profile must be built. The result's
     ``timings``: seconds per step (``read_s``, ``profile_s``, ``drift_s``, ``evaluate_s``: until
-    the evaluation ended, concurrently with the drift; ``publish_s``, ``mlflow_s``)."""
+    the evaluation ended, concurrently with the drift, then ``plot_s``, the plot drawn meanwhile;
+    ``publish_s``, ``mlflow_s``)."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
     predictions, scored, manifests = scan_days(spark, lake, spec.predictions, days)
@@ -72,9 +74,10 @@ def monitor_days(spark, lake: Lake, spec: "ModelSpec", days: Sequence[str], log_
     skipped = sorted(set(days) - set(featured))
     if predictions is None or features is None:
         return {"days": [], "skipped": skipped, "performance": [], "drift": {}}
-    warm_plotting()  # imported while Spark works (the plot is drawn after it)
+    warm_plotting()  # imported while Spark works (the plot is drawn once the evaluation is in)
     versions = day_versions(manifests, featured)
     predictions, features = predictions.cache(), features.cache()
+    plots = tempfile.TemporaryDirectory(prefix="lakeforge-monitor-plot-")
     try:
         # Evaluation and drift are independent Spark jobs over the same cached days: run together
         # (each small job leaves cores idle between its stages). The versions come from the
@@ -88,8 +91,17 @@ def monitor_days(spark, lake: Lake, spec: "ModelSpec", days: Sequence[str], log_
             finally:
                 timings["evaluate_s"] = time.perf_counter() - started
 
+        def plot_when_evaluated() -> str | None:  # the driver draws while the JVM computes the drift
+            records = evaluated.result()
+            t = time.perf_counter()
+            try:
+                return evaluate.draw_performance(lake, spec, records, plots.name)
+            finally:
+                timings["plot_s"] = time.perf_counter() - t
+
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-evaluate") as pool:
             evaluated = pool.submit(evaluate_timed)
+            plotted = pool.submit(plot_when_evaluated) if log_to_mlflow else None
             if versions is None:
                 versions = {r["ds"]: (r["model_name"], r["model_version"]) for r in evaluated.result()}
             reports: dict[str, dict[str, Any]] = {}
@@ -105,17 +117,19 @@ def monitor_days(spark, lake: Lake, spec: "ModelSpec", days: Sequence[str], log_
                 reports.update(drift.drift_days(spec, features, predictions, profile, version_days))
                 timings["drift_s"] = timings.get("drift_s", 0.0) + time.perf_counter() - t
             records = evaluated.result()
+            plot = plotted.result() if plotted is not None else None
+        t = time.perf_counter()
+        perf_uris = evaluate.write_performance(lake, spec, records, meta)
+        report_uris = drift.write_reports(lake, reports, meta)
+        timings["publish_s"] = time.perf_counter() - t
+        if log_to_mlflow:  # one batch per version: performance and drift metrics, tags; then the plot
+            t = time.perf_counter()
+            evaluate.log_performance(lake, spec, records, drift_reports=reports, plot=plot)
+            timings["mlflow_s"] = time.perf_counter() - t
     finally:
         predictions.unpersist()
         features.unpersist()
-    t = time.perf_counter()
-    perf_uris = evaluate.write_performance(lake, spec, records, meta)
-    report_uris = drift.write_reports(lake, reports, meta)
-    timings["publish_s"] = time.perf_counter() - t
-    if log_to_mlflow:  # one batch per version: performance and drift metrics, tags; then the plot
-        t = time.perf_counter()
-        evaluate.log_performance(lake, spec, records, drift_reports=reports)
-        timings["mlflow_s"] = time.perf_counter() - t
+        plots.cleanup()
     return {"days": featured, "skipped": skipped, "performance": records, "drift": reports,
             "performance_uris": perf_uris, "report_uris": report_uris,
             "timings": {k: round(v, 3) for k, v in timings.items()}}
