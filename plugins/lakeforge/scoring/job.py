@@ -16,7 +16,8 @@ each missing or retyped column, and nothing is scored). No champion yet: nothing
 result says ``skipped`` and why (the DAG shows it on the run).
 
 Reads exactly the files of the days' published features partitions (their manifests), scores
-them with the Spark model (no pandas), and writes ``spec.predictions`` (``predictions/<features
+them with the model (no pandas; a LightGBM champion's Python workers read the files themselves:
+``file_probabilities``), and writes ``spec.predictions`` (``predictions/<features
 table>``) in the source's namespace with one row per feature row: the key, the task's prediction
 columns (``ModelSpec.outputs``: binary ``probability`` and ``decision`` at the version's
 ``decision_threshold`` tag, else ``LAKEFORGE_SCORE_THRESHOLD``; multiclass the class, its name and
