@@ -132,26 +132,26 @@ def test_lightgbm_import_hides_only_what_the_process_lacks(monkeypatch):
     assert all(sys.modules.get(m, ...) is not None for m in arrow._UNUSED_BY_PREDICT)
 
 
-def _written_days(spark, df, folder, files_per_day: int = 2):
-    """``df``'s rows (less ``ds``) as Parquet files per day under ``folder``, the way the
-    transform publishes them: [(file URI, day, rows)] and the rows as one DataFrame."""
-    from pathlib import Path
-
+def _written_days(spark, df, lake, files_per_day: int = 2):
+    """``df``'s rows (less ``ds``) as Parquet files per day under ``features/`` of ``lake`` (a
+    ``lakeforge.lake.Lake``), the way the transform publishes them: [(file URI, day, rows)]."""
     out = []
     for ds in sorted(r["ds"] for r in df.select("ds").distinct().collect()):
-        target = Path(folder) / f"ds={ds}"
-        df.where(df.ds == ds).drop("ds").repartition(files_per_day).write.parquet(str(target))
-        for part in sorted(target.glob("part-*.parquet")):
-            out.append((f"file://{part}", ds, spark.read.parquet(str(part)).count()))
+        folder = f"features/ds={ds}"
+        df.where(df.ds == ds).drop("ds").repartition(files_per_day).write.parquet(lake.uri(folder))
+        for name in lake.listdir(folder):
+            if name.startswith("part-") and name.endswith(".parquet"):
+                out.append((lake.uri(folder, name), ds, spark.read.parquet(lake.uri(folder, name)).count()))
     return out
 
 
 def test_file_path_reads_each_file_in_the_workers_and_gives_the_models_own_probabilities(
-        spark, lgbm_model, tmp_path, monkeypatch):
-    """The job's path for a [StringIndexer, LightGBM] champion: the features files read by the
-    Python workers (``file_probabilities``: no JVM scan), the categoricals indexed there as the
-    StringIndexer does (null, unseen), NaN and extreme values: the model's own probabilities,
-    exactly, for every row of every file, each row once, with its file's day."""
+        spark, lgbm_model, lake, monkeypatch):
+    """The job's path for a [StringIndexer, LightGBM] champion, on a local and on an HDFS lake:
+    the features files read by the Python workers through the lake's file system
+    (``file_probabilities``: no JVM scan), the categoricals indexed there as the StringIndexer does
+    (null, unseen), NaN and extreme values: the model's own probabilities, exactly, for every row
+    of every file, each row once, with its file's day."""
     from pyspark.sql import functions as F
 
     from lakeforge.scoring import job
@@ -162,7 +162,8 @@ def test_file_path_reads_each_file_in_the_workers_and_gives_the_models_own_proba
                                    ("u2", "2013-01-02", 1e30, None, 2**31 - 1, 1),
                                    ("u3", "2013-01-03", -1.5, "x", 3, 1)], df.schema)
     rows = df.unionByName(extra)
-    files = _written_days(spark, rows, tmp_path / "features")
+    files = _written_days(spark, rows, lake)
+    assert all(uri.startswith(lake.root_uri) for uri, _, _ in files)
     assert len({ds for _, ds, _ in files}) == 3 and len(files) > 3
     features = spark.read.parquet(*[uri for uri, _, _ in files]).select(
         "flight_key", "a", "cat", "n", F.regexp_extract(F.col("_metadata.file_path"), r"ds=([^/]+)/", 1).alias("ds"))
@@ -188,6 +189,7 @@ def test_stages_a_worker_cannot_apply_exactly_go_through_the_jvm(spark, tmp_path
     from pyspark.ml.feature import StringIndexer
     from pyspark.sql import functions as F
 
+    from lakeforge.lake import Lake
     from lakeforge.scoring import job
     from lakeforge.training.evaluate import with_probability
     from lakeforge.training.lightgbm_spark import SparkLGBMClassifier
@@ -203,7 +205,7 @@ def test_stages_a_worker_cannot_apply_exactly_go_through_the_jvm(spark, tmp_path
         df.withColumn("code", F.col("code").cast("string")))
     as_text = df.withColumn("code", F.col("code").cast("string"))
     assert job.indexer_labels(job.lightgbm_parts(strict)[0], as_text.schema) is None
-    files = _written_days(spark, df, tmp_path / "features", files_per_day=1)
+    files = _written_days(spark, df, Lake(f"file://{tmp_path}/lake"), files_per_day=1)
     for model, rows in ((by_int, df), (strict, as_text)):
         out = job.probabilities(spark, model, rows, ["flight_key", "ds"], files)
         assert "MapInArrow" in out._jdf.queryExecution().executedPlan().toString()
