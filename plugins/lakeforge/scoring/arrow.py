@@ -64,19 +64,25 @@ def booster(text: str):
     return found
 
 
+def float32_values(col):
+    """An Arrow column as float32 numpy values, cast by Arrow (nulls as NaN; the same
+    round-to-nearest as Spark's cast)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if col.type != pa.float32():
+        col = pc.cast(col, pa.float32(), safe=False)
+    return col.to_numpy(zero_copy_only=False)
+
+
 def feature_matrix(batch, first: int, count: int):
     """Columns ``first .. first + count - 1`` of an Arrow record batch as one C-ordered float32
     matrix (nulls as NaN)."""
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     x = np.empty((batch.num_rows, count), dtype=np.float32)
     for j in range(count):
-        col = batch.column(first + j)
-        if col.type != pa.float32():
-            col = pc.cast(col, pa.float32(), safe=False)
-        x[:, j] = col.to_numpy(zero_copy_only=False)
+        x[:, j] = float32_values(batch.column(first + j))
     return x
 
 
@@ -101,9 +107,8 @@ def indexed_matrix(batch, features: Sequence[str], indexers: dict[str, tuple[str
     file: each of ``features`` in order, an indexed one (``indexers``: {its column: (the string
     column it indexes, the labels as an Arrow array, their count)}) as the StringIndexer with
     ``handleInvalid=keep`` makes it (the label's position; null or unseen: the count), any other
-    cast to float32 by Arrow as ``feature_matrix`` does."""
+    cast to float32 by Arrow as ``feature_matrix`` does (``float32_values``)."""
     import numpy as np
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     x = np.empty((batch.num_rows, len(features)), dtype=np.float32)
@@ -115,10 +120,7 @@ def indexed_matrix(batch, features: Sequence[str], indexers: dict[str, tuple[str
                 col = pc.cast(col, labels.type)
             x[:, j] = pc.fill_null(pc.index_in(col, value_set=labels), count).to_numpy().astype(np.float32)
         else:
-            col = batch.column(name)
-            if col.type != pa.float32():
-                col = pc.cast(col, pa.float32(), safe=False)
-            x[:, j] = col.to_numpy(zero_copy_only=False)
+            x[:, j] = float32_values(batch.column(name))
     return x
 
 
@@ -158,17 +160,19 @@ def file_groups(files: Sequence[tuple[str, str, int]], tasks: int) -> list[list[
     rows (largest day first into the lightest group), each in day order: one task per group, so
     each task's per-task cost (its Python worker reads the function, the model text included) is
     paid once per core, not once per file, and each day is written as one file."""
-    days: dict[str, list[tuple[str, int]]] = {}
+    uris: dict[str, list[str]] = {}
+    day_rows: dict[str, int] = {}
     for uri, ds, rows in files:
-        days.setdefault(ds, []).append((uri, rows))
-    count = max(1, min(tasks, len(days)))
+        uris.setdefault(ds, []).append(uri)
+        day_rows[ds] = day_rows.get(ds, 0) + rows
+    count = max(1, min(tasks, len(uris)))
     groups: list[list[str]] = [[] for _ in range(count)]
     loads = [0] * count
-    for ds in sorted(days, key=lambda d: (-sum(r for _, r in days[d]), d)):
+    for ds in sorted(uris, key=lambda d: (-day_rows[d], d)):
         lightest = loads.index(min(loads))
         groups[lightest].append(ds)
-        loads[lightest] += sum(r for _, r in days[ds])
-    return [[(uri, ds) for ds in sorted(g) for uri, _ in days[ds]] for g in groups if g]
+        loads[lightest] += day_rows[ds]
+    return [[(uri, ds) for ds in sorted(g) for uri in uris[ds]] for g in groups if g]
 
 
 def warm_up_batches(batches: Iterable) -> Iterator:

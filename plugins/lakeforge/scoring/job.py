@@ -367,8 +367,7 @@ def predictions(spark, spec: ModelSpec, model, inputs: dict[str, dict[str, Any]]
         F.regexp_extract(path, r"/ds=(\d{4}-\d{2}-\d{2})[^/]*/[^/]+$", 1).alias("ds"))
     if spec.task == "binary":
         probability = F.col("p")
-        files = [(f, ds, rows) for ds, i in inputs.items()
-                 for f, rows in zip(i["files"], i.get("file_rows") or [0] * len(i["files"]))]
+        files = [(f, ds, rows) for ds, i in inputs.items() for f, rows in zip(i["files"], i["file_rows"])]
         scored = probabilities(spark, model, features, keys, files).select(
             *spec.key, probability.alias("probability"), (probability >= F.lit(info["threshold"])).alias("decision"),
             "ds")
@@ -584,6 +583,7 @@ def monitor(spark, lake: Lake, spec: ModelSpec, inputs: dict[str, dict[str, Any]
     todo, waiting = to_monitor(lake, spec, inputs, scored_at, version)
     out: dict[str, Any] = {"days": [], "skipped": [], "awaiting_outcomes": waiting, "records": [], "drift": {},
                            "performance_uris": {}}
+    timings: dict[str, float] = {}  # monitor_days' steps, summed over the calls
     # One call per scoring instant (normally one: this run's); the manifests record which predictions.
     for scored_at, group in sorted(todo.items(), key=lambda kv: str(kv[0])):
         meta = {"job": spec.scoring_job, "dag_run_id": run_id, "model_version": version, "scored_at": scored_at}
@@ -595,7 +595,9 @@ def monitor(spark, lake: Lake, spec: ModelSpec, inputs: dict[str, dict[str, Any]
                              for ds, r in got["drift"].items()})
         out["performance_uris"].update(got.get("performance_uris", {}))
         for step, seconds in got.get("timings", {}).items():
-            out.setdefault("timings", {})[step] = round(out.get("timings", {}).get(step, 0.0) + seconds, 3)
+            timings[step] = round(timings.get(step, 0.0) + seconds, 3)
+    if timings:
+        out["timings"] = timings
     out["days"].sort()
     out["records"].sort(key=lambda r: (r["ds"], r["model_version"]))
     out["monitor_s"] = time.perf_counter() - t
