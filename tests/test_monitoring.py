@@ -374,6 +374,41 @@ def test_mlflow_monitoring_runs_and_profile(mlflow_store, scored, drift_data, tm
     assert store.holdout_metrics(client, "flight_delay", "1")["roc_auc"] == 0.74
 
 
+def test_a_prefetched_profile_is_taken_once(mlflow_store, drift_data, tmp_path, monkeypatch):
+    """The scoring job reads the version's profile while its JVM starts (``monitor.prepare``):
+    ``ensure_reference_profile`` takes that answer without asking MLflow again, once; a failed
+    prefetch is asked again (and fails there, with the real error, if it still fails)."""
+    client = mlflow_store
+    lake = Lake(f"file://{tmp_path}/lake")
+    profile, _ = drift_data
+    client.log_dict(store.version_run_id(client, "flight_delay", "1"), profile, store.PROFILE_ARTIFACT)
+    real = drift.load_reference_profile
+    asked = []
+
+    def counted(*args):
+        asked.append(args[1:])
+        return real(*args)
+
+    monkeypatch.setattr(drift, "load_reference_profile", counted)
+    drift.prefetch_reference_profile("flight_delay", "1")
+    assert drift.ensure_reference_profile(None, lake, SPEC, "flight_delay", "1") == profile
+    assert asked == [("flight_delay", "1")]  # the prefetch's one question
+    assert drift.ensure_reference_profile(None, lake, SPEC, "flight_delay", "1") == profile
+    assert asked == [("flight_delay", "1")] * 2  # taken once: the next call asks itself
+
+    failures = iter([OSError("MLflow hiccup")])
+
+    def flaky(*args):
+        for exc in failures:
+            raise exc
+        return counted(*args)
+
+    monkeypatch.setattr(drift, "load_reference_profile", flaky)
+    drift.prefetch_reference_profile("flight_delay", "1")
+    assert drift.ensure_reference_profile(None, lake, SPEC, "flight_delay", "1") == profile
+    assert len(asked) == 3  # the failed prefetch, then the caller's own question
+
+
 def test_day_versions_come_from_the_manifests_read():
     from lakeforge.monitoring.monitor import day_versions
 

@@ -24,10 +24,12 @@ read back by every later run: the training data is never read again):
   outputs on its holdout days (out-of-sample, like the days it scores; the training window when
   the version has no holdout tags), scored by ``lakeforge.scoring.outputs.model_outputs``.
 
-Per day (``drift_days``): every feature's and the prediction's bucket counts in ONE Spark
-aggregation over the day's partitions (one row per (day, feature, bucket) comes back), then PSI on
-the driver: sum((a - e) * ln(a / e)) over buckets, shares floored at ``EPSILON`` so an empty bucket
-(an unseen category) counts instead of dividing by zero.
+Per day (``drift_days``): every feature's bucket counts in one Spark job over the day's
+partitions, the prediction's in a second one at the same time: each task counts its rows in its
+Python worker (``lakeforge.monitoring.buckets``: the feature files read there, only the rows the
+row filter keeps), Spark sums the tasks' counts by (day, feature, bucket), and only those rows come
+back. Then PSI on the driver: sum((a - e) * ln(a / e)) over buckets, shares floored at ``EPSILON``
+so an empty bucket (an unseen category) counts instead of dividing by zero.
 
 A day (a partition: a month where partitions are monthly) is not a window: a feature with one
 value per day (the weekday, a history rate over all rows) or tied within a day (the weather) is far
@@ -47,11 +49,13 @@ from __future__ import annotations
 import html
 import logging
 import math
+import threading
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Sequence
 
 from lakeforge.lake import Lake
-from lakeforge.monitoring import store
+from lakeforge.monitoring import buckets, store
 from lakeforge.publish import PartitionFile
 from lakeforge.settings import get_settings
 
@@ -124,75 +128,67 @@ def _counts(long: "DataFrame") -> dict[str, dict[str, dict[str, int]]]:
     return out
 
 
-# Bucket codes of the scored days' aggregation (ints: no per-row strings), mapped back to the
-# buckets' names on the driver. Numeric: the bin index, or _NULL_CODE; categorical: the index in
-# the kept categories, or one of the three below.
-_NULL_CODE, _OTHER_CODE, _UNSEEN_CODE = -1, -2, -3
-# Features per ``stack`` generator: with all ~130 in one, Spark's generated code outgrew what it
-# compiles as one stage and the aggregation ran several times slower (measured on a day at x20).
-_STACK_FEATURES = 40
-
-# The expressions are SQL text (one ``selectExpr`` per chunk): built as Column objects they took
-# ~6,000 Py4J calls, 7-8 s of the driver per run at ~130 features x ~10 edges.
+# The buckets' codes of the scored days' counts (``buckets``), mapped back to the buckets' names
+# on the driver. Numeric: the bin index, or _NULL_CODE; categorical: the index in the kept
+# categories, or one of the three below.
+_NULL_CODE, _OTHER_CODE, _UNSEEN_CODE = buckets.NULL_CODE, buckets.OTHER_CODE, buckets.UNSEEN_CODE
 
 
 def _sql_name(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+FILE_BATCH_ROWS = 65536  # rows a worker reads from a feature file at a time
 
 
-def _sql_double(value: float) -> str:
-    value = float(value)
-    if math.isinf(value):
-        return f"CAST('{'-' if value < 0 else ''}Infinity' AS DOUBLE)"
-    return f"{value!r}D"
+def _bucketed(df: "DataFrame", numeric: Sequence[tuple[str, Sequence[float]]],
+              categorical: Sequence[tuple[str, Sequence[str], Sequence[str]]], first: int = 0) -> "DataFrame":
+    """(ds, f, b, n): each task's rows per (day, feature index ``first + i``, bucket code) of
+    ``df``'s ``numeric`` ((column, edges)) then ``categorical`` ((column, kept, other)) columns,
+    counted in the Python workers: read from ``df``'s own Parquet files where it is a file scan
+    whose columns the workers cast as Spark would (``buckets.count_files``), else sent by the JVM
+    (``buckets.count_batches``)."""
+    from functools import partial
+
+    located = _file_rows(df, [c for c, _ in numeric], [c for c, _, _ in categorical])
+    if located is not None:
+        fn = partial(buckets.count_files, numeric=[(c, list(e)) for c, e in numeric],
+                     categorical=[(c, list(kept), list(other)) for c, kept, other in categorical], first=first,
+                     batch_rows=FILE_BATCH_ROWS)
+        return located.mapInArrow(fn, buckets.OUTPUT)
+    # SQL text, one Py4J call: ~130 Column objects took ~0.7 s of the driver.
+    columns = ["CAST(ds AS STRING) AS ds",
+               *[f"CAST({_sql_name(c)} AS DOUBLE) AS n{i}" for i, (c, _) in enumerate(numeric)],
+               *[f"CAST({_sql_name(c)} AS STRING) AS c{j}" for j, (c, _, _) in enumerate(categorical)]]
+    fn = partial(buckets.count_batches, numeric=[list(e) for _, e in numeric],
+                 categorical=[(list(kept), list(other)) for _, kept, other in categorical], first=first)
+    return df.selectExpr(*columns).mapInArrow(fn, buckets.OUTPUT)
 
 
-def _numeric_index_sql(column: str, edges: Sequence[float]) -> str:
-    """SQL: how many edges lie below x (bins ``(e[i-1], e[i]]``, a binary search of comparisons),
-    ``_NULL_CODE`` for a null or NaN x."""
-    x = f"CAST({_sql_name(column)} AS DOUBLE)"
+def _file_rows(df: "DataFrame", numeric: Sequence[str], categorical: Sequence[str]) -> "DataFrame | None":
+    """(path, i, ds): the file and row index of each of ``df``'s rows, when ``df`` is a Parquet
+    scan (filtered, with a ``ds`` column) whose ``numeric`` columns are numbers and ``categorical``
+    ones strings (what a worker casts exactly as Spark's CAST does); else None."""
+    from pyspark.errors import AnalysisException
+    from pyspark.sql.types import BooleanType, NumericType, StringType
 
-    def search(lo: int, hi: int) -> str:  # the index is in [lo, hi]
-        if lo == hi:
-            return str(lo)
-        mid = (lo + hi) // 2
-        return f"CASE WHEN {x} > {_sql_double(edges[mid])} THEN {search(mid + 1, hi)} ELSE {search(lo, mid)} END"
-
-    return f"CASE WHEN {x} IS NULL OR isnan({x}) THEN {_NULL_CODE} ELSE {search(0, len(edges))} END"
-
-
-def _categorical_index_sql(column: str, kept: Sequence[str], other: Sequence[str]) -> str:
-    """SQL: the index of the value in ``kept``, or the null / other / unseen code."""
-    x = f"CAST({_sql_name(column)} AS STRING)"
-    whens = [f"WHEN {x} IS NULL THEN {_NULL_CODE}"]
-    whens += [f"WHEN {x} = {_sql_string(v)} THEN {i}" for i, v in enumerate(kept)]
-    if other:
-        whens.append(f"WHEN {x} IN ({', '.join(_sql_string(v) for v in other)}) THEN {_OTHER_CODE}")
-    return f"CASE {' '.join(whens)} ELSE {_UNSEEN_CODE} END"
-
-
-def _coded_long(df: "DataFrame", codes: Sequence[str], first: int = 0) -> "DataFrame":
-    """(ds, f, b) with one row per (row of ``df``, code): feature index ``first + i``, bucket ``b``
-    (``codes``: SQL expressions over ``df``'s columns)."""
-    from functools import reduce
-
-    parts = []
-    for lo in range(0, len(codes), _STACK_FEATURES):
-        chunk = list(enumerate(codes))[lo:lo + _STACK_FEATURES]
-        cells = ", ".join(f"{first + i}, {code}" for i, code in chunk)
-        parts.append(df.selectExpr("ds", f"stack({len(chunk)}, {cells}) AS (f, b)"))
-    return reduce(lambda a, b: a.unionAll(b), parts)
+    types = {f.name: f.dataType for f in df.schema.fields}
+    if (not all(isinstance(types.get(c), (NumericType, BooleanType)) for c in numeric)
+            or not all(isinstance(types.get(c), StringType) for c in categorical)):
+        return None
+    try:
+        return df.selectExpr("_metadata.file_path AS path", "_metadata.row_index AS i", "CAST(ds AS STRING) AS ds")
+    except AnalysisException:  # not a file scan (e.g. a frame built in memory)
+        return None
 
 
 def _coded_counts(long: "DataFrame") -> dict[str, dict[int, dict[int, int]]]:
-    """{ds: {feature index: {bucket code: rows}}}: one grouped count (a small collect)."""
+    """{ds: {feature index: {bucket code: rows}}}: the tasks' counts summed (a small collect)."""
+    from pyspark.sql import functions as F
+
     out: dict[str, dict[int, dict[int, int]]] = defaultdict(lambda: defaultdict(dict))
-    for r in long.groupBy("ds", "f", "b").count().collect():
-        out[r["ds"]][r["f"]][r["b"]] = r["count"]
+    for r in long.groupBy("ds", "f", "b").agg(F.sum("n").alias("n")).collect():
+        out[r["ds"]][r["f"]][r["b"]] = r["n"]
     return out
 
 
@@ -376,6 +372,39 @@ def load_reference_profile(client, model_name: str, version: str) -> dict[str, A
     return profile if profile.get("format") == PROFILE_FORMAT else None
 
 
+_prefetched: dict[tuple[str, str, str], Future] = {}
+
+
+def prefetch_reference_profile(model_name: str, version: str) -> None:
+    """Start reading the version's stored profile in a background thread (the scoring job does it
+    while its JVM starts, when the cores are half idle); the next ``ensure_reference_profile`` of
+    that version takes the answer instead of asking MLflow again."""
+    key = (get_settings().mlflow_tracking_uri, model_name, str(version))
+    done: Future = Future()
+    _prefetched[key] = done
+
+    def work() -> None:
+        try:
+            done.set_result(load_reference_profile(store.mlflow_client(), model_name, str(version)))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever takes the answer
+            done.set_exception(exc)
+
+    threading.Thread(target=work, name="drift-profile-prefetch", daemon=True).start()
+
+
+def _take_prefetched(model_name: str, version: str) -> dict[str, Any] | None:
+    """The prefetched profile of the version (once), or None (none prefetched, none stored, or
+    the prefetch failed: the caller asks MLflow itself and gets the real error there)."""
+    done = _prefetched.pop((get_settings().mlflow_tracking_uri, model_name, str(version)), None)
+    if done is None:
+        return None
+    try:
+        return done.result()
+    except Exception as exc:  # noqa: BLE001 - asked again by the caller
+        log.warning("prefetching the reference profile of %s v%s failed (%s): asking again", model_name, version, exc)
+        return None
+
+
 def ensure_reference_profile(spark, lake: Lake, spec: "ModelSpec", model_name: str, version: str,
                              model=None) -> dict[str, Any]:
     """The version's reference profile: read from its run, or computed once from its training
@@ -385,6 +414,9 @@ def ensure_reference_profile(spark, lake: Lake, spec: "ModelSpec", model_name: s
     from lakeforge.scoring.outputs import model_outputs
     from lakeforge.training import registry
 
+    found = _take_prefetched(model_name, version)
+    if found is not None:
+        return found
     client = store.mlflow_client()
     found = load_reference_profile(client, model_name, version)
     if found is not None:
@@ -424,7 +456,7 @@ def ensure_reference_profile(spark, lake: Lake, spec: "ModelSpec", model_name: s
 def psi(expected: dict[str, float], actual: dict[str, float], eps: float = EPSILON) -> float:
     """Population stability index over the union of buckets (shares floored at ``eps``)."""
     total = 0.0
-    for b in set(expected) | set(actual):
+    for b in sorted(set(expected) | set(actual)):  # one order: the same sum in every process
         e, a = max(expected.get(b, 0.0), eps), max(actual.get(b, 0.0), eps)
         total += (a - e) * math.log(a / e)
     return total
@@ -461,8 +493,9 @@ def _entry(name: str, kind: str, ref: dict[str, Any], counts: dict[str, int], th
 def drift_days(spec: "ModelSpec", features: "DataFrame", predictions: "DataFrame | None", profile: dict[str, Any],
                days: Sequence[str] | None = None, threshold: float | None = None) -> dict[str, dict[str, Any]]:
     """The drift report of each day of ``features`` (or of ``days``; the rows the spec's
-    ``row_filter`` keeps) against ``profile``: one Spark aggregation over the days' feature rows and
-    the version's predictions of them (joined on the spec's ``key`` and ``ds``)."""
+    ``row_filter`` keeps) against ``profile``: the bucket counts of the days' feature rows and, at
+    the same time, of the version's predictions of them (joined on the spec's ``key`` and ``ds``),
+    each one Spark aggregation (``_bucketed``)."""
     from pyspark.sql import functions as F
 
     threshold = get_settings().retrain_drift_psi if threshold is None else threshold
@@ -470,11 +503,10 @@ def drift_days(spec: "ModelSpec", features: "DataFrame", predictions: "DataFrame
     if days is not None:
         rows = rows.where(F.col("ds").isin(list(days)))
     numeric, categorical = list(profile["numeric"].items()), list(profile["categorical"].items())
-    codes = [_numeric_index_sql(c, ref["edges"]) for c, ref in numeric]
-    codes += [_categorical_index_sql(c, ref["categories"], ref["other"]) for c, ref in categorical]
-    long = _coded_long(rows, codes)
+    n_features = len(numeric) + len(categorical)
     pred_ref = profile.get("prediction")
     pred_categorical = bool(pred_ref) and "categories" in pred_ref
+    predicted = None
     if predictions is not None and pred_ref:
         preds = predictions.withColumn("ds", F.col("ds").cast("string"))
         if profile.get("model_version") is not None:
@@ -482,10 +514,18 @@ def drift_days(spec: "ModelSpec", features: "DataFrame", predictions: "DataFrame
         keys = [*spec.key, "ds"]
         preds = preds.join(rows.select(*keys), keys, how="left_semi")
         preds = preds.select("ds", _prediction(spec, preds).alias("p"))
-        code = (_categorical_index_sql("p", pred_ref["categories"], pred_ref["other"]) if pred_categorical
-                else _numeric_index_sql("p", pred_ref["edges"]))
-        long = long.unionAll(_coded_long(preds, [code], first=len(codes)))
-    coded = _coded_counts(long)
+        predicted = (_bucketed(preds, [], [("p", pred_ref["categories"], pred_ref["other"])], first=n_features)
+                     if pred_categorical else _bucketed(preds, [("p", pred_ref["edges"])], [], first=n_features))
+    features_long = _bucketed(rows, [(c, ref["edges"]) for c, ref in numeric],
+                              [(c, ref["categories"], ref["other"]) for c, ref in categorical])
+    # Two jobs at once, not one over a union: the predictions' semi join is a broadcast that a
+    # union's one stage would wait for before reading a single feature row.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-predictions") as pool:
+        pending = pool.submit(_coded_counts, predicted) if predicted is not None else None
+        coded = _coded_counts(features_long)
+        if pending is not None:
+            for ds, by_f in pending.result().items():
+                coded[ds].update(by_f)
     counts: dict[str, dict[str, dict[str, int]]] = {}
     for ds, by_f in coded.items():
         c = counts[ds] = {}
@@ -495,9 +535,9 @@ def drift_days(spec: "ModelSpec", features: "DataFrame", predictions: "DataFrame
         for j, (name, ref) in enumerate(categorical):
             if len(numeric) + j in by_f:
                 c[name] = _categorical_names(by_f[len(numeric) + j], ref["categories"])
-        if len(codes) in by_f:
-            c[PREDICTION] = (_categorical_names(by_f[len(codes)], pred_ref["categories"]) if pred_categorical
-                             else _numeric_names(by_f[len(codes)]))
+        if n_features in by_f:
+            c[PREDICTION] = (_categorical_names(by_f[n_features], pred_ref["categories"]) if pred_categorical
+                             else _numeric_names(by_f[n_features]))
     reports = {}
     for ds in sorted(counts if days is None else [d for d in days if d in counts]):
         c = counts[ds]

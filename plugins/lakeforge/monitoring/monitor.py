@@ -76,11 +76,11 @@ def monitor_days(spark, lake: Lake, spec: "ModelSpec", days: Sequence[str], log_
         return {"days": [], "skipped": skipped, "performance": [], "drift": {}}
     warm_plotting()  # imported while Spark works (the plot is drawn once the evaluation is in)
     versions = day_versions(manifests, featured)
-    predictions, features = predictions.cache(), features.cache()
     plots = tempfile.TemporaryDirectory(prefix="lakeforge-monitor-plot-")
     try:
-        # Evaluation and drift are independent Spark jobs over the same cached days: run together
-        # (each small job leaves cores idle between its stages). The versions come from the
+        # Evaluation and drift are independent Spark jobs over the same days: run together (each
+        # small job leaves cores idle between its stages). Nothing is cached: they read different
+        # columns (caching a day's ~130 feature columns cost more than both reads). The versions come from the
         # predictions' manifests; without them (hand-made partitions), from the evaluation.
         timings["read_s"] = time.perf_counter() - t
         started = time.perf_counter()
@@ -127,8 +127,6 @@ def monitor_days(spark, lake: Lake, spec: "ModelSpec", days: Sequence[str], log_
             evaluate.log_performance(lake, spec, records, drift_reports=reports, plot=plot)
             timings["mlflow_s"] = time.perf_counter() - t
     finally:
-        predictions.unpersist()
-        features.unpersist()
         plots.cleanup()
     return {"days": featured, "skipped": skipped, "performance": records, "drift": reports,
             "performance_uris": perf_uris, "report_uris": report_uris,
@@ -146,6 +144,14 @@ def day_versions(manifests: Mapping[str, dict[str, Any]], days: Sequence[str]) -
             return None
         out[ds] = (str(model["name"]), str(model["version"]))
     return out
+
+
+def prepare(model_name: str, version: str) -> None:
+    """What monitoring can start before its Spark work, in background threads (the scoring job
+    calls it as its JVM starts, when the cores are half idle): matplotlib imported, the version's
+    reference profile read from MLflow."""
+    warm_plotting()
+    drift.prefetch_reference_profile(model_name, version)
 
 
 def warm_plotting() -> None:

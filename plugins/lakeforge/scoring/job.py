@@ -669,6 +669,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             gate.preload(lambda: [load_suite(spec.source, spec.predictions)])
             champion = champion_of(args, spec, version)  # before the JVM starts, like the version
             inputs = feature_inputs(lake, dates, spec.features)  # a missing day fails here, before the JVM starts
+            from lakeforge.monitoring.monitor import prepare
+
+            prepare(version.name, str(version.version))  # while the JVM starts
             t = time.perf_counter()
             spark = job_session(spec, input_bytes=sum(i["bytes"] for i in inputs.values()), partitions=len(inputs))
             startup = time.perf_counter() - t
