@@ -53,7 +53,7 @@ def _counted(df) -> dict:
     from lakeforge.monitoring import drift
 
     edges = _edges()
-    coded = drift._coded_counts(drift._bucketed(df.where("keep"), list(edges.items()), [("cat", KEPT, OTHER)]))
+    coded = drift._coded_counts(drift._bucketed(df.where("keep"), list(edges.items()), [("cat", KEPT, OTHER)])[0])
     return {ds: {**{c: drift._numeric_names(by_f[i]) for i, c in enumerate(edges)},
                  "cat": drift._categorical_names(by_f[len(edges)], KEPT)} for ds, by_f in coded.items()}
 
@@ -134,3 +134,63 @@ def test_numeric_codes(values, edges, expected):
     from lakeforge.monitoring.buckets import numeric_codes
 
     assert numeric_codes(pa.array(values), edges).tolist() == expected
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_prediction_counts_read_by_the_workers_equal_spark_s_semi_join(spark, tmp_path, task):
+    """Given the days' prediction files (``monitor_days`` passes them), the workers reading the
+    feature files count the prediction too (``buckets.count_files``: a semi join of the day's
+    predictions on the rows' key): the same reports as Spark's semi join of the predictions
+    frame on the kept rows. A two-column key (one row with a null part: never matched), rows the
+    row filter drops, another version's predictions and a prediction of no row in the same
+    files, two feature files a day."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lakeforge.monitoring import drift
+    from lakeforge.spark_publish import read_published
+    from lakeforge.training.spec import ModelSpec
+
+    spec = ModelSpec(source="t", features="features/t", label="label", task=task, key=("shop", "n"),
+                     classes=("sun", "rain", "fog") if task == "multiclass" else None,
+                     columns=lambda: (["x"], ["cat"]), row_filter="keep",
+                     retrain_max_drop=None if task == "binary" else 0.1)
+    rng = random.Random(11)
+    feature_files: dict[str, list[str]] = {}
+    prediction_files: dict[str, list[str]] = {}
+    for ds in DAYS:
+        rows = [{"shop": None if i == 7 else f"s{i % 5}", "n": i, "x": rng.uniform(-2, 2),
+                 "cat": rng.choice(KEPT + ["never"]), "keep": rng.random() < 0.7, "label": 0} for i in range(600)]
+        for part, chunk in enumerate([rows[:250], rows[250:]]):
+            path = tmp_path / "features" / f"ds={ds}" / f"part-{part}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.Table.from_pylist(chunk), path, row_group_size=100)
+            feature_files.setdefault(ds, []).append(f"file://{path}")
+        preds = [{"shop": r["shop"], "n": r["n"], "model_version": "3" if r["n"] % 9 else "4",
+                  "probability": rng.random(), "predicted_class": rng.choice(["sun", "rain", "fog", "hail"])}
+                 for r in rows] + [{"shop": "s1", "n": 10_000, "model_version": "3", "probability": 0.5,
+                                    "predicted_class": "sun"}]
+        path = tmp_path / "predictions" / f"ds={ds}" / "part-0.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(preds), path)
+        prediction_files[ds] = [f"file://{path}"]
+    features = read_published(spark, feature_files)
+    predictions = read_published(spark, prediction_files)
+    prediction = ({"categories": ["sun", "rain"], "other": ["fog"], "shares": {"sun": 0.5, "rain": 0.4, "fog": 0.1}}
+                  if task == "multiclass" else {"edges": [0.2, 0.5, 0.8], "shares": {"0": 0.2, "1": 0.3, "2": 0.3,
+                                                                                     "3": 0.2}})
+    profile = {"model_version": "3", "numeric": {"x": {"edges": [-1.0, 0.0, 1.0], "shares": {"0": 0.25, "1": 0.25,
+                                                                                            "2": 0.25, "3": 0.25}}},
+               "categorical": {"cat": {"categories": KEPT[:2], "other": KEPT[2:], "shares": {KEPT[0]: 0.5,
+                                                                                          KEPT[1]: 0.5}}},
+               "prediction": {**prediction, "usual_psi": 0.0}}
+    by_spark = drift.drift_days(spec, features, predictions, profile, threshold=0.25)
+    by_files = drift.drift_days(spec, features, predictions, profile, threshold=0.25, prediction_files=prediction_files)
+    for reports in (by_spark, by_files):
+        for r in reports.values():
+            r.pop("computed_at")
+    assert by_files == by_spark
+    for ds in DAYS:
+        pred = by_files[ds]["prediction"]
+        kept = len([1 for i in range(600) if i != 7 and i % 9]) * 0.7
+        assert 0.5 * kept < pred["rows"] < 1.5 * kept and pred["rows"] < by_files[ds]["rows"]

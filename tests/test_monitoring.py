@@ -95,6 +95,16 @@ def test_day_metrics_equal_the_training_metrics(scored):
     both, _ = holdout_metrics(joined.withColumn("p", F.col("probability")))
     for m in ("roc_auc", "pr_auc", "log_loss", "brier", "calibration_error"):
         assert evaluate.pooled(records)[m] == pytest.approx(both[m], rel=1e-9), m
+    # Pooling adds the histograms bin by bin (numpy): the very floats of one record holding both days.
+    merged: dict[int, list] = {}
+    for rec in records:
+        for h in rec["histogram"]:
+            acc = merged.setdefault(h["bin"], [0, 0, 0.0])
+            acc[0], acc[1], acc[2] = acc[0] + h["rows"], acc[1] + h["positives"], acc[2] + h["sum_p"]
+    one = {k: sum(r[k] for r in records) for k in evaluate.BINARY_SUMS}
+    one["histogram"] = [{"bin": b, "rows": a[0], "positives": a[1], "sum_p": a[2]} for b, a in sorted(merged.items())]
+    assert evaluate.pooled(records) == {**evaluate.metrics_of(one), "log_loss": one["log_loss_sum"] / 588,
+                                        "brier": one["brier_sum"] / 588, "decision_rate": one["predicted_positives"] / 588}
 
 
 def test_one_class_day_has_no_auc_but_the_rest(spark):
@@ -381,7 +391,12 @@ def test_a_prefetched_profile_is_taken_once(mlflow_store, drift_data, tmp_path, 
     client = mlflow_store
     lake = Lake(f"file://{tmp_path}/lake")
     profile, _ = drift_data
-    client.log_dict(store.version_run_id(client, "flight_delay", "1"), profile, store.PROFILE_ARTIFACT)
+    # A model of its own: the other tests' versions keep their profiles (or their lack of one).
+    run = client.create_run(client.get_experiment_by_name("flight_delay").experiment_id)
+    client.set_terminated(run.info.run_id)
+    client.create_registered_model("prefetch_test")
+    client.create_model_version("prefetch_test", str(tmp_path / "model"), run_id=run.info.run_id)
+    client.log_dict(run.info.run_id, profile, store.PROFILE_ARTIFACT)
     real = drift.load_reference_profile
     asked = []
 
@@ -390,11 +405,11 @@ def test_a_prefetched_profile_is_taken_once(mlflow_store, drift_data, tmp_path, 
         return real(*args)
 
     monkeypatch.setattr(drift, "load_reference_profile", counted)
-    drift.prefetch_reference_profile("flight_delay", "1")
-    assert drift.ensure_reference_profile(None, lake, SPEC, "flight_delay", "1") == profile
-    assert asked == [("flight_delay", "1")]  # the prefetch's one question
-    assert drift.ensure_reference_profile(None, lake, SPEC, "flight_delay", "1") == profile
-    assert asked == [("flight_delay", "1")] * 2  # taken once: the next call asks itself
+    drift.prefetch_reference_profile("prefetch_test", "1")
+    assert drift.ensure_reference_profile(None, lake, SPEC, "prefetch_test", "1") == profile
+    assert asked == [("prefetch_test", "1")]  # the prefetch's one question
+    assert drift.ensure_reference_profile(None, lake, SPEC, "prefetch_test", "1") == profile
+    assert asked == [("prefetch_test", "1")] * 2  # taken once: the next call asks itself
 
     failures = iter([OSError("MLflow hiccup")])
 
@@ -404,8 +419,8 @@ def test_a_prefetched_profile_is_taken_once(mlflow_store, drift_data, tmp_path, 
         return counted(*args)
 
     monkeypatch.setattr(drift, "load_reference_profile", flaky)
-    drift.prefetch_reference_profile("flight_delay", "1")
-    assert drift.ensure_reference_profile(None, lake, SPEC, "flight_delay", "1") == profile
+    drift.prefetch_reference_profile("prefetch_test", "1")
+    assert drift.ensure_reference_profile(None, lake, SPEC, "prefetch_test", "1") == profile
     assert len(asked) == 3  # the failed prefetch, then the caller's own question
 
 

@@ -94,6 +94,40 @@ def test_histogram_metrics_match_sklearn():
     assert perfect["roc_auc"] == 1.0 and perfect["pr_auc"] == 1.0
 
 
+def test_histogram_metrics_are_the_curves_sums_bit_for_bit():
+    """``metrics_from_histogram`` (numpy) gives exactly the floats the curves' own definitions
+    add up one bin at a time (``roc_points``, ``pr_points``, ``reliability``), whatever the
+    histogram's order: a monitoring record's metric and the same days pooled later must agree."""
+    import random
+
+    rng = random.Random(7)
+    for trial in range(25):
+        bins = rng.sample(range(evaluate.BINS), rng.choice([2, 3, 40, 1700]))
+        hist = []
+        for b in bins:
+            rows = rng.randint(1, 60)
+            hist.append((b, rows, rng.randint(0, rows), rows * (b + rng.random()) / evaluate.BINS))
+        hist[0] = (hist[0][0], hist[0][1], 0, hist[0][3])
+        hist[1] = (hist[1][0], hist[1][1], hist[1][1], hist[1][3])  # both classes present
+        rng.shuffle(hist)
+        n = sum(h[1] for h in hist)
+        roc, pr = evaluate.roc_points(hist), evaluate.pr_points(hist)
+        ap, prev = 0.0, 0.0
+        for recall, precision in pr:
+            ap += (recall - prev) * precision
+            prev = recall
+        expected = {
+            "roc_auc": sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in zip(roc, roc[1:])),
+            "pr_auc": ap,
+            "positive_rate": sum(h[2] for h in hist) / n,
+            "mean_prediction": sum(h[3] for h in hist) / n,
+            "calibration_error": sum(r / n * abs(mp - rate) for mp, rate, r in evaluate.reliability(hist)),
+        }
+        assert evaluate.metrics_from_histogram(hist) == expected, trial
+    with pytest.raises(ValueError, match="both classes"):
+        evaluate.metrics_from_histogram([(1, 5, 0, 0.0), (2, 5, 0, 0.01)])
+
+
 # -- the promotion rule --------------------------------------------------------------------------
 
 def test_better_challenger_is_promoted():

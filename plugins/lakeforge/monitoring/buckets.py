@@ -124,12 +124,17 @@ def count_batches(batches: Iterable, numeric: Sequence[Sequence[float]],
 
 def count_files(batches: Iterable, numeric: Sequence[tuple[str, Sequence[float]]],
                 categorical: Sequence[tuple[str, Sequence[str], Sequence[str]]], first: int = 0,
-                batch_rows: int = 65536) -> Iterator:
+                batch_rows: int = 65536, predictions: dict[str, Any] | None = None) -> Iterator:
     """``mapInArrow``'s function over batches of (``path``: a Parquet file's URI as Spark writes it,
     ``i``: a row's index in that file, ``ds``): those rows of the files, their ``numeric``
     ((column, edges)) and ``categorical`` ((column, kept, other)) columns read here
     (``lakeforge.lake.resolve``: local or HDFS; ``batch_rows`` rows at a time) -> the task's
-    counts (``OUTPUT``)."""
+    counts (``OUTPUT``).
+
+    ``predictions`` (``prediction_spec``): also count, as feature ``index``, the prediction
+    ``column`` of the rows of the day's prediction ``files`` whose ``key`` is one of these rows'
+    (those of ``version`` only, when given): a semi join in the worker, exact because a key
+    identifies a row in a day (``ModelSpec.key``), so each prediction meets its row in one task."""
     from urllib.parse import unquote
 
     import numpy as np
@@ -145,13 +150,16 @@ def count_files(batches: Iterable, numeric: Sequence[tuple[str, Sequence[float]]
             rows[(path, day)].append(positions)
     counts = Counts([e for _, e in numeric], [(kept, other) for _, kept, other in categorical], first)
     columns = [c for c, _ in numeric] + [c for c, _, _ in categorical]
+    keys = list(predictions["key"]) if predictions else []
+    read = list(dict.fromkeys([*columns, *keys]))
+    keys_by_day: dict[str, list] = defaultdict(list)
     for (path, day), parts in sorted(rows.items()):
         wanted = np.unique(np.concatenate(parts))  # sorted; a row once even if sent twice
         fs, local = resolve(unquote(path))  # Spark's file_path is URL-encoded (a space as %20)
         offset = 0
         with fs.open_input_file(local) as f:
             parquet = pq.ParquetFile(f)
-            present = [c for c in columns if c in parquet.schema_arrow.names]
+            present = [c for c in read if c in parquet.schema_arrow.names]
             for batch in parquet.iter_batches(batch_size=batch_rows, columns=present):
                 lo, hi = np.searchsorted(wanted, [offset, offset + batch.num_rows])
                 if hi > lo:
@@ -159,8 +167,56 @@ def count_files(batches: Iterable, numeric: Sequence[tuple[str, Sequence[float]]
                     # A column the file lacks reads as nulls, as Spark reads it.
                     cols = [taken.column(c) if c in present else pa.nulls(taken.num_rows) for c in columns]
                     counts.add([day], np.zeros(taken.num_rows, dtype=np.int64), cols)
+                    if keys:
+                        keys_by_day[day].append(pa.Table.from_batches([taken]).select(keys))
                 offset += batch.num_rows
-    yield counts.batch()
+    out = counts.batch()
+    if predictions:
+        out = pa.concat_batches([out, _count_predictions(predictions, keys_by_day)])
+    yield out
+
+
+def prediction_spec(files: dict[str, Sequence[str]], key: Sequence[str], column: str, version: str | None,
+                    index: int, edges: Sequence[float] | None = None,
+                    categories: tuple[Sequence[str], Sequence[str]] | None = None) -> dict[str, Any]:
+    """``count_files``' ``predictions``: the day's prediction files (lake URIs), the key, the
+    prediction column bucketed by ``edges`` (numeric) or ``categories`` ((kept, other)), the
+    version whose rows count, the feature index its counts carry."""
+    return {"files": {ds: list(uris) for ds, uris in files.items()}, "key": list(key), "column": column,
+            "version": version, "index": index, "edges": None if edges is None else list(edges),
+            "categories": None if categories is None else (list(categories[0]), list(categories[1]))}
+
+
+def _count_predictions(spec: dict[str, Any], keys_by_day: dict[str, list]):
+    """The prediction's counts (one Arrow batch of ``OUTPUT``) over the predictions of
+    ``spec["files"]`` whose key is among ``keys_by_day``'s (each day's tables of row keys)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from lakeforge.lake import resolve
+
+    edges, categories = spec["edges"], spec["categories"]
+    counts = Counts([] if edges is None else [edges], [] if categories is None else [tuple(categories)], spec["index"])
+    wanted = list(dict.fromkeys([*spec["key"], spec["column"], "model_version"]))
+    for day, parts in sorted(keys_by_day.items()):
+        tables = []
+        for uri in spec["files"].get(day, []):
+            fs, path = resolve(uri)  # a lake URI from a manifest: not encoded
+            with fs.open_input_file(path) as f:
+                tables.append(pq.read_table(f, columns=wanted))
+        if not tables:
+            continue
+        predicted = pa.concat_tables(tables)
+        if spec["version"] is not None:
+            predicted = predicted.filter(pc.equal(predicted["model_version"].cast(pa.string()), str(spec["version"])))
+        kept = pa.concat_tables(parts)
+        kept = kept.cast(pa.schema([(k, predicted.schema.field(k).type) for k in spec["key"]]))  # equal key types
+        matched = predicted.join(kept, keys=spec["key"], join_type="left semi")  # null keys never match
+        if matched.num_rows:
+            counts.add([day], np.zeros(matched.num_rows, dtype=np.int64), [matched[spec["column"]].combine_chunks()])
+    return counts.batch()
 
 
 def _by_file(paths, days, index) -> dict[tuple[str, str], Any]:

@@ -142,27 +142,29 @@ FILE_BATCH_ROWS = 65536  # rows a worker reads from a feature file at a time
 
 
 def _bucketed(df: "DataFrame", numeric: Sequence[tuple[str, Sequence[float]]],
-              categorical: Sequence[tuple[str, Sequence[str], Sequence[str]]], first: int = 0) -> "DataFrame":
-    """(ds, f, b, n): each task's rows per (day, feature index ``first + i``, bucket code) of
+              categorical: Sequence[tuple[str, Sequence[str], Sequence[str]]], first: int = 0,
+              predictions: dict[str, Any] | None = None) -> tuple["DataFrame", bool]:
+    """((ds, f, b, n): each task's rows per (day, feature index ``first + i``, bucket code) of
     ``df``'s ``numeric`` ((column, edges)) then ``categorical`` ((column, kept, other)) columns,
-    counted in the Python workers: read from ``df``'s own Parquet files where it is a file scan
-    whose columns the workers cast as Spark would (``buckets.count_files``), else sent by the JVM
-    (``buckets.count_batches``)."""
+    counted in the Python workers; whether the prediction's counts are in it). Read from
+    ``df``'s own Parquet files where it is a file scan whose columns the workers cast as Spark
+    would (``buckets.count_files``; with ``predictions``, ``buckets.prediction_spec``, the
+    prediction's counts too), else sent by the JVM (``buckets.count_batches``)."""
     from functools import partial
 
     located = _file_rows(df, [c for c, _ in numeric], [c for c, _, _ in categorical])
     if located is not None:
         fn = partial(buckets.count_files, numeric=[(c, list(e)) for c, e in numeric],
                      categorical=[(c, list(kept), list(other)) for c, kept, other in categorical], first=first,
-                     batch_rows=FILE_BATCH_ROWS)
-        return located.mapInArrow(fn, buckets.OUTPUT)
+                     batch_rows=FILE_BATCH_ROWS, predictions=predictions)
+        return located.mapInArrow(fn, buckets.OUTPUT), predictions is not None
     # SQL text, one Py4J call: ~130 Column objects took ~0.7 s of the driver.
     columns = ["CAST(ds AS STRING) AS ds",
                *[f"CAST({_sql_name(c)} AS DOUBLE) AS n{i}" for i, (c, _) in enumerate(numeric)],
                *[f"CAST({_sql_name(c)} AS STRING) AS c{j}" for j, (c, _, _) in enumerate(categorical)]]
     fn = partial(buckets.count_batches, numeric=[list(e) for _, e in numeric],
                  categorical=[(list(kept), list(other)) for _, kept, other in categorical], first=first)
-    return df.selectExpr(*columns).mapInArrow(fn, buckets.OUTPUT)
+    return df.selectExpr(*columns).mapInArrow(fn, buckets.OUTPUT), False
 
 
 def _file_rows(df: "DataFrame", numeric: Sequence[str], categorical: Sequence[str]) -> "DataFrame | None":
@@ -176,9 +178,11 @@ def _file_rows(df: "DataFrame", numeric: Sequence[str], categorical: Sequence[st
     if (not all(isinstance(types.get(c), (NumericType, BooleanType)) for c in numeric)
             or not all(isinstance(types.get(c), StringType) for c in categorical)):
         return None
+    if not df.inputFiles():  # built in memory: no files to read (and no error logged for trying)
+        return None
     try:
         return df.selectExpr("_metadata.file_path AS path", "_metadata.row_index AS i", "CAST(ds AS STRING) AS ds")
-    except AnalysisException:  # not a file scan (e.g. a frame built in memory)
+    except AnalysisException:  # files somewhere below, but not a plain scan of them
         return None
 
 
@@ -491,11 +495,14 @@ def _entry(name: str, kind: str, ref: dict[str, Any], counts: dict[str, int], th
 
 
 def drift_days(spec: "ModelSpec", features: "DataFrame", predictions: "DataFrame | None", profile: dict[str, Any],
-               days: Sequence[str] | None = None, threshold: float | None = None) -> dict[str, dict[str, Any]]:
+               days: Sequence[str] | None = None, threshold: float | None = None,
+               prediction_files: dict[str, Sequence[str]] | None = None) -> dict[str, dict[str, Any]]:
     """The drift report of each day of ``features`` (or of ``days``; the rows the spec's
-    ``row_filter`` keeps) against ``profile``: the bucket counts of the days' feature rows and, at
-    the same time, of the version's predictions of them (joined on the spec's ``key`` and ``ds``),
-    each one Spark aggregation (``_bucketed``)."""
+    ``row_filter`` keeps) against ``profile``: the bucket counts of the days' feature rows and of
+    the version's predictions of them (joined on the spec's ``key`` and ``ds``), Spark
+    aggregations of the workers' counts (``_bucketed``). ``prediction_files``: the files
+    ``predictions`` was read from, by day (``published_files``): the workers then count the
+    prediction from them beside the features, without a Spark join."""
     from pyspark.sql import functions as F
 
     threshold = get_settings().retrain_drift_psi if threshold is None else threshold
@@ -506,20 +513,28 @@ def drift_days(spec: "ModelSpec", features: "DataFrame", predictions: "DataFrame
     n_features = len(numeric) + len(categorical)
     pred_ref = profile.get("prediction")
     pred_categorical = bool(pred_ref) and "categories" in pred_ref
+    in_files = None
+    if predictions is not None and pred_ref and prediction_files is not None:
+        in_files = buckets.prediction_spec(
+            prediction_files, spec.key, PREDICTED[spec.task][0], profile.get("model_version"), n_features,
+            edges=None if pred_categorical else pred_ref["edges"],
+            categories=(pred_ref["categories"], pred_ref["other"]) if pred_categorical else None)
+    features_long, counted = _bucketed(rows, [(c, ref["edges"]) for c, ref in numeric],
+                                       [(c, ref["categories"], ref["other"]) for c, ref in categorical],
+                                       predictions=in_files)
     predicted = None
-    if predictions is not None and pred_ref:
+    if predictions is not None and pred_ref and not counted:
         preds = predictions.withColumn("ds", F.col("ds").cast("string"))
         if profile.get("model_version") is not None:
             preds = preds.where(F.col("model_version").cast("string") == str(profile["model_version"]))
         keys = [*spec.key, "ds"]
         preds = preds.join(rows.select(*keys), keys, how="left_semi")
         preds = preds.select("ds", _prediction(spec, preds).alias("p"))
-        predicted = (_bucketed(preds, [], [("p", pred_ref["categories"], pred_ref["other"])], first=n_features)
-                     if pred_categorical else _bucketed(preds, [("p", pred_ref["edges"])], [], first=n_features))
-    features_long = _bucketed(rows, [(c, ref["edges"]) for c, ref in numeric],
-                              [(c, ref["categories"], ref["other"]) for c, ref in categorical])
+        predicted = (_bucketed(preds, [], [("p", pred_ref["categories"], pred_ref["other"])], first=n_features)[0]
+                     if pred_categorical else _bucketed(preds, [("p", pred_ref["edges"])], [], first=n_features)[0])
     # Two jobs at once, not one over a union: the predictions' semi join is a broadcast that a
-    # union's one stage would wait for before reading a single feature row.
+    # union's one stage would wait for before reading a single feature row. (Given the days'
+    # prediction files, the workers reading the feature files count the prediction too: one job.)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-predictions") as pool:
         pending = pool.submit(_coded_counts, predicted) if predicted is not None else None
         coded = _coded_counts(features_long)

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 from lakeforge.lake import Lake
 from lakeforge.monitoring import store
 from lakeforge.publish import PartitionFile
-from lakeforge.training.evaluate import BINS, EPS, metrics_from_histogram, reliability
+from lakeforge.training.evaluate import (BINS, EPS, histogram_arrays, metrics_from_arrays, metrics_from_histogram,
+                                         reliability)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -236,17 +237,42 @@ def pooled(records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
         total["confusion"] = [{"label": y, "predicted": p, "rows": a[0], "log_loss_sum": a[1]}
                               for (y, p), a in sorted(cells.items())]
         return metrics_of(total)
-    bins: dict[int, list] = {}
-    for rec in records:
-        for h in rec["histogram"]:
-            acc = bins.setdefault(h["bin"], [0, 0, 0.0])
-            acc[0] += h["rows"]
-            acc[1] += h["positives"]
-            acc[2] += h["sum_p"]
-    total.update({k: sum(r[k] for r in records)
-                  for k in ("positives", "predicted_positives", "log_loss_sum", "brier_sum")})
-    total["histogram"] = [{"bin": b, "rows": a[0], "positives": a[1], "sum_p": a[2]} for b, a in sorted(bins.items())]
-    return metrics_of(total)
+    return pooled_binary([binary_parts(r) for r in records])
+
+
+BINARY_SUMS = ("rows_evaluated", "positives", "predicted_positives", "log_loss_sum", "brier_sum")
+
+
+def binary_parts(rec: dict[str, Any]) -> tuple[dict[str, Any], tuple]:
+    """What a binary record's pooled metrics are made of: its sums and its histogram as arrays
+    (``histogram_arrays``): converted once when a plot pools each day into several windows."""
+    return ({k: rec[k] for k in BINARY_SUMS},
+            histogram_arrays([(h["bin"], h["rows"], h["positives"], h["sum_p"]) for h in rec["histogram"]]))
+
+
+def pooled_binary(parts: Sequence[tuple[dict[str, Any], tuple]]) -> dict[str, float | None]:
+    """``pooled`` of binary records given as ``binary_parts``: the histograms added bin by bin in
+    the records' order, then ``metrics_of``'s definitions (the same floats as adding them one
+    entry at a time)."""
+    import numpy as np
+
+    total = {k: sum(p[0][k] for p in parts) for k in BINARY_SUMS}
+    n = total["rows_evaluated"]
+    if not n:
+        return dict.fromkeys(TASK_METRICS["binary"])
+    bins, rows, positives, sum_p = (np.concatenate([p[1][i] for p in parts]) for i in range(4))
+    present = np.flatnonzero(np.bincount(bins, minlength=BINS))
+    hist = (present, np.bincount(bins, weights=rows, minlength=BINS)[present].astype(np.int64),
+            np.bincount(bins, weights=positives, minlength=BINS)[present].astype(np.int64),
+            np.bincount(bins, weights=sum_p, minlength=BINS)[present])
+    if 0 < total["positives"] < n:
+        m: dict[str, float | None] = dict(metrics_from_arrays(*hist))
+    else:
+        m = metrics_of({**total, "histogram": [{"bin": int(b), "rows": int(r), "positives": int(q), "sum_p": float(sp)}
+                                               for b, r, q, sp in zip(*hist)]})
+    m.update(log_loss=total["log_loss_sum"] / n, brier=total["brier_sum"] / n,
+             decision_rate=total["predicted_positives"] / n)
+    return m
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -373,8 +399,14 @@ def plot_performance(records: Sequence[dict[str, Any]], holdout: dict[str, float
     ax.plot(days, [r[metric] for r in rows], marker=".", alpha=0.6, label=f"{metric}, per partition")
     sums = {"binary": "histogram", "multiclass": "confusion", "regression": "sse"}
     if all(r.get(sums[task_of(r)]) is not None for r in rows):  # what the retraining policy compares
-        trailing = [pooled([q for q in rows[:i + 1] if q["model_version"] == r["model_version"]][-window_days:])[metric]
-                    for i, r in enumerate(rows)]
+        if calibrated:  # each day's histogram converted once, not once per window it is in
+            parts = [binary_parts(r) for r in rows]
+            trailing = [pooled_binary([p for q, p in zip(rows[:i + 1], parts)
+                                       if q["model_version"] == r["model_version"]][-window_days:])[metric]
+                        for i, r in enumerate(rows)]
+        else:
+            trailing = [pooled([q for q in rows[:i + 1] if q["model_version"] == r["model_version"]][-window_days:])[metric]
+                        for i, r in enumerate(rows)]
         ax.plot(days, trailing, color="black", label=f"{metric}, pooled over the last {window_days} partitions")
     if calibrated:
         ax2.plot(days, [r["calibration_error"] for r in rows], marker=".", color="tab:orange",

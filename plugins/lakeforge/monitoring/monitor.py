@@ -41,10 +41,10 @@ def read_days(spark, lake: Lake, table: str, days: Sequence[str]) -> tuple["Data
     return scan_days(spark, lake, table, days)[:2]
 
 
-def scan_days(spark, lake: Lake, table: str,
-              days: Sequence[str]) -> tuple["DataFrame | None", list[str], dict[str, dict[str, Any]]]:
-    """``read_days`` and the manifests of the days found: each read once, for its files and
-    whatever else the caller needs from it (the predictions' model)."""
+def scan_days(spark, lake: Lake, table: str, days: Sequence[str]) -> tuple[
+        "DataFrame | None", list[str], dict[str, dict[str, Any]], dict[str, list[str]]]:
+    """``read_days``, the manifests of the days found and their files: each manifest read once,
+    for its files and whatever else the caller needs from it (the predictions' model)."""
     manifests: dict[str, dict[str, Any]] = {}
 
     def keep(ds: str, manifest: dict[str, Any]) -> bool:
@@ -53,8 +53,8 @@ def scan_days(spark, lake: Lake, table: str,
 
     files = published_files(lake, table, days, accept=keep)
     if not files:
-        return None, [], {}
-    return read_published(spark, files), sorted(files), {ds: manifests[ds] for ds in sorted(files)}
+        return None, [], {}, {}
+    return read_published(spark, files), sorted(files), {ds: manifests[ds] for ds in sorted(files)}, files
 
 
 def monitor_days(spark, lake: Lake, spec: "ModelSpec", days: Sequence[str], log_to_mlflow: bool = True,
@@ -69,7 +69,7 @@ def monitor_days(spark, lake: Lake, spec: "ModelSpec", days: Sequence[str], log_
     ``publish_s``, ``mlflow_s``)."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    predictions, scored, manifests = scan_days(spark, lake, spec.predictions, days)
+    predictions, scored, manifests, prediction_files = scan_days(spark, lake, spec.predictions, days)
     features, featured = read_days(spark, lake, spec.features, scored)
     skipped = sorted(set(days) - set(featured))
     if predictions is None or features is None:
@@ -114,7 +114,8 @@ def monitor_days(spark, lake: Lake, spec: "ModelSpec", days: Sequence[str], log_
                 # profile is the run's, the report names the version that scored.
                 profile = {**profile, "model_version": str(version)}
                 version_days = sorted(ds for ds, nv in versions.items() if nv == (name, version))
-                reports.update(drift.drift_days(spec, features, predictions, profile, version_days))
+                reports.update(drift.drift_days(spec, features, predictions, profile, version_days,
+                                                prediction_files=prediction_files))
                 timings["drift_s"] = timings.get("drift_s", 0.0) + time.perf_counter() - t
             records = evaluated.result()
             plot = plotted.result() if plotted is not None else None

@@ -99,22 +99,52 @@ def reliability(hist: Histogram, bins: int = RELIABILITY_BINS) -> list[tuple[flo
 
 
 def metrics_from_histogram(hist: Histogram) -> dict[str, float]:
-    n = sum(h[1] for h in hist)
-    pos = sum(h[2] for h in hist)
-    roc = roc_points(hist)
-    auc = sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in zip(roc, roc[1:]))
-    pr = pr_points(hist)
-    ap, prev_recall = 0.0, 0.0
-    for recall, precision in pr:
-        ap += (recall - prev_recall) * precision
-        prev_recall = recall
-    rel = reliability(hist)
-    ece = sum(rows / n * abs(mean_p - rate) for mean_p, rate, rows in rel)
+    """ROC AUC, PR AUC, positive rate, mean prediction and calibration error of a histogram
+    (both classes present)."""
+    return metrics_from_arrays(*histogram_arrays(hist))
+
+
+def histogram_arrays(hist: Histogram) -> tuple["np.ndarray", "np.ndarray", "np.ndarray", "np.ndarray"]:
+    """A histogram's (bin, rows, positives, sum of predictions) as numpy arrays, in its order."""
+    import numpy as np
+
+    n = len(hist)
+    return (np.fromiter((h[0] for h in hist), np.int64, n), np.fromiter((h[1] for h in hist), np.int64, n),
+            np.fromiter((h[2] for h in hist), np.int64, n), np.fromiter((h[3] for h in hist), np.float64, n))
+
+
+def metrics_from_arrays(bins: "np.ndarray", rows: "np.ndarray", positives: "np.ndarray",
+                        sum_p: "np.ndarray") -> dict[str, float]:
+    """``metrics_from_histogram`` over the histogram's arrays (distinct bins, any order): the same
+    operations in the same order as ``roc_points`` / ``pr_points`` / ``reliability`` and their
+    sums (``cumsum`` adds left to right like Python's ``sum``), so the same floats, bit for bit,
+    without a Python loop over the bins (a trailing window of a plot pools thousands of them per
+    day)."""
+    import numpy as np
+
+    n, pos = int(rows.sum()), int(positives.sum())
+    neg = n - pos
+    if pos == 0 or neg == 0:
+        raise ValueError("ROC needs both classes in the holdout")
+    order = np.argsort(-bins, kind="stable")  # thresholds from high to low
+    tp, seen = np.cumsum(positives[order]), np.cumsum(rows[order])
+    fpr = np.concatenate([[0.0], (seen - tp) / neg])
+    tpr = np.concatenate([[0.0], tp / pos])
+    auc = float(np.cumsum((fpr[1:] - fpr[:-1]) * (tpr[:-1] + tpr[1:]) / 2)[-1])
+    recall, precision = tp / pos, tp / seen
+    ap = float(np.cumsum((recall - np.concatenate([[0.0], recall[:-1]])) * precision)[-1])
+    k = np.minimum((bins * RELIABILITY_BINS / BINS).astype(np.int64), RELIABILITY_BINS - 1)
+    k_rows = np.bincount(k, weights=rows, minlength=RELIABILITY_BINS)
+    k_pos = np.bincount(k, weights=positives, minlength=RELIABILITY_BINS)
+    k_sum_p = np.bincount(k, weights=sum_p, minlength=RELIABILITY_BINS)  # in the histogram's order
+    used = k_rows > 0
+    mean_p, rate = k_sum_p[used] / k_rows[used], k_pos[used] / k_rows[used]
+    ece = float(np.cumsum(k_rows[used].astype(np.int64) / n * np.abs(mean_p - rate))[-1])
     return {
         "roc_auc": auc,
         "pr_auc": ap,
         "positive_rate": pos / n,
-        "mean_prediction": sum(h[3] for h in hist) / n,
+        "mean_prediction": float(np.cumsum(sum_p)[-1]) / n,
         "calibration_error": ece,
     }
 
