@@ -136,16 +136,26 @@ def test_numeric_codes(values, edges, expected):
     assert numeric_codes(pa.array(values), edges).tolist() == expected
 
 
+def _parquet(table) -> bytes:
+    import io
+
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(table, buf, row_group_size=100)
+    return buf.getvalue()
+
+
 @pytest.mark.parametrize("task", ["binary", "multiclass"])
-def test_prediction_counts_read_by_the_workers_equal_spark_s_semi_join(spark, tmp_path, task):
+def test_prediction_counts_read_by_the_workers_equal_spark_s_semi_join(spark, lake, task):
     """Given the days' prediction files (``monitor_days`` passes them), the workers reading the
     feature files count the prediction too (``buckets.count_files``: a semi join of the day's
     predictions on the rows' key): the same reports as Spark's semi join of the predictions
     frame on the kept rows. A two-column key (one row with a null part: never matched), rows the
     row filter drops, another version's predictions and a prediction of no row in the same
-    files, two feature files a day."""
+    files, two feature files a day; on a local and on an HDFS lake (the workers read both through
+    the lake's file system)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from lakeforge.monitoring import drift
     from lakeforge.spark_publish import read_published
@@ -162,18 +172,14 @@ def test_prediction_counts_read_by_the_workers_equal_spark_s_semi_join(spark, tm
         rows = [{"shop": None if i == 7 else f"s{i % 5}", "n": i, "x": rng.uniform(-2, 2),
                  "cat": rng.choice(KEPT + ["never"]), "keep": rng.random() < 0.7, "label": 0} for i in range(600)]
         for part, chunk in enumerate([rows[:250], rows[250:]]):
-            path = tmp_path / "features" / f"ds={ds}" / f"part-{part}.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.Table.from_pylist(chunk), path, row_group_size=100)
-            feature_files.setdefault(ds, []).append(f"file://{path}")
+            lake.write_bytes(f"features/ds={ds}/part-{part}.parquet", _parquet(pa.Table.from_pylist(chunk)))
+            feature_files.setdefault(ds, []).append(lake.uri(f"features/ds={ds}/part-{part}.parquet"))
         preds = [{"shop": r["shop"], "n": r["n"], "model_version": "3" if r["n"] % 9 else "4",
                   "probability": rng.random(), "predicted_class": rng.choice(["sun", "rain", "fog", "hail"])}
                  for r in rows] + [{"shop": "s1", "n": 10_000, "model_version": "3", "probability": 0.5,
                                     "predicted_class": "sun"}]
-        path = tmp_path / "predictions" / f"ds={ds}" / "part-0.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(preds), path)
-        prediction_files[ds] = [f"file://{path}"]
+        lake.write_bytes(f"predictions/ds={ds}/part-0.parquet", _parquet(pa.Table.from_pylist(preds)))
+        prediction_files[ds] = [lake.uri(f"predictions/ds={ds}/part-0.parquet")]
     features = read_published(spark, feature_files)
     predictions = read_published(spark, prediction_files)
     prediction = ({"categories": ["sun", "rain"], "other": ["fog"], "shares": {"sun": 0.5, "rain": 0.4, "fog": 0.1}}
