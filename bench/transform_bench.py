@@ -8,6 +8,8 @@ through the real ingestion, cached under /tmp), it measures, each in a fresh pro
 2. the same with ``local[1]``, as is and pinned to one CPU with ``taskset`` (scaling);
 3. ``python -m bench.duckdb_transform`` (the same logic in DuckDB SQL, threads=2) on the same raw
    files, then checks it row for row against the Spark output (every output table, both ways);
+   skipped (and the reason recorded) with ``--no-duckdb`` or when the port is out of step with the
+   Spark job (``check_port_matches_spark``), since its numbers would then time different logic;
 4. the incremental cost: a one-day run (``--dates``) on a lake holding a month of history vs. one
    holding the whole range.
 
@@ -17,6 +19,7 @@ Writes ``bench/results/transform.json`` and prints a markdown table.
 
     python -m bench.transform_bench [--scale 20] [--start 2013-01-01] [--end 2013-12-30]
     python -m bench.transform_bench --scale 2 --start 2013-01-01 --end 2013-01-07   # quick check
+    python -m bench.transform_bench --no-duckdb   # Spark measurements only
 """
 
 from __future__ import annotations
@@ -52,35 +55,62 @@ def log(msg: str) -> None:
 
 # -- keeping the DuckDB port in step with the Spark job -----------------------------------------
 
-def check_port_matches_spark() -> None:
-    """The DuckDB port's schemas, rules constants and output columns are the Spark job's."""
+def check_port_matches_spark() -> list[str]:
+    """Where the DuckDB port's schemas, rules constants and output columns differ from the Spark
+    job's, one reason each (empty when in step): timing or checking the two engines row for row only
+    means something while they run the same logic."""
     from pyspark.sql import types as T
 
     from lakeforge.pipelines.nycflights import clean, features, schemas
 
     spark_to_duck = {T.IntegerType(): dt.INT, T.DoubleType(): dt.DBL, T.StringType(): dt.STR,
                      T.TimestampType(): dt.TS}
+    mismatches = []
     for name, spark_schema, duck_schema in (
         ("flights", schemas.FLIGHTS_RAW, dt.FLIGHTS_RAW),
         ("weather", schemas.WEATHER_RAW, dt.WEATHER_RAW),
         ("planes", {f.name: f.dataType for f in schemas.PLANES.fields}, dt.PLANES),
         ("airports", {f.name: f.dataType for f in schemas.AIRPORTS.fields}, dt.AIRPORTS),
     ):
-        mapped = {col: spark_to_duck[t] for col, t in spark_schema.items()}
+        # A Spark type the port has no counterpart for is a difference too, not a KeyError.
+        mapped = {col: spark_to_duck.get(t, f"<Spark {t.simpleString()}>") for col, t in spark_schema.items()}
         if mapped != duck_schema:
-            raise SystemExit(f"bench.duckdb_transform's {name} schema differs from lakeforge.pipelines.nycflights.schemas")
+            mismatches.append(f"{name} raw schema: {_difference(duck_schema, mapped)}")
     same = [
-        (dt.ORIGINS, schemas.ORIGINS), (dt.ORIGIN_TZ, schemas.ORIGIN_TZ),
-        (dt.MAX_DELAY_MINUTES, clean.MAX_DELAY_MINUTES),
-        (dt.CLEAN_FLIGHTS_COLUMNS, clean.CLEAN_FLIGHTS_COLUMNS),
-        (dt.CLEAN_WEATHER_COLUMNS, clean.CLEAN_WEATHER_COLUMNS),
-        (dt.FEATURES_TABLE_COLUMNS, features.FEATURES_TABLE_COLUMNS),
-        (dt.DELAY_THRESHOLD_MINUTES, features.DELAY_THRESHOLD_MINUTES),
-        (len(dt.flight_rules()), 11), (len(dt.weather_rules()), 12),
+        ("ORIGINS", dt.ORIGINS, schemas.ORIGINS), ("ORIGIN_TZ", dt.ORIGIN_TZ, schemas.ORIGIN_TZ),
+        ("MAX_DELAY_MINUTES", dt.MAX_DELAY_MINUTES, clean.MAX_DELAY_MINUTES),
+        ("CLEAN_FLIGHTS_COLUMNS", dt.CLEAN_FLIGHTS_COLUMNS, clean.CLEAN_FLIGHTS_COLUMNS),
+        ("CLEAN_WEATHER_COLUMNS", dt.CLEAN_WEATHER_COLUMNS, clean.CLEAN_WEATHER_COLUMNS),
+        ("FEATURES_TABLE_COLUMNS", dt.FEATURES_TABLE_COLUMNS, features.FEATURES_TABLE_COLUMNS),
+        ("DELAY_THRESHOLD_MINUTES", dt.DELAY_THRESHOLD_MINUTES, features.DELAY_THRESHOLD_MINUTES),
+        ("number of flight rules", len(dt.flight_rules()), 11),
+        ("number of weather rules", len(dt.weather_rules()), 12),
     ]
-    for ours, theirs in same:
-        if ours != theirs:
-            raise SystemExit(f"bench.duckdb_transform is out of step with lakeforge.pipelines.nycflights: {ours!r} != {theirs!r}")
+    mismatches += [f"{name}: {_difference(ours, theirs)}" for name, ours, theirs in same if ours != theirs]
+    return mismatches
+
+
+def _difference(ours: Any, theirs: Any, shown: int = 5) -> str:
+    """What differs, short enough to read in a log line: a list of a hundred columns is not printed whole."""
+    def some(names: list[str]) -> str:
+        return ", ".join(names[:shown]) + (f", ... ({len(names)} in all)" if len(names) > shown else "")
+
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        parts = [f"missing from the port: {some([k for k in theirs if k not in ours])}",
+                 f"only in the port: {some([k for k in ours if k not in theirs])}",
+                 "types differ (port vs Spark job): " + some([f"{k} {ours[k]} vs {theirs[k]}" for k in theirs
+                                                              if k in ours and ours[k] != theirs[k]])]
+        return "; ".join(p for p in parts if not p.endswith(": "))
+    if isinstance(ours, (list, tuple)) and isinstance(theirs, (list, tuple)):
+        missing = [str(x) for x in theirs if x not in ours]
+        extra = [str(x) for x in ours if x not in theirs]
+        parts = [f"port {len(ours)}, Spark job {len(theirs)}"]
+        parts += [f"missing from the port: {some(missing)}"] if missing else []
+        parts += [f"only in the port: {some(extra)}"] if extra else []
+        if not missing and not extra:
+            parts.append("same names, different order")
+        return "; ".join(parts)
+    return f"port {ours!r} != Spark job {theirs!r}"
 
 
 # -- running the engines -------------------------------------------------------------------------
@@ -372,6 +402,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--duckdb-repeats", type=int, default=2)
     parser.add_argument("--skip-local1", action="store_true", help="skip the local[1] run")
     parser.add_argument("--skip-warm", action="store_true", help="skip the warm-JVM run (bench.warm_transform)")
+    parser.add_argument("--no-duckdb", action="store_true",
+                        help="skip the DuckDB runs and the row-for-row check (Spark measurements only)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per engine run")
     parser.add_argument("--keep", action="store_true", help="keep the run lakes and outputs")
     parser.add_argument("--retries", type=int, default=1,
@@ -386,7 +418,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     global QUIET_MAX_WAIT_S
     QUIET_MAX_WAIT_S = args.quiet_wait
-    check_port_matches_spark()
+    # An out-of-step port is reported, not fatal: the Spark measurements stand on their own.
+    mismatches = check_port_matches_spark()
+    duckdb_skipped = None
+    if args.no_duckdb:
+        duckdb_skipped = "asked for with --no-duckdb"
+    elif mismatches:
+        duckdb_skipped = ("the port (bench/duckdb_transform.py) is out of step with the Spark job: "
+                          + " | ".join(mismatches))
+    if duckdb_skipped:
+        log(f"DuckDB comparison skipped: {duckdb_skipped}")
     machine = _machine()
     dates = _days(args.start, args.end)
     range_args = ["--start", args.start.isoformat(), "--end", args.end.isoformat()]
@@ -437,25 +478,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # 3. DuckDB on the same raw files (the cache's), threads=2.
     duck_out = work / "duckdb_out"
-    duck_runs = []
-    for i in range(max(1, args.duckdb_repeats)):
+    duck_runs: list[dict[str, Any]] = []
+    for i in range(0 if duckdb_skipped else max(1, args.duckdb_repeats)):
         log(f"DuckDB threads=2 (run {i + 1}) ...")
         duck_runs.append(measured(lambda i=i: duckdb_run(f"file://{cache / 'lake'}", duck_out, range_args, 2,
                                                          logs / f"duckdb_{i + 1}.log", args.timeout),
                                   "DuckDB", args.retries))
         log(f"  wall {duck_runs[-1]['wall_s']:.1f}s (compute {duck_runs[-1]['timings']['compute_s']:.1f}s), "
             f"rows {duck_runs[-1]['rows']}, contention {duck_runs[-1]['contention']}")
-    duck = min(duck_runs, key=lambda r: r["wall_s"])
+    duck = min(duck_runs, key=lambda r: r["wall_s"]) if duck_runs else None
 
     spark2 = spark_runs["local[2]"]
     for other in [*spark_runs.values(), *duck_runs]:
         if other["rows"] != spark2["rows"]:
             raise RuntimeError(f"row counts differ: {other['rows']} vs Spark local[2] {spark2['rows']}")
-    log("comparing DuckDB output with Spark local[2] output row for row ...")
-    t = time.perf_counter()
-    comparison = compare_outputs(work / "spark_local2", duck_out, dates)
-    log(f"  done in {time.perf_counter() - t:.1f}s: " + ", ".join(
-        f"{k}: {v['only_in_spark']}/{v['only_in_duckdb']} differing" for k, v in comparison.items()))
+    comparison = None
+    if duck is not None:
+        log("comparing DuckDB output with Spark local[2] output row for row ...")
+        t = time.perf_counter()
+        comparison = compare_outputs(work / "spark_local2", duck_out, dates)
+        log(f"  done in {time.perf_counter() - t:.1f}s: " + ", ".join(
+            f"{k}: {v['only_in_spark']}/{v['only_in_duckdb']} differing" for k, v in comparison.items()))
 
     # 4. Incremental: one day on a month-history lake vs. the full-history lake (spark_local2).
     history_end = min(args.start + timedelta(days=args.history_days - 1), args.end)
@@ -508,8 +551,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "spark": {m: _summary(r) for m, r in spark_runs.items()},
         "spark_warm": None if warm is None else {
             k: warm[k] for k in ("spark_startup_s", "first_run", "second_run", "parquet_writer", "contention")},
-        "duckdb": {**_summary(duck), "threads": 2, "all_wall_s": [_r(r["wall_s"]) for r in duck_runs],
-                   "reference_rows": duck.get("reference_rows")},
+        "duckdb": {"skipped": duckdb_skipped, "port_mismatches": mismatches} if duck is None else {
+            **_summary(duck), "threads": 2, "all_wall_s": [_r(r["wall_s"]) for r in duck_runs],
+            "reference_rows": duck.get("reference_rows")},
         "ratios": {
             "spark_local2_over_local1_speedup_wall": _r(spark1["wall_s"] / spark2["wall_s"]) if spark1 else None,
             "spark_local2_over_local1_speedup_compute":
@@ -518,17 +562,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 _r(spark1_pinned["wall_s"] / spark2["wall_s"]) if spark1_pinned else None,
             "spark_local2_over_local1_one_cpu_speedup_compute":
                 _r(spark1_pinned["timings"]["compute_s"] / s2t["compute_s"]) if spark1_pinned else None,
-            "spark_over_duckdb_wall": _r(spark2["wall_s"] / duck["wall_s"], 1),
-            "spark_over_duckdb_excluding_spark_startup": _r(s2t["compute_s"] / duck["timings"]["compute_s"], 1),
+            # Against DuckDB: null when it was skipped.
+            "spark_over_duckdb_wall": _r(spark2["wall_s"] / duck["wall_s"], 1) if duck else None,
+            "spark_over_duckdb_excluding_spark_startup":
+                _r(s2t["compute_s"] / duck["timings"]["compute_s"], 1) if duck else None,
             # The DuckDB port runs no quality gate: the same work is Spark's wall less its gate.
-            "spark_over_duckdb_wall_without_gate": _r((spark2["wall_s"] - s2t.get("quality_s", 0.0)) / duck["wall_s"], 1),
+            "spark_over_duckdb_wall_without_gate":
+                _r((spark2["wall_s"] - s2t.get("quality_s", 0.0)) / duck["wall_s"], 1) if duck else None,
             # The floor of what JIT or start-up work could give: the same job's compute in a warm JVM.
             "spark_warm_compute_over_duckdb_compute":
-                _r(warm["second_run"]["compute_s"] / duck["timings"]["compute_s"], 2) if warm else None,
+                _r(warm["second_run"]["compute_s"] / duck["timings"]["compute_s"], 2) if warm and duck else None,
             "spark_warm_parquet_writer_s_over_duckdb_wall": _r(sum(
-                w["writer_s"] for w in warm["parquet_writer"].values()) / duck["wall_s"], 2) if warm else None,
+                w["writer_s"] for w in warm["parquet_writer"].values()) / duck["wall_s"], 2) if warm and duck else None,
             "spark_local2_flights_per_s_compute": round(flights / s2t["compute_s"]),
-            "duckdb_flights_per_s_compute": round(flights / duck["timings"]["compute_s"]),
+            "duckdb_flights_per_s_compute": round(flights / duck["timings"]["compute_s"]) if duck else None,
         },
         "row_for_row_check": comparison,
         "incremental": {
@@ -605,7 +652,9 @@ NOTES = [
 
 
 def markdown(r: dict[str, Any]) -> str:
+    """The tables of docs/benchmarks.md; without the DuckDB rows (and saying why) when it was skipped."""
     inp, sp, dk, ra, inc = r["input"], r["spark"], r["duckdb"], r["ratios"], r["incremental"]
+    skipped = dk.get("skipped")
     rows = [
         f"Input: x{inp['scale']} scaled nycflights, {inp['start']}..{inp['end']} ({inp['days']} days), "
         f"{inp['raw_flights_rows']:,} raw flights ({inp['raw_flights_mb']} MB CSV), "
@@ -617,8 +666,9 @@ def markdown(r: dict[str, Any]) -> str:
     for master, s in sp.items():
         rows.append(f"| Spark {master}, full range | {s['wall_s']} | {s['startup_s']} | {s['compute_s']} | "
                     f"{round(inp['raw_flights_rows'] / s['compute_s']):,} | {s['contention']['foreign_cpu_share']:.0%} |")
-    rows.append(f"| DuckDB threads=2, full range | {dk['wall_s']} | - | {dk['compute_s']} | "
-                f"{round(inp['raw_flights_rows'] / dk['compute_s']):,} | {dk['contention']['foreign_cpu_share']:.0%} |")
+    if not skipped:
+        rows.append(f"| DuckDB threads=2, full range | {dk['wall_s']} | - | {dk['compute_s']} | "
+                    f"{round(inp['raw_flights_rows'] / dk['compute_s']):,} | {dk['contention']['foreign_cpu_share']:.0%} |")
     warm = r.get("spark_warm")
     if warm:
         second = warm["second_run"]
@@ -639,28 +689,35 @@ def markdown(r: dict[str, Any]) -> str:
         f"{ra['spark_local2_over_local1_speedup_compute']} |",
         f"| Spark local[2] speed-up over local[1] pinned to 1 CPU (wall / compute) | "
         f"{ra.get('spark_local2_over_local1_one_cpu_speedup_wall')} / {ra.get('spark_local2_over_local1_one_cpu_speedup_compute')} |",
-        f"| Spark local[2] / DuckDB, wall (incl. Spark start-up) | {ra['spark_over_duckdb_wall']} |",
-        f"| Spark local[2] / DuckDB, compute (excl. Spark start-up) | {ra['spark_over_duckdb_excluding_spark_startup']} |",
-        f"| Spark local[2] / DuckDB, wall less Spark's quality gate ({sp['local[2]']['timings'].get('quality_s')} s; "
-        f"the port has none) | {ra['spark_over_duckdb_wall_without_gate']} |",
     ]
-    if warm:
+    if not skipped:
+        rows += [
+            f"| Spark local[2] / DuckDB, wall (incl. Spark start-up) | {ra['spark_over_duckdb_wall']} |",
+            f"| Spark local[2] / DuckDB, compute (excl. Spark start-up) | {ra['spark_over_duckdb_excluding_spark_startup']} |",
+            f"| Spark local[2] / DuckDB, wall less Spark's quality gate ({sp['local[2]']['timings'].get('quality_s')} s; "
+            f"the port has none) | {ra['spark_over_duckdb_wall_without_gate']} |",
+        ]
+    if warm and not skipped:
         rows += [
             f"| Spark local[2] warm (second run in one JVM) compute / DuckDB compute | "
             f"{ra['spark_warm_compute_over_duckdb_compute']} |",
             f"| Spark's Parquet writer alone (warm: clean + features flights, Parquet less noop) / DuckDB wall | "
             f"{ra['spark_warm_parquet_writer_s_over_duckdb_wall']} |",
         ]
+    if warm:
         rows += ["", "| Warm Parquet writer (median of 3) | rows | columns | noop s | Parquet s | writer s |",
                  "|---|---:|---:|---:|---:|---:|"]
         rows += [f"| {t} | {w['rows']:,} | {w['columns']} | {w['noop_s']} | {w['parquet_s']} | {w['writer_s']} |"
                  for t, w in warm["parquet_writer"].items()]
-    rows += [
-        "",
-        "Row-for-row check (DuckDB vs Spark local[2] output, rows only in one side): " + ", ".join(
-            f"{t} {c['spark_rows']:,} rows, {c['only_in_spark']}/{c['only_in_duckdb']} differ"
-            for t, c in r["row_for_row_check"].items()),
-    ]
+    if skipped:
+        rows += ["", f"DuckDB comparison (runs, ratios, row-for-row check) skipped: {skipped}."]
+    else:
+        rows += [
+            "",
+            "Row-for-row check (DuckDB vs Spark local[2] output, rows only in one side): " + ", ".join(
+                f"{t} {c['spark_rows']:,} rows, {c['only_in_spark']}/{c['only_in_duckdb']} differ"
+                for t, c in r["row_for_row_check"].items()),
+        ]
     return "\n".join(rows)
 
 
