@@ -568,17 +568,17 @@ def profile_worker(lake_uri: str, first: str, last: str, day: str, scratch: str)
 
 def monitoring_steps(spark, lake, day: str, version, model) -> dict[str, float]:
     """``lakeforge.monitoring.monitor_days`` for one day, its parts timed one by one (as it runs
-    them: read, evaluate, the reference profile from MLflow, drift, publish, MLflow logging)."""
+    them, one after the other here: read, evaluate, the reference profile from MLflow, drift with the
+    day's prediction files, publish, MLflow logging)."""
     from lakeforge.monitoring import drift, evaluate
-    from lakeforge.monitoring.monitor import decide_and_record, read_days
+    from lakeforge.monitoring.monitor import decide_and_record, read_days, scan_days
     from lakeforge.training.spec import load_model_spec
 
     spec = load_model_spec("nycflights")
     steps: dict[str, float] = {}
     t = time.perf_counter()
-    predictions, scored = read_days(spark, lake, spec.predictions, [day])
+    predictions, scored, _, prediction_files = scan_days(spark, lake, spec.predictions, [day])
     features, featured = read_days(spark, lake, spec.features, scored)
-    predictions, features = predictions.cache(), features.cache()
     steps["read_s"] = time.perf_counter() - t
     t = time.perf_counter()
     records = evaluate.evaluate_days(spec, predictions, features, featured)
@@ -589,12 +589,12 @@ def monitoring_steps(spark, lake, day: str, version, model) -> dict[str, float]:
     steps["reference_profile_s"] = time.perf_counter() - t
     cpu0 = tree_cpu(os.getpid())
     t = time.perf_counter()
-    reports = drift.drift_days(spec, features, predictions, profile, [day])
+    reports = drift.drift_days(spec, features, predictions, profile, [day], prediction_files=prediction_files)
     steps["drift_s"] = time.perf_counter() - t
     cpu1 = tree_cpu(os.getpid())
     steps.update({f"drift_cpu_{k}_s": cpu1[k] - cpu0.get(k, 0.0) for k in cpu1})
     t = time.perf_counter()
-    again = drift.drift_days(spec, features, predictions, profile, [day])
+    again = drift.drift_days(spec, features, predictions, profile, [day], prediction_files=prediction_files)
     steps["drift_again_s"] = time.perf_counter() - t
 
     def psis(r):
@@ -602,8 +602,6 @@ def monitoring_steps(spark, lake, day: str, version, model) -> dict[str, float]:
                                                                       else [])}
 
     steps["drift_again_identical"] = psis(again) == psis(reports)
-    predictions.unpersist()
-    features.unpersist()
     meta = {"job": "score_cost_profile", "model_version": str(version.version)}
     t = time.perf_counter()
     evaluate.write_performance(lake, spec, records, meta)
