@@ -102,8 +102,8 @@ class Counts:
                                           names=["ds", "f", "b", "n"])
 
 
-def _days(column):
-    """(the distinct days, each row's index into them) of an Arrow string column."""
+def _encoded(column):
+    """(the distinct values, each row's index into them) of an Arrow string column (days, paths)."""
     import numpy as np
 
     encoded = column.dictionary_encode()
@@ -117,7 +117,7 @@ def count_batches(batches: Iterable, numeric: Sequence[Sequence[float]],
     counts = Counts(numeric, categorical, first)
     for batch in batches:
         if batch.num_rows:
-            days, index = _days(batch.column(0))
+            days, index = _encoded(batch.column(0))
             counts.add(days, index, batch.columns[1:])
     yield counts.batch()
 
@@ -223,8 +223,8 @@ def _by_file(paths, days, index) -> dict[tuple[str, str], Any]:
     """{(path, day): the row indices of a batch}: grouped by the pair, in numpy."""
     import numpy as np
 
-    path_names, path_index = _days(paths)
-    day_names, day_index = _days(days)
+    path_names, path_index = _encoded(paths)
+    day_names, day_index = _encoded(days)
     pair = path_index * len(day_names) + day_index
     order = np.argsort(pair, kind="stable")
     cuts = np.flatnonzero(np.diff(pair[order])) + 1

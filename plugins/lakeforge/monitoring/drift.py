@@ -24,11 +24,11 @@ read back by every later run: the training data is never read again):
   outputs on its holdout days (out-of-sample, like the days it scores; the training window when
   the version has no holdout tags), scored by ``lakeforge.scoring.outputs.model_outputs``.
 
-Per day (``drift_days``): every feature's bucket counts in one Spark job over the day's
-partitions, the prediction's in a second one at the same time: each task counts its rows in its
-Python worker (``lakeforge.monitoring.buckets``: the feature files read there, only the rows the
-row filter keeps), Spark sums the tasks' counts by (day, feature, bucket), and only those rows come
-back. Then PSI on the driver: sum((a - e) * ln(a / e)) over buckets, shares floored at ``EPSILON``
+Per day (``drift_days``): every feature's and the prediction's bucket counts in one Spark job over
+the day's partitions: each task counts its rows in its Python worker (``lakeforge.monitoring.buckets``:
+the feature files and the day's prediction files read there, only the rows the row filter keeps),
+Spark sums the tasks' counts by (day, feature, bucket), and only those rows come back (a frame not
+read from files: its columns sent by the JVM, the prediction's counts a second job beside it). Then PSI on the driver: sum((a - e) * ln(a / e)) over buckets, shares floored at ``EPSILON``
 so an empty bucket (an unseen category) counts instead of dividing by zero.
 
 A day (a partition: a month where partitions are monthly) is not a window: a feature with one

@@ -9,7 +9,7 @@ with the task's metrics (``ModelSpec.kind``):
 - binary: ROC AUC, PR AUC, log loss, Brier, expected calibration error, mean prediction and share
   of positive decisions vs the observed positive rate. Spark aggregates the probabilities into
   ``BINS`` histogram bins (plus the log-loss and squared-error sums), the driver finishes each
-  group with ``metrics_from_histogram`` (``lakeforge.training.evaluate``);
+  group with ``metrics_from_arrays`` (``lakeforge.training.evaluate``);
 - multiclass: accuracy, weighted F1, log loss from the confusion cells (label, predicted class,
   rows, log-loss sum), finished by ``task_metrics.multiclass_metrics``;
 - regression: RMSE, MAE, R² (and the mean prediction vs the mean outcome) from the sums
@@ -32,8 +32,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from lakeforge.lake import Lake
 from lakeforge.monitoring import store
 from lakeforge.publish import PartitionFile
-from lakeforge.training.evaluate import (BINS, EPS, histogram_arrays, metrics_from_arrays, metrics_from_histogram,
-                                         reliability)
+from lakeforge.training.evaluate import BINS, EPS, histogram_arrays, metrics_from_arrays, reliability
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -205,14 +204,23 @@ def metrics_of(rec: dict[str, Any]) -> dict[str, float | None]:
         m = regression_metrics({"n": float(n), **{k: rec[k] for k in ("sse", "sae", "sy", "syy")}})
         return {"rmse": m["rmse"], "mae": m["mae"], "r2": m["r2"], "mean_prediction": rec["sum_prediction"] / n,
                 "mean_label": rec["sy"] / n}
-    hist = [(h["bin"], h["rows"], h["positives"], h["sum_p"]) for h in rec["histogram"]]
-    if 0 < rec["positives"] < n:
-        m: dict[str, float | None] = dict(metrics_from_histogram(hist))
+    return _binary_metrics(rec, histogram_arrays([(h["bin"], h["rows"], h["positives"], h["sum_p"])
+                                                  for h in rec["histogram"]]))
+
+
+def _binary_metrics(sums: dict[str, Any], hist: tuple) -> dict[str, float | None]:
+    """A binary record's metrics (``rows_evaluated`` > 0) from its ``BINARY_SUMS`` and its
+    histogram as arrays (``histogram_arrays``): a day's record or pooled days (``pooled_binary``)."""
+    n = sums["rows_evaluated"]
+    if 0 < sums["positives"] < n:
+        m: dict[str, float | None] = dict(metrics_from_arrays(*hist))
     else:  # one class: no ROC / PR curve, the rest is still defined
-        m = {"roc_auc": None, "pr_auc": None, "positive_rate": rec["positives"] / n,
-             "mean_prediction": sum(h[3] for h in hist) / n,
-             "calibration_error": sum(rows / n * abs(mp - rate) for mp, rate, rows in reliability(hist))}
-    m.update(log_loss=rec["log_loss_sum"] / n, brier=rec["brier_sum"] / n, decision_rate=rec["predicted_positives"] / n)
+        entries = list(zip(*(a.tolist() for a in hist)))
+        m = {"roc_auc": None, "pr_auc": None, "positive_rate": sums["positives"] / n,
+             "mean_prediction": sum(h[3] for h in entries) / n,
+             "calibration_error": sum(rows / n * abs(mp - rate) for mp, rate, rows in reliability(entries))}
+    m.update(log_loss=sums["log_loss_sum"] / n, brier=sums["brier_sum"] / n,
+             decision_rate=sums["predicted_positives"] / n)
     return m
 
 
@@ -252,8 +260,8 @@ def binary_parts(rec: dict[str, Any]) -> tuple[dict[str, Any], tuple]:
 
 def pooled_binary(parts: Sequence[tuple[dict[str, Any], tuple]]) -> dict[str, float | None]:
     """``pooled`` of binary records given as ``binary_parts``: the histograms added bin by bin in
-    the records' order, then ``metrics_of``'s definitions (the same floats as adding them one
-    entry at a time)."""
+    the records' order (the same floats as adding them one entry at a time), then the metrics of
+    one record (``_binary_metrics``)."""
     import numpy as np
 
     total = {k: sum(p[0][k] for p in parts) for k in BINARY_SUMS}
@@ -265,14 +273,7 @@ def pooled_binary(parts: Sequence[tuple[dict[str, Any], tuple]]) -> dict[str, fl
     hist = (present, np.bincount(bins, weights=rows, minlength=BINS)[present].astype(np.int64),
             np.bincount(bins, weights=positives, minlength=BINS)[present].astype(np.int64),
             np.bincount(bins, weights=sum_p, minlength=BINS)[present])
-    if 0 < total["positives"] < n:
-        m: dict[str, float | None] = dict(metrics_from_arrays(*hist))
-    else:
-        m = metrics_of({**total, "histogram": [{"bin": int(b), "rows": int(r), "positives": int(q), "sum_p": float(sp)}
-                                               for b, r, q, sp in zip(*hist)]})
-    m.update(log_loss=total["log_loss_sum"] / n, brier=total["brier_sum"] / n,
-             decision_rate=total["predicted_positives"] / n)
-    return m
+    return _binary_metrics(total, hist)
 
 
 # -- the table -------------------------------------------------------------------------------------

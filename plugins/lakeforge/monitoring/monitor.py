@@ -80,8 +80,9 @@ def monitor_days(spark, lake: Lake, spec: "ModelSpec", days: Sequence[str], log_
     try:
         # Evaluation and drift are independent Spark jobs over the same days: run together (each
         # small job leaves cores idle between its stages). Nothing is cached: they read different
-        # columns (caching a day's ~130 feature columns cost more than both reads). The versions come from the
-        # predictions' manifests; without them (hand-made partitions), from the evaluation.
+        # columns (caching a day's ~130 feature columns cost more than both reads). The versions
+        # come from the predictions' manifests; without them (hand-made partitions), from the
+        # evaluation.
         timings["read_s"] = time.perf_counter() - t
         started = time.perf_counter()
 
