@@ -4,6 +4,8 @@
 """
 
 from lakeforge.scoring.job import main
+from lakeforge.spark import end_of_job
 
 if __name__ == "__main__":
     main()
+    end_of_job()

@@ -19,6 +19,7 @@ from lakeforge.scoring import job
 from lakeforge.scoring.job import (SPARK_CONF, ModelRegistryError, NoModel, SignatureMismatch,  # noqa: F401
                                    arrow_schema, lightgbm_parts, parse_dates, probabilities, score,
                                    warm_python_workers)  # re-exported
+from lakeforge.spark import end_of_job
 from lakeforge.training.spec import ModelSpec, load_model_spec
 
 PIPELINE = "nycflights"
@@ -51,3 +52,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 if __name__ == "__main__":
     main()
+    end_of_job()

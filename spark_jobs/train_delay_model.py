@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from lakeforge.spark import end_of_job
 from lakeforge.training import job
 from lakeforge.training.job import checksummed_local_fs, load_version, run_metrics  # noqa: F401  (re-exported)
 from lakeforge.training.spec import ModelSpec, load_model_spec
@@ -47,3 +48,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 if __name__ == "__main__":
     main()
+    end_of_job()

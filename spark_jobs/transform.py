@@ -9,7 +9,9 @@ write-audit-publish with manifests, run report, and the ``LAKEFORGE_RESULT {json
 nycflights' DAG submits ``spark_jobs/transform_flights.py``: the same job under its own name.
 """
 
+from lakeforge.spark import end_of_job
 from lakeforge.transform.job import main
 
 if __name__ == "__main__":
     main()
+    end_of_job()

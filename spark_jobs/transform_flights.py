@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from lakeforge.pipelines.nycflights.transform import TRANSFORM
+from lakeforge.spark import end_of_job
 from lakeforge.transform import job
 
 JOB = "transform_flights"
@@ -32,3 +33,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 if __name__ == "__main__":
     main()
+    end_of_job()

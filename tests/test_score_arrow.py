@@ -6,6 +6,7 @@ conf (its Arrow batch size) and the Python workers' warm-up."""
 from __future__ import annotations
 
 import math
+import posixpath
 import random
 import sys
 
@@ -179,6 +180,136 @@ def test_file_path_reads_each_file_in_the_workers_and_gives_the_models_own_proba
     assert len(got) == len(mine) == len(theirs) == 3003  # every row once
     assert mine == theirs  # exact, and each row carries its file's day
 
+
+
+@pytest.mark.parametrize("run_id", ["manual__2013-03-01", None])
+def test_workers_stage_the_prediction_files_spark_would_and_only_their_successful_attempts(
+        spark, lgbm_model, lake, monkeypatch, run_id):
+    """The job's staging of a [StringIndexer, LightGBM] champion's predictions on a local and on
+    an HDFS lake (``stage_in_workers``: the Python workers write the files): the same rows, values,
+    Spark schema and Parquet schema as Spark's own write of the same DataFrame (``stage``), NaN,
+    unseen categories, a decision at the threshold's edge and a null scoring run included; one
+    file a day. A file in the staging that no successful task attempt reported (what a failed
+    attempt leaves) is deleted, so no row is staged twice."""
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyspark.testing import assertDataFrameEqual
+
+    from lakeforge import spark_publish
+    from lakeforge.scoring import job
+
+    model, df = lgbm_model
+    extra = spark.createDataFrame([("u1", "2013-01-02", float("nan"), "never-seen", None, 0),
+                                   ("u2", "2013-01-02", 1e30, None, 2**31 - 1, 1),
+                                   ("u3", "2013-01-03", -1.5, "x", 3, 1)], df.schema)
+    files = _written_days(spark, df.unionByName(extra), lake)
+    inputs: dict = {}
+    for uri, ds, rows in files:
+        day = inputs.setdefault(ds, {"files": [], "file_rows": [], "bytes": 0})
+        day["files"].append(uri)
+        day["file_rows"].append(rows)
+    spec = SimpleNamespace(key=["flight_key"], task="binary", predictions="predictions/t",
+                           outputs=["probability", "decision"])
+    p = job.probabilities(spark, model, job.feature_rows(spark, spec, inputs, ["a", "cat", "n"]),
+                          ["flight_key", "ds"], job.day_files(inputs))
+    threshold = sorted(r["p"] for r in p.collect())[1500]  # a row's probability: >= keeps it
+    info = {"name": "flight_delay", "version": "3", "run_id": "abc123", "threshold": threshold}
+    scored_at = datetime(2013, 3, 1, 6, 30, 15, 123456, tzinfo=timezone.utc)
+    predictions = job.predictions(spark, spec, model, inputs, ["a", "cat", "n"], info, scored_at, run_id)
+
+    leftover = {}
+    new_staging = spark_publish.new_run_staging
+
+    def staging_with_a_dead_attempt(lake_, table):  # a failed attempt's file is there before the job's
+        folder = new_staging(lake_, table)
+        leftover["path"] = f"{folder}/ds=2013-01-02/part-00000-0-deadbeef.zstd.parquet"
+        lake_.fs.create_dir(lake_.path(posixpath.dirname(leftover["path"])), recursive=True)
+        with lake_.fs.open_output_stream(lake_.path(leftover["path"])) as f:
+            pq.write_table(pa.table({"flight_key": ["k1"], "probability": [0.5]}), f)
+        return folder
+
+    monkeypatch.setattr(spark_publish, "new_run_staging", staging_with_a_dead_attempt)
+    mine = job.stage_in_workers(spark, lake, spec, model, inputs, ["a", "cat", "n"], info, scored_at, run_id,
+                                predictions)
+    monkeypatch.setattr(spark_publish, "new_run_staging", new_staging)
+    assert mine is not None and not lake.exists(leftover["path"])
+    theirs = job.stage(predictions, lake, spec.predictions)
+
+    def files_of(staging):
+        return {ds: [f.path for f in lake.files(f"{staging}/ds={ds}") if f.path.endswith(".parquet")]
+                for ds in inputs}
+
+    assert all(len(names) == 1 for names in files_of(mine).values())  # one file a day
+    for ds, names in files_of(mine).items():
+        ours = pq.read_schema(lake.fs.open_input_file(lake.path(f"{mine}/ds={ds}/{names[0]}")))
+        spark_ = pq.read_schema(lake.fs.open_input_file(lake.path(f"{theirs}/ds={ds}/{files_of(theirs)[ds][0]}")))
+        assert ours.remove_metadata() == spark_.remove_metadata()  # types and nullability
+    got, want = spark.read.parquet(lake.uri(mine)), spark.read.parquet(lake.uri(theirs))
+    assert got.schema == want.schema
+    assert got.count() == want.count() == 3003
+    assertDataFrameEqual(got, want)  # every value, NaN and the threshold's own row included
+    row = got.where("flight_key = 'u1'").collect()[0]
+    assert math.isnan(row["probability"]) is False and row["scoring_run_id"] == run_id
+    assert got.where(got.probability == threshold).first()["decision"] is True
+
+
+def test_lightgbm_pipeline_read_from_its_files_is_the_one_mlflow_loads(spark, lgbm_model, tmp_path):
+    """``sparkml_files`` (the scoring job's load of a lightgbm champion, no Spark jobs) builds the
+    pipeline MLflow's Spark flavor loads from the same folder: the same stages and params, and the
+    same probabilities on every row, nulls, NaN and unseen categories included. Any other model,
+    or a folder missing a stage's data, is left to MLflow (None)."""
+    import shutil
+
+    import mlflow.spark
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.sql import functions as F
+
+    from lakeforge.scoring.sparkml_files import build_pipeline, read_lightgbm_stages
+    from lakeforge.training.evaluate import with_probability
+    from lakeforge.training.job import checksummed_local_fs
+
+    model, df = lgbm_model
+    saved = str(tmp_path / "lgbm")
+    with checksummed_local_fs(spark):
+        mlflow.spark.save_model(model, saved)
+        theirs = mlflow.spark.load_model(saved)
+    stages = read_lightgbm_stages(saved)
+    assert [s["class"].rsplit(".", 1)[1] for s in stages] == ["StringIndexerModel", "SparkLGBMClassifierModel"]
+    mine = build_pipeline(stages)
+    for a, b in zip(mine.stages, theirs.stages, strict=True):
+        assert type(a) is type(b)
+        params = {p.name: a.getOrDefault(p) for p in a.params if a.isDefined(p) and p.name != "outputCol"}
+        assert params == {p.name: b.getOrDefault(p) for p in b.params if b.isDefined(p) and p.name != "outputCol"}
+    assert mine.stages[0].labelsArray == theirs.stages[0].labelsArray
+    extra = spark.createDataFrame([("u1", "2013-01-02", float("nan"), "never-seen", None, 0),
+                                   ("u2", "2013-01-02", 1e30, None, 2**31 - 1, 1)], df.schema)
+    rows = df.unionByName(extra)
+
+    def probabilities(m):
+        return {r["flight_key"]: r["p"] for r in
+                with_probability(m.transform(rows)).select("flight_key", F.col("p").cast("double")).collect()}
+
+    assert probabilities(mine) == probabilities(theirs)  # exact, all 3002 rows
+
+    # Not a lightgbm pipeline, or not only indexers before the booster: MLflow loads it.
+    lr_df = spark.createDataFrame([(float(i % 5), i % 2) for i in range(40)], "a double, label int")
+    lr = Pipeline(stages=[VectorAssembler(inputCols=["a"], outputCol="x"),
+                          LogisticRegression(featuresCol="x", labelCol="label", maxIter=3)]).fit(lr_df)
+    with checksummed_local_fs(spark):
+        mlflow.spark.save_model(lr, str(tmp_path / "lr"))
+        mixed = Pipeline(stages=[VectorAssembler(inputCols=["a"], outputCol="x"), *model.stages]).fit(
+            df.withColumn("a", F.coalesce("a", F.lit(0.0))))
+        mlflow.spark.save_model(mixed, str(tmp_path / "mixed"))
+    assert read_lightgbm_stages(str(tmp_path / "lr")) is None
+    assert read_lightgbm_stages(str(tmp_path / "mixed")) is None
+    for data in (tmp_path / "lgbm" / "sparkml" / "stages").glob("0_*/data"):
+        shutil.rmtree(data)  # an indexer without its labels
+    assert read_lightgbm_stages(saved) is None
 
 
 def test_stages_a_worker_cannot_apply_exactly_go_through_the_jvm(spark, tmp_path):

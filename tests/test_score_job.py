@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -434,6 +435,56 @@ def test_mlflow_down_fails_with_the_uri_and_writes_nothing(lake, champion, as_sc
     from lakeforge.reports import read_run_report
 
     assert read_run_report(lake, "score_flights", "manual__down") is None
+
+
+def test_a_job_process_with_mlflow_down_stops_the_jvm_it_started_and_writes_nothing(lake, tmp_path):
+    """The job as Airflow runs it (its own process, no Spark yet) starts its JVM while it asks
+    MLflow (``EarlySession``). MLflow down: it fails with the URI, having stopped that JVM: no
+    process of its session is left, and nothing is written."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from lakeforge.ports import free_loopback_port
+    from lakeforge.settings import PROJECT_ROOT
+
+    down = f"http://127.0.0.1:{free_loopback_port()}"
+    before = {p: read_manifest(lake, PREDICTIONS, p) for p in list_partitions(lake, PREDICTIONS)}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": down, "LAKEFORGE_SPARK_MASTER": "local[1]"}
+    job = subprocess.Popen([sys.executable, "-m", "spark_jobs.score_flights", "--dates", f"{DAYS[0]}..{DAYS[1]}",
+                            "--lake", lake.root_uri, "--run-id", "manual__down_process", "--force"],
+                           cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           start_new_session=True)
+    try:
+        out, _ = job.communicate(timeout=300)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 1, out[-3000:]
+    assert f"MLflow tracking server {down} is unreachable" in out
+    assert "stopping the Spark session started for this run" in out  # it had started one
+
+    def session_processes() -> list[str]:
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == job.pid:  # the session id: the job's own session
+                found.append(stat.parent.name)
+        return found
+
+    deadline = time.monotonic() + 30
+    while session_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = session_processes()
+    for pid in left:  # never leave them running, whatever the assertion says
+        os.kill(int(pid), signal.SIGKILL)
+    assert left == []
+    assert {p: read_manifest(lake, PREDICTIONS, p) for p in list_partitions(lake, PREDICTIONS)} == before
+    assert leftovers(lake) == []
 
 
 def test_signature_contract_accepts_only_lossless_types():

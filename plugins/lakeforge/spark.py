@@ -186,3 +186,14 @@ def session(app_name: str, master: str | None = None, input_bytes: int | None = 
         "org.apache.parquet.hadoop.MemoryManager", jvm.org.apache.logging.log4j.Level.ERROR
     )
     return spark
+
+
+def end_of_job() -> None:
+    """Called by a job's ``__main__`` once its work is done and reported: ``gc.freeze()``, so
+    the interpreter's exit does not walk the ~500,000 objects PySpark, MLflow and their imports
+    leave behind in a last garbage collection (1.3 s of every scoring run here, measured with
+    py-spy in ``gc_collect_main``; 0.1 s frozen). Nothing else changes: atexit handlers still run,
+    streams are still flushed, and memory goes back to the OS with the process."""
+    import gc
+
+    gc.freeze()

@@ -14,6 +14,9 @@ docs/scoring.md.
 worker (string columns, ``handleInvalid=keep``): each task reads its days' feature files itself
 with pyarrow and indexes the categoricals (``indexed_matrix``), so the 131 feature columns never
 pass through the JVM (measured in docs/scoring.md: the scope's scoring step 37.7 s -> 18.2 s).
+``write_file_scores`` goes further still for a binary model: the worker writes the day's
+prediction files itself (zstd Parquet in the job's staging), so the probabilities never go back
+to the JVM either (17.9 s -> 15.0 s).
 
 Per Python worker (Spark reuses them between tasks): ``import lightgbm`` once, the booster parsed
 once per model text. ``lightgbm``'s import pulls scikit-learn and pandas (optional integrations of
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from contextlib import ExitStack
 from typing import Any, Iterable, Iterator, Sequence
 
 _LOCK = threading.Lock()
@@ -124,16 +128,11 @@ def indexed_matrix(batch, features: Sequence[str], indexers: dict[str, tuple[str
     return x
 
 
-def score_files(batches: Iterable, groups: Sequence[Sequence[tuple[str, str]]], text: str, keys: Sequence[str],
-                features: Sequence[str], indexers: dict[str, tuple[str, list[str]]], output: str, threads: int,
-                batch_rows: int) -> Iterator:
-    """``mapInArrow`` function over ids into ``groups`` (each a task's files: (URI, day) pairs;
-    ``file_groups``): each file read here with pyarrow through the lake's file system
-    (``lakeforge.lake.resolve``: local or HDFS), ``batch_rows`` rows at a time, only the key and
-    the model's input columns; the categoricals indexed as the model's StringIndexer does
-    (``indexed_matrix``), the booster's probabilities -> batches of ``keys``, ``ds`` (the day)
-    and ``output`` (float64). The JVM never decodes the feature columns: it only writes what
-    comes back."""
+def _file_scores(batches: Iterable, groups: Sequence[Sequence[tuple[str, str]]], text: str, keys: Sequence[str],
+                 features: Sequence[str], indexers: dict[str, tuple[str, list[str]]], threads: int,
+                 batch_rows: int) -> Iterator:
+    """(day, batch of the key columns, probabilities) of the files of the groups ``batches`` name
+    (``score_files``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -150,9 +149,82 @@ def score_files(batches: Iterable, groups: Sequence[Sequence[tuple[str, str]]], 
                     if batch.num_rows == 0:
                         continue
                     p = model.predict(indexed_matrix(batch, features, coded), num_threads=threads)
-                    yield pa.RecordBatch.from_arrays(
-                        [*[batch.column(k) for k in keys], pa.array([ds] * batch.num_rows, pa.string()),
-                         pa.array(p, pa.float64())], names=[*keys, "ds", output])
+                    yield ds, batch.select(list(keys)), p
+
+
+def score_files(batches: Iterable, groups: Sequence[Sequence[tuple[str, str]]], text: str, keys: Sequence[str],
+                features: Sequence[str], indexers: dict[str, tuple[str, list[str]]], output: str, threads: int,
+                batch_rows: int) -> Iterator:
+    """``mapInArrow`` function over ids into ``groups`` (each a task's files: (URI, day) pairs;
+    ``file_groups``): each file read here with pyarrow through the lake's file system
+    (``lakeforge.lake.resolve``: local or HDFS), ``batch_rows`` rows at a time, only the key and
+    the model's input columns; the categoricals indexed as the model's StringIndexer does
+    (``indexed_matrix``), the booster's probabilities -> batches of ``keys``, ``ds`` (the day)
+    and ``output`` (float64). The JVM never decodes the feature columns: it only writes what
+    comes back."""
+    import pyarrow as pa
+
+    for ds, key, p in _file_scores(batches, groups, text, keys, features, indexers, threads, batch_rows):
+        yield pa.RecordBatch.from_arrays([*key.columns, pa.array([ds] * key.num_rows, pa.string()),
+                                          pa.array(p, pa.float64())], names=[*keys, "ds", output])
+
+
+def write_file_scores(batches: Iterable, groups: Sequence[Sequence[tuple[str, str]]], text: str, keys: Sequence[str],
+                      features: Sequence[str], indexers: dict[str, tuple[str, list[str]]], threads: int,
+                      batch_rows: int, schema_ipc: bytes, threshold: float, constants: dict[str, Any],
+                      folder: str) -> Iterator:
+    """``mapInArrow`` function: ``score_files``' probabilities written by the worker itself as
+    binary prediction files, one per day of its group, under ``folder`` (a lake URI; Hive style
+    ``ds=<day>/``), in the schema ``schema_ipc`` (an Arrow IPC schema: the keys, ``probability``,
+    ``decision`` = probability >= ``threshold`` as Spark compares doubles, then ``constants``'
+    columns, each the same value on every row), zstd like Spark's. Yields one row per file it
+    wrote: ``ds``, ``file`` (its name in the day's folder), ``rows``. A file's name carries the
+    task's partition and attempt and a random part, so a retried task never writes over its
+    earlier attempt's file; the driver keeps only the files the successful attempts reported
+    (``lakeforge.scoring.job.stage_in_workers``)."""
+    import uuid
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyspark import TaskContext
+
+    from lakeforge.lake import resolve
+
+    schema = pa.ipc.read_schema(pa.py_buffer(schema_ipc))
+    task = TaskContext.get()
+    tag = f"{task.partitionId():05d}-{task.attemptNumber()}-{uuid.uuid4().hex[:12]}" if task else uuid.uuid4().hex
+    name = f"part-{tag}.zstd.parquet"
+    fs, root = resolve(folder)
+    written: list[tuple[str, str, int]] = []
+    day, rows, files = None, 0, ExitStack()
+    writer = None
+    with files:  # a task failing mid-file closes it (the driver deletes what no attempt reported)
+        for ds, key, p in _file_scores(batches, groups, text, keys, features, indexers, threads, batch_rows):
+            if ds != day:
+                if writer is not None:
+                    files.close()
+                    written.append((day, name, rows))
+                day, rows = ds, 0
+                fs.create_dir(f"{root}/ds={ds}", recursive=True)
+                sink = files.enter_context(fs.open_output_stream(f"{root}/ds={ds}/{name}"))
+                writer = files.enter_context(pq.ParquetWriter(sink, schema, compression="zstd"))
+            n = key.num_rows
+            # Spark's ``probability >= threshold``: NaN is larger than any number there.
+            decision = np.greater_equal(p, threshold) | np.isnan(p)
+            columns = [col if col.type == schema.field(i).type else col.cast(schema.field(i).type)
+                       for i, col in enumerate(key.columns)]
+            columns += [pa.array(p, pa.float64()), pa.array(decision, pa.bool_())]
+            columns += [pa.repeat(pa.scalar(value, schema.field(c).type), n) for c, value in constants.items()]
+            writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
+            rows += n
+        if writer is not None:
+            files.close()
+            written.append((day, name, rows))
+    if written:
+        yield pa.RecordBatch.from_pylist([{"ds": d, "file": f, "rows": r} for d, f, r in written],
+                                         schema=pa.schema([("ds", pa.string()), ("file", pa.string()),
+                                                           ("rows", pa.int64())]))
 
 
 def file_groups(files: Sequence[tuple[str, str, int]], tasks: int) -> list[list[tuple[str, str]]]:
