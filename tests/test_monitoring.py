@@ -436,7 +436,7 @@ def test_day_versions_come_from_the_manifests_read():
     assert day_versions(manifests, ["2013-01-06"]) is None
 
 
-def test_reference_profile_and_monitor_days_on_the_lake(mlflow_store, spark, tmp_path, monkeypatch):
+def test_reference_profile_and_monitor_days_on_the_lake(mlflow_store, spark, tmp_path, monkeypatch, caplog):
     """The profile from the published features of v1's training window (its version tags) and its
     predictions on its holdout day by a real fitted Spark model, logged on its run and read back;
     then ``monitor_days`` over published predictions (each day's predictions manifest read once)
@@ -509,3 +509,23 @@ def test_reference_profile_and_monitor_days_on_the_lake(mlflow_store, spark, tmp
     decision = retraining_decision(lake, SPEC, "1", policy.RetrainPolicy(window_days=2, drift_days=2))
     assert decision.retrain and decision.trigger.startswith("performance") and decision.performance["holdout"] == 0.74
     assert decision.as_of == "2013-01-04"
+
+    # A short scoring run rehearses the evaluation on the latest day scored before its own.
+    from lakeforge.monitoring.monitor import rehearse_evaluation
+
+    rehearsed, evaluate_days = [], evaluate.evaluate_days
+    monkeypatch.setattr(evaluate, "evaluate_days",
+                        lambda spec, p, f, days: rehearsed.append(list(days)) or evaluate_days(spec, p, f, days))
+    assert rehearse_evaluation(spark, lake, SPEC, ["2013-01-03"]) is None  # nothing scored before it
+    assert rehearse_evaluation(spark, lake, SPEC, ["2013-01-05"]).result(timeout=120) > 0
+    assert rehearse_evaluation(spark, lake, SPEC, ["2013-01-04", "2013-01-05"]).result(timeout=120) > 0
+    assert rehearsed == [["2013-01-04"], ["2013-01-03"]]
+    assert evaluate.read_performance(lake) == out["performance"]  # nothing written by a rehearsal
+
+    def broken(*args):
+        raise RuntimeError("no evaluation today")
+
+    monkeypatch.setattr(evaluate, "evaluate_days", broken)
+    with caplog.at_level("WARNING", logger="lakeforge.monitoring.monitor"):
+        assert rehearse_evaluation(spark, lake, SPEC, ["2013-01-05"]).result(timeout=120) >= 0
+    assert "rehearsing the evaluation on 2013-01-04 failed: no evaluation today" in caplog.text
