@@ -273,10 +273,11 @@ def test_lightgbm_pipeline_read_from_its_files_is_the_one_mlflow_loads(spark, lg
     from lakeforge.training.evaluate import with_probability
     from lakeforge.training.job import checksummed_local_fs
 
+    no_inference = ["pyspark"]  # MLflow would load each model in a child process to infer them: ~20 s each
     model, df = lgbm_model
     saved = str(tmp_path / "lgbm")
     with checksummed_local_fs(spark):
-        mlflow.spark.save_model(model, saved)
+        mlflow.spark.save_model(model, saved, pip_requirements=no_inference)
         theirs = mlflow.spark.load_model(saved)
     stages = read_lightgbm_stages(saved)
     assert [s["class"].rsplit(".", 1)[1] for s in stages] == ["StringIndexerModel", "SparkLGBMClassifierModel"]
@@ -301,10 +302,10 @@ def test_lightgbm_pipeline_read_from_its_files_is_the_one_mlflow_loads(spark, lg
     lr = Pipeline(stages=[VectorAssembler(inputCols=["a"], outputCol="x"),
                           LogisticRegression(featuresCol="x", labelCol="label", maxIter=3)]).fit(lr_df)
     with checksummed_local_fs(spark):
-        mlflow.spark.save_model(lr, str(tmp_path / "lr"))
+        mlflow.spark.save_model(lr, str(tmp_path / "lr"), pip_requirements=no_inference)
         mixed = Pipeline(stages=[VectorAssembler(inputCols=["a"], outputCol="x"), *model.stages]).fit(
             df.withColumn("a", F.coalesce("a", F.lit(0.0))))
-        mlflow.spark.save_model(mixed, str(tmp_path / "mixed"))
+        mlflow.spark.save_model(mixed, str(tmp_path / "mixed"), pip_requirements=no_inference)
     assert read_lightgbm_stages(str(tmp_path / "lr")) is None
     assert read_lightgbm_stages(str(tmp_path / "mixed")) is None
     for data in (tmp_path / "lgbm" / "sparkml" / "stages").glob("0_*/data"):
