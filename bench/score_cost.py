@@ -534,8 +534,8 @@ def profile_worker(lake_uri: str, first: str, last: str, day: str, scratch: str)
             return rows.mapInArrow(zeros, schema).select("flight_key", F.col("p").alias("probability"), "ds")
 
         def scored():
-            return job.predictions(spark, spec, model, inputs, columns, info, job.datetime.now(job.timezone.utc),
-                                   "profile")
+            return job.predictions(spark, spec, model, job.feature_rows(spark, spec, inputs, columns), inputs, info,
+                                   job.datetime.now(job.timezone.utc), "profile")
 
         def parquet(df):
             df.write.mode("overwrite").partitionBy("ds").parquet(target)

@@ -213,12 +213,12 @@ def test_workers_stage_the_prediction_files_spark_would_and_only_their_successfu
         day["file_rows"].append(rows)
     spec = SimpleNamespace(key=["flight_key"], task="binary", predictions="predictions/t",
                            outputs=["probability", "decision"])
-    p = job.probabilities(spark, model, job.feature_rows(spark, spec, inputs, ["a", "cat", "n"]),
-                          ["flight_key", "ds"], job.day_files(inputs))
+    features = job.feature_rows(spark, spec, inputs, ["a", "cat", "n"])
+    p = job.probabilities(spark, model, features, ["flight_key", "ds"], job.day_files(inputs))
     threshold = sorted(r["p"] for r in p.collect())[1500]  # a row's probability: >= keeps it
     info = {"name": "flight_delay", "version": "3", "run_id": "abc123", "threshold": threshold}
     scored_at = datetime(2013, 3, 1, 6, 30, 15, 123456, tzinfo=timezone.utc)
-    predictions = job.predictions(spark, spec, model, inputs, ["a", "cat", "n"], info, scored_at, run_id)
+    predictions = job.predictions(spark, spec, model, features, inputs, info, scored_at, run_id)
 
     leftover = {}
     new_staging = spark_publish.new_run_staging
@@ -232,8 +232,7 @@ def test_workers_stage_the_prediction_files_spark_would_and_only_their_successfu
         return folder
 
     monkeypatch.setattr(spark_publish, "new_run_staging", staging_with_a_dead_attempt)
-    mine = job.stage_in_workers(spark, lake, spec, model, inputs, ["a", "cat", "n"], info, scored_at, run_id,
-                                predictions)
+    mine = job.stage_in_workers(spark, lake, spec, model, features, inputs, info, scored_at, run_id, predictions)
     monkeypatch.setattr(spark_publish, "new_run_staging", new_staging)
     assert mine is not None and not lake.exists(leftover["path"])
     theirs = job.stage(predictions, lake, spec.predictions)

@@ -171,9 +171,7 @@ def rehearse_evaluation(spark, lake: Lake, spec: "ModelSpec", days: Sequence[str
 
     from lakeforge.publish import list_partitions
 
-    run = {f"ds={ds}" for ds in days}
-    earlier = [p.split("=", 1)[1] for p in list_partitions(lake, spec.predictions)
-               if p not in run and p < f"ds={min(days)}"]
+    earlier = [p.split("=", 1)[1] for p in list_partitions(lake, spec.predictions) if p < f"ds={min(days)}"]
     if not earlier:
         return None
     done: Future[float] = Future()

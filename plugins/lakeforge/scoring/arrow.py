@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from contextlib import ExitStack
+from itertools import groupby
 from typing import Any, Iterable, Iterator, Sequence
 
 _LOCK = threading.Lock()
@@ -197,30 +197,25 @@ def write_file_scores(batches: Iterable, groups: Sequence[Sequence[tuple[str, st
     name = f"part-{tag}.zstd.parquet"
     fs, root = resolve(folder)
     written: list[tuple[str, str, int]] = []
-    day, rows, files = None, 0, ExitStack()
-    writer = None
-    with files:  # a task failing mid-file closes it (the driver deletes what no attempt reported)
-        for ds, key, p in _file_scores(batches, groups, text, keys, features, indexers, threads, batch_rows):
-            if ds != day:
-                if writer is not None:
-                    files.close()
-                    written.append((day, name, rows))
-                day, rows = ds, 0
-                fs.create_dir(f"{root}/ds={ds}", recursive=True)
-                sink = files.enter_context(fs.open_output_stream(f"{root}/ds={ds}/{name}"))
-                writer = files.enter_context(pq.ParquetWriter(sink, schema, compression="zstd"))
-            n = key.num_rows
-            # Spark's ``probability >= threshold``: NaN is larger than any number there.
-            decision = np.greater_equal(p, threshold) | np.isnan(p)
-            columns = [col if col.type == schema.field(i).type else col.cast(schema.field(i).type)
-                       for i, col in enumerate(key.columns)]
-            columns += [pa.array(p, pa.float64()), pa.array(decision, pa.bool_())]
-            columns += [pa.repeat(pa.scalar(value, schema.field(c).type), n) for c, value in constants.items()]
-            writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
-            rows += n
-        if writer is not None:
-            files.close()
-            written.append((day, name, rows))
+    # A day's batches come one after another (``file_groups``: each day whole, in day order).
+    scored = _file_scores(batches, groups, text, keys, features, indexers, threads, batch_rows)
+    for ds, day in groupby(scored, key=lambda item: item[0]):
+        fs.create_dir(f"{root}/ds={ds}", recursive=True)
+        rows = 0
+        # A task failing mid-file closes it; the driver deletes what no attempt reported.
+        with fs.open_output_stream(f"{root}/ds={ds}/{name}") as sink, \
+                pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+            for _, key, p in day:
+                n = key.num_rows
+                # Spark's ``probability >= threshold``: NaN is larger than any number there.
+                decision = np.greater_equal(p, threshold) | np.isnan(p)
+                columns = [col if col.type == schema.field(i).type else col.cast(schema.field(i).type)
+                           for i, col in enumerate(key.columns)]
+                columns += [pa.array(p, pa.float64()), pa.array(decision, pa.bool_())]
+                columns += [pa.repeat(pa.scalar(value, schema.field(c).type), n) for c, value in constants.items()]
+                writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
+                rows += n
+        written.append((ds, name, rows))
     if written:
         yield pa.RecordBatch.from_pylist([{"ds": d, "file": f, "rows": r} for d, f, r in written],
                                          schema=pa.schema([("ds", pa.string()), ("file", pa.string()),

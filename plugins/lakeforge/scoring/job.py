@@ -279,25 +279,35 @@ def file_scoring(model, schema) -> tuple[Any, dict[str, tuple[str, list[str]]]] 
     return None if indexers is None else (lgbm, indexers)
 
 
-def file_probabilities(spark, files: list[tuple[str, str, int]], key_fields: list, lgbm, indexers):
-    """The keys, ``ds`` and ``p`` of every row of ``files`` ((URI, day, rows) of each features
-    file): one task per core, each reading its days' files in its Python worker
-    (``arrow.file_groups``, ``arrow.score_files``), so the feature columns go from Parquet to the
-    booster without the JVM decoding them and converting them to Arrow row by row. LightGBM's own
-    threads only where the tasks leave cores idle."""
+def over_file_groups(spark, files: list[tuple[str, str, int]], lgbm, indexers, fn, schema, **kwargs):
+    """``fn`` (``arrow.score_files`` or ``arrow.write_file_scores``, given ``kwargs`` besides the
+    model) as a ``mapInArrow`` over one row per group of ``files``' whole days ((URI, day, rows) of
+    each features file; ``arrow.file_groups``: at most one task per core), each task reading its
+    days' files in its Python worker. LightGBM's own threads only where the tasks leave cores idle."""
     from functools import partial
 
-    from pyspark.sql.types import DoubleType, StringType, StructField, StructType
-
-    from lakeforge.scoring.arrow import file_groups, score_files
+    from lakeforge.scoring.arrow import file_groups
 
     slots = spark.sparkContext.defaultParallelism
     groups = file_groups(files, slots)
-    fn = partial(score_files, groups=groups, text=lgbm.getOrDefault(lgbm.modelString),
-                 keys=[f.name for f in key_fields], features=list(lgbm.getOrDefault(lgbm.featuresCols)),
-                 indexers=indexers, output="p", threads=max(1, slots // len(groups)), batch_rows=ARROW_BATCH_ROWS)
+    bound = partial(fn, groups=groups, text=lgbm.getOrDefault(lgbm.modelString),
+                    features=list(lgbm.getOrDefault(lgbm.featuresCols)), indexers=indexers,
+                    threads=max(1, slots // len(groups)), batch_rows=ARROW_BATCH_ROWS, **kwargs)
+    return spark.range(0, len(groups), 1, len(groups)).mapInArrow(bound, schema)
+
+
+def file_probabilities(spark, files: list[tuple[str, str, int]], key_fields: list, lgbm, indexers):
+    """The keys, ``ds`` and ``p`` of every row of ``files`` ((URI, day, rows) of each features
+    file), scored in the Python workers (``over_file_groups``, ``arrow.score_files``), so the
+    feature columns go from Parquet to the booster without the JVM decoding them and converting
+    them to Arrow row by row."""
+    from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+
+    from lakeforge.scoring.arrow import score_files
+
     schema = StructType([*key_fields, StructField("ds", StringType(), True), StructField("p", DoubleType(), True)])
-    return spark.range(0, len(groups), 1, len(groups)).mapInArrow(fn, schema)
+    return over_file_groups(spark, files, lgbm, indexers, score_files, schema, keys=[f.name for f in key_fields],
+                            output="p")
 
 
 def probabilities(spark, model, features, keys: list[str], files: list[tuple[str, str, int]] | None = None):
@@ -393,16 +403,16 @@ def day_files(inputs: dict[str, dict[str, Any]]) -> list[tuple[str, str, int]]:
     return [(f, ds, rows) for ds, i in inputs.items() for f, rows in zip(i["files"], i["file_rows"])]
 
 
-def predictions(spark, spec: ModelSpec, model, inputs: dict[str, dict[str, Any]], columns: list[str],
+def predictions(spark, spec: ModelSpec, model, features, inputs: dict[str, dict[str, Any]],
                 info: dict[str, Any], scored_at: datetime, run_id: str | None):
-    """The prediction rows of every day (a DataFrame; ``ds`` a string column): the key, the task's
-    outputs (``ModelSpec.outputs``), the model and the run (``run_columns``)."""
+    """The prediction rows of every day of ``inputs`` (a DataFrame; ``ds`` a string column) from
+    their ``features`` (``feature_rows``): the key, the task's outputs (``ModelSpec.outputs``), the
+    model and the run (``run_columns``)."""
     from pyspark.sql import functions as F
 
     from lakeforge.scoring.outputs import model_outputs
 
     keys = [*spec.key, "ds"]
-    features = feature_rows(spark, spec, inputs, columns)
     if spec.task == "binary":
         probability = F.col("p")
         scored = probabilities(spark, model, features, keys, day_files(inputs)).select(
@@ -418,40 +428,33 @@ def predictions(spark, spec: ModelSpec, model, inputs: dict[str, dict[str, Any]]
     )
 
 
-def stage_in_workers(spark, lake: Lake, spec: ModelSpec, model, inputs: dict[str, dict[str, Any]],
-                     columns: list[str], info: dict[str, Any], scored_at: datetime, run_id: str | None,
-                     df) -> str | None:
+def stage_in_workers(spark, lake: Lake, spec: ModelSpec, model, features, inputs: dict[str, dict[str, Any]],
+                     info: dict[str, Any], scored_at: datetime, run_id: str | None, df) -> str | None:
     """Stage a binary LightGBM champion's predictions (``df``'s rows, the same values) written by
     the Python workers that score them (``arrow.write_file_scores``): the JVM neither receives
     the probabilities back nor encodes them as Parquet (docs/scoring.md: the scope's scoring step
-    at x20, 1.04M rows, 17.9 s -> 15.0 s).
-    One task per group of whole days (``arrow.file_groups``), each day one file. Only the files
+    at x20, 1.04M rows, 17.9 s -> 15.0 s). ``features``: ``feature_rows`` of ``inputs`` (its
+    schema says whether the workers can index the categoricals). One task per group of whole days
+    (``over_file_groups``), each day one file. Only the files
     the successful task attempts report are kept: whatever a failed attempt left is deleted
     before the audit. Returns the staging folder, or None where the workers cannot do it (not
     ``file_scoring``'s kind of model, or speculative tasks, whose losing attempts could still be
     writing after the job ends): the caller then stages ``df`` (``stage``)."""
-    from functools import partial
-
-    from lakeforge.scoring.arrow import file_groups, write_file_scores
+    from lakeforge.scoring.arrow import write_file_scores
     from lakeforge.spark_publish import new_run_staging
 
     if spec.task != "binary" or spark.conf.get("spark.speculation", "false").lower() == "true":
         return None
-    worker = file_scoring(model, feature_rows(spark, spec, inputs, columns).schema)
+    worker = file_scoring(model, features.schema)
     if worker is None:
         return None
-    lgbm, indexers = worker
-    slots = spark.sparkContext.defaultParallelism
-    groups = file_groups(day_files(inputs), slots)
     staging = new_run_staging(lake, spec.predictions)
-    fn = partial(write_file_scores, groups=groups, text=lgbm.getOrDefault(lgbm.modelString), keys=list(spec.key),
-                 features=list(lgbm.getOrDefault(lgbm.featuresCols)), indexers=indexers,
-                 threads=max(1, slots // len(groups)), batch_rows=ARROW_BATCH_ROWS,
-                 schema_ipc=arrow_schema(df).serialize().to_pybytes(), threshold=info["threshold"],
-                 constants={name: value for name, (value, _) in run_columns(info, scored_at, run_id).items()},
-                 folder=lake.uri(staging))
     try:
-        written = spark.range(0, len(groups), 1, len(groups)).mapInArrow(fn, "ds string, file string, rows long").collect()
+        written = over_file_groups(
+            spark, day_files(inputs), *worker, write_file_scores, "ds string, file string, rows long",
+            keys=list(spec.key), schema_ipc=arrow_schema(df).serialize().to_pybytes(), threshold=info["threshold"],
+            constants={name: value for name, (value, _) in run_columns(info, scored_at, run_id).items()},
+            folder=lake.uri(staging)).collect()
     except Exception as exc:
         exc.add_note(f"while staging {spec.predictions} at {lake.uri(staging)} in the Python workers")
         raise
@@ -579,8 +582,9 @@ def run(spark, lake: Lake, spec: ModelSpec, dates: list[str], version, run_id: s
         t = time.perf_counter()
         scored_at = datetime.now(timezone.utc)
         # PipelineModel keeps its stages in memory: usable by monitoring after the copy is gone.
-        df = predictions(spark, spec, model, todo, columns, info, scored_at, run_id)
-        staging = (stage_in_workers(spark, lake, spec, model, todo, columns, info, scored_at, run_id, df)
+        features = feature_rows(spark, spec, todo, columns)
+        df = predictions(spark, spec, model, features, todo, info, scored_at, run_id)
+        staging = (stage_in_workers(spark, lake, spec, model, features, todo, info, scored_at, run_id, df)
                    or stage(df, lake, spec.predictions))
         footers = parquet_footer_stats(lake, staging, days)
         timings["score_s"] = time.perf_counter() - t
@@ -744,13 +748,15 @@ class EarlySession:
     application, also when the run ends before using it (MLflow down, no champion, another run's
     lease): such a run still writes nothing, and leaves no JVM behind."""
 
-    def __init__(self, spec: ModelSpec, inputs: dict[str, dict[str, Any]], early: bool = True):
+    def __init__(self, spec: ModelSpec, inputs: dict[str, dict[str, Any]]):
         from pyspark import SparkContext
 
         self.spec, self.inputs = spec, inputs
         self.future: Future | None = None
         self.waited_s = 0.0
-        if early and SparkContext._active_spark_context is None:
+        self.started_s: float | None = None  # the background start's seconds (started early)
+        self.used = False
+        if SparkContext._active_spark_context is None:
             import threading
 
             self.future = Future()
@@ -787,7 +793,7 @@ class EarlySession:
             spark = self.future.result()
         except BaseException:  # noqa: BLE001 - it never started: nothing to stop (the run reports its own error)
             return
-        if not getattr(self, "used", False):
+        if not self.used:
             log.info("stopping the Spark session started for this run: the run ended before any Spark work")
         spark.stop()
 
@@ -812,7 +818,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         spark_session.close()
     if version is not None:
         result["timings"]["spark_startup_s"] = spark_session.waited_s
-        if getattr(spark_session, "started_s", None) is not None:
+        if spark_session.started_s is not None:
             result["timings"]["spark_started_early_s"] = spark_session.started_s
         result["timings"]["total_s"] = time.perf_counter() - started
     write_report(lake, spec.scoring_job, result)
